@@ -1,0 +1,43 @@
+# Tally: `make demo` runs the whole stack locally, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export PYTHONUNBUFFERED := 1
+
+# PostgreSQL and Redis the tests run against (this machine's defaults; override as needed).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/5
+
+.PHONY: install demo test test-faults lint bench clean services
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+services:  ## make sure PostgreSQL and Redis answer (starts them on this machine kind if down)
+	@bash scripts/ensure_services.sh
+
+demo: install  ## SQLite, a demo project, generated logins, web server + Celery worker
+	@bash scripts/demo.sh
+
+test: install services  ## the whole suite: unit, integration (Postgres, Redis, Celery), browser
+	$(PY) manage.py makemigrations --check --dry-run --settings=config.settings.test
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest -m "not faults" $(PYTEST_ARGS)
+
+test-faults: install services  ## fault-injection tests (worker kills, Redis restarts)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest -m faults $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: install services  ## benchmarks; results go to bench-results/ and BENCHMARKS.md
+	@bash scripts/bench.sh
+
+clean:
+	rm -rf $(VENV) staticfiles var tally.sqlite3 bench-results

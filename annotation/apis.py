@@ -1,0 +1,265 @@
+"""REST API for projects, the queue and annotations. Views validate, call a service, serialize."""
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
+from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
+from rest_framework.generics import ListAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import selectors, services
+from .errors import TallyError
+from .models import Annotation, Attempt, Example, Label, Membership, Project
+from .permissions import project_for
+
+READERS = {Membership.Role.ADMIN, Membership.Role.AUDITOR}
+ADMINS = {Membership.Role.ADMIN}
+
+
+class DomainError(APIException):
+    def __init__(self, error: TallyError):
+        self.status_code = error.status_code
+        super().__init__(detail={"detail": error.message, "code": error.code})
+
+
+def call(service, **kwargs):
+    """Run a service, turning its domain errors into HTTP answers."""
+    try:
+        return service(**kwargs)
+    except TallyError as error:
+        raise DomainError(error) from error
+
+
+# --- serializers (output) ---
+
+
+class LabelOut(serializers.ModelSerializer):
+    class Meta:
+        model = Label
+        fields = ["id", "name", "order"]
+
+
+class ProjectOut(serializers.ModelSerializer):
+    labels = LabelOut(many=True, read_only=True)
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = [
+            "id", "slug", "name", "instructions", "label_mode", "annotations_per_example",
+            "currency", "labels", "role", "created_at",
+        ]
+
+    def get_role(self, project) -> str | None:
+        return selectors.role_in_project(user=self.context["request"].user, project=project)
+
+
+class ExampleOut(serializers.ModelSerializer):
+    class Meta:
+        model = Example
+        fields = ["id", "text", "meta", "created_at"]
+
+
+class ExampleAdminOut(serializers.ModelSerializer):
+    gold_label = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Example
+        fields = ["id", "text", "meta", "gold_label", "submitted_count", "priority", "created_at"]
+
+
+class AttemptOut(serializers.ModelSerializer):
+    example = ExampleOut(read_only=True)
+
+    class Meta:
+        model = Attempt
+        fields = [
+            "id", "status", "example", "claimed_at", "shown_at", "lease_expires_at", "finished_at",
+            "active_seconds", "wall_seconds", "heartbeat_count",
+        ]
+
+
+class AnnotationOut(serializers.ModelSerializer):
+    labels = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "example", "annotator", "attempt", "labels", "status", "source", "created_at"]
+
+
+# --- projects ---
+
+
+class ProjectListCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        instructions = serializers.CharField(required=False, allow_blank=True, default="")
+        labels = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1)
+        label_mode = serializers.ChoiceField(choices=Project.LabelMode.choices, default=Project.LabelMode.SINGLE)
+        annotations_per_example = serializers.IntegerField(min_value=1, max_value=5, default=1)
+        currency = serializers.RegexField(r"^[A-Za-z]{3}$", default="USD")
+
+    @extend_schema(responses=ProjectOut(many=True))
+    def get(self, request):
+        projects = selectors.projects_visible_to(request.user).prefetch_related("labels")
+        return Response(ProjectOut(projects, many=True, context={"request": request}).data)
+
+    @extend_schema(request=InputSerializer, responses={201: ProjectOut})
+    def post(self, request):
+        if not request.user.has_perm("annotation.add_project"):
+            raise DRFPermissionDenied("Only Tally admins create projects.")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = call(services.project_create, created_by=request.user, **data.validated_data)
+        return Response(ProjectOut(project, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False)
+        instructions = serializers.CharField(required=False, allow_blank=True)
+        annotations_per_example = serializers.IntegerField(min_value=1, max_value=5, required=False)
+
+    @extend_schema(responses=ProjectOut)
+    def get(self, request, slug):
+        project = project_for(user=request.user, slug=slug)
+        return Response(ProjectOut(project, context={"request": request}).data)
+
+    @extend_schema(request=InputSerializer, responses=ProjectOut)
+    def patch(self, request, slug):
+        project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
+        data = self.InputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        project = call(services.project_update, project=project, **data.validated_data)
+        return Response(ProjectOut(project, context={"request": request}).data)
+
+
+class LabelCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+
+    @extend_schema(request=InputSerializer, responses={201: LabelOut})
+    def post(self, request, slug):
+        project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        label = call(services.label_create, project=project, name=data.validated_data["name"])
+        return Response(LabelOut(label).data, status=status.HTTP_201_CREATED)
+
+
+class MembershipApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+    class OutputSerializer(serializers.Serializer):
+        username = serializers.CharField(source="user.username")
+        role = serializers.CharField()
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request, slug):
+        project = project_for(user=request.user, slug=slug, roles=READERS)
+        members = project.memberships.select_related("user").order_by("user__username")
+        return Response(self.OutputSerializer(members, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    def post(self, request, slug):
+        project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = get_user_model().objects.filter(username=data.validated_data["username"], is_active=True).first()
+        if user is None:
+            raise serializers.ValidationError({"username": "No active user with this username."})
+        membership = call(services.membership_set, project=project, user=user, role=data.validated_data["role"])
+        return Response(self.OutputSerializer(membership).data)
+
+
+class ExampleListApi(ListAPIView):
+    """Admins and auditors list every example; annotators only those they worked on."""
+
+    def get_serializer_class(self):
+        return ExampleAdminOut
+
+    def get_queryset(self):
+        project = project_for(user=self.request.user, slug=self.kwargs["slug"])
+        return selectors.examples_visible_to(user=self.request.user, project=project).select_related("gold_label")
+
+
+class AnnotationListApi(ListAPIView):
+    serializer_class = AnnotationOut
+
+    def get_queryset(self):
+        project = project_for(user=self.request.user, slug=self.kwargs["slug"])
+        return selectors.annotations_visible_to(user=self.request.user, project=project)
+
+
+# --- the annotator's loop ---
+
+
+class QueueNextApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        exclude = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: AttemptOut, 204: None},
+        description="Claim the next text (or re-offer an open claim not listed in `exclude`). 204: nothing left.",
+    )
+    def post(self, request, slug):
+        project = project_for(user=request.user, slug=slug, roles={Membership.Role.ANNOTATOR, Membership.Role.ADMIN})
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        attempt = call(
+            services.claim_next,
+            project=project,
+            annotator=request.user,
+            exclude_attempt_ids=data.validated_data["exclude"],
+        )
+        if attempt is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(AttemptOut(attempt).data)
+
+
+class AttemptHeartbeatApi(APIView):
+    @extend_schema(request=None, responses=AttemptOut)
+    def post(self, request, attempt_id):
+        attempt = call(services.attempt_heartbeat, attempt_id=attempt_id, annotator=request.user)
+        return Response(AttemptOut(attempt).data)
+
+
+class AttemptSubmitApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        labels = serializers.ListField(child=serializers.IntegerField(), min_length=1)
+        idempotency_key = serializers.CharField(max_length=100, required=False, allow_blank=False)
+
+    @extend_schema(request=InputSerializer, responses={201: AnnotationOut})
+    def post(self, request, attempt_id):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key = data.validated_data.get("idempotency_key") or request.headers.get("Idempotency-Key")
+        annotation = call(
+            services.annotation_submit,
+            attempt_id=attempt_id,
+            annotator=request.user,
+            label_ids=data.validated_data["labels"],
+            idempotency_key=key,
+        )
+        return Response(AnnotationOut(annotation).data, status=status.HTTP_201_CREATED)
+
+
+class AttemptSkipApi(APIView):
+    @extend_schema(request=None, responses=AttemptOut)
+    def post(self, request, attempt_id):
+        attempt = call(services.attempt_skip, attempt_id=attempt_id, annotator=request.user)
+        return Response(AttemptOut(attempt).data)
+
+
+class UndoLastApi(APIView):
+    @extend_schema(request=None, responses=AttemptOut, description="Retract your last label; returns a new claim on that text.")
+    def post(self, request, slug):
+        project = project_for(user=request.user, slug=slug, roles={Membership.Role.ANNOTATOR, Membership.Role.ADMIN})
+        attempt = call(services.annotation_undo_last, project=project, annotator=request.user, now=timezone.now())
+        return Response(AttemptOut(attempt).data)

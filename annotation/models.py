@@ -1,0 +1,237 @@
+"""Projects, their examples, who works on them, and the work itself (attempts, annotations)."""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class Project(models.Model):
+    class LabelMode(models.TextChoices):
+        SINGLE = "single", "Single label"
+        MULTI = "multi", "Multiple labels"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    instructions = models.TextField(blank=True)
+    label_mode = models.CharField(max_length=10, choices=LabelMode.choices, default=LabelMode.SINGLE)
+    # How many different annotators should label each example (2-3 for agreement checks).
+    annotations_per_example = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    currency = models.CharField(max_length=3, default="USD", help_text="ISO 4217 code")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Label(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["project", "order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="label_unique_name_per_project")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator", "Annotator"
+        ADMIN = "admin", "Admin"
+        AUDITOR = "auditor", "Auditor"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_one_role_per_project")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.project}"
+
+
+class ImportBatch(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    class Format(models.TextChoices):
+        CSV = "csv"
+        TSV = "tsv"
+        JSONL = "jsonl"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source_name = models.CharField(max_length=255)
+    file_format = models.CharField(max_length=10, choices=Format.choices)
+    text_column = models.CharField(max_length=100, default="text")
+    label_column = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    rows_read = models.PositiveIntegerField(default=0)
+    rows_imported = models.PositiveIntegerField(default=0)
+    rows_duplicate = models.PositiveIntegerField(default=0)
+    rows_skipped = models.PositiveIntegerField(default=0)
+    # Per-row problems: [{"row": n, "reason": "..."}], capped so a bad file cannot bloat it.
+    report = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="import_idempotency_key_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} of {self.source_name} ({self.status})"
+
+
+class Example(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="examples")
+    text = models.TextField()
+    # sha256 of the whitespace-normalised text: duplicates within a project are refused.
+    text_hash = models.CharField(max_length=64)
+    # A gold label from the import, kept apart from annotators' labels (evaluation, QC).
+    gold_label = models.ForeignKey(
+        Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="gold_examples"
+    )
+    meta = models.JSONField(default=dict, blank=True)
+    import_batch = models.ForeignKey(
+        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="examples"
+    )
+    # Accepted human annotations so far; the queue stops offering an example at the
+    # project's annotations_per_example. Maintained by annotation.services only.
+    submitted_count = models.PositiveIntegerField(default=0)
+    # Higher is offered first. 0 for all until a model scores the pool (training app).
+    priority = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "text_hash"], name="example_unique_text_per_project")
+        ]
+        indexes = [
+            models.Index(fields=["project", "submitted_count", "-priority", "id"], name="example_queue_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class Attempt(models.Model):
+    """One claim of one example by one annotator, with the server's own clock on it."""
+
+    class Status(models.TextChoices):
+        CLAIMED = "claimed"
+        SUBMITTED = "submitted"
+        SKIPPED = "skipped"
+        EXPIRED = "expired"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="attempts")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="attempts")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="attempts"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CLAIMED)
+    claimed_at = models.DateTimeField()
+    lease_expires_at = models.DateTimeField()
+    # When the page first showed it (its first heartbeat); a prefetched claim waits unseen.
+    shown_at = models.DateTimeField(null=True, blank=True)
+    # The last moment the server credited active time (claim, heartbeat or finish).
+    last_active_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Seconds the annotator was active on this example, summed from heartbeats the server
+    # received (gaps longer than TALLY_HEARTBEAT_MAX_GAP_SECONDS count as idle).
+    active_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=0)
+    # From shown_at (or claimed_at) to the end of the attempt, set when it ends.
+    wall_seconds = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    heartbeat_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["annotator", "status"], name="attempt_annotator_status_idx"),
+            models.Index(fields=["example", "status"], name="attempt_example_status_idx"),
+            models.Index(fields=["status", "lease_expires_at"], name="attempt_lease_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.pk} ({self.status})"
+
+
+class Annotation(models.Model):
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted"
+        RETRACTED = "retracted"  # undone by its annotator
+        REJECTED = "rejected"  # refused by a project admin
+
+    class Source(models.TextChoices):
+        HUMAN = "human"
+        # Accepted from the model's prediction by an admin: never counted as human labor.
+        MACHINE = "machine"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
+    )
+    attempt = models.OneToOneField(
+        Attempt, null=True, blank=True, on_delete=models.PROTECT, related_name="annotation"
+    )
+    labels = models.ManyToManyField(Label, related_name="annotations")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACCEPTED)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.HUMAN)
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True)
+    created_at = models.DateTimeField()
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["annotator", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="annotation_idempotency_key_unique",
+            ),
+            # One live human label per annotator per example.
+            models.UniqueConstraint(
+                fields=["example", "annotator"],
+                condition=Q(status="accepted", source="human"),
+                name="annotation_one_accepted_per_annotator",
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "status"], name="annotation_project_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Annotation {self.pk} on example {self.example_id}"

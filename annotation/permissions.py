@@ -1,0 +1,21 @@
+"""Project-scoped access: every API view resolves its project through here."""
+
+from django.http import Http404
+from rest_framework.exceptions import PermissionDenied
+
+from .models import Membership, Project
+from .selectors import projects_visible_to, role_in_project
+
+ANY_ROLE = frozenset(Membership.Role.values)
+
+
+def project_for(*, user, slug: str, roles=ANY_ROLE, write: bool = False) -> Project:
+    """The project if the user may see it (else 404, never 403: slugs leak nothing) and holds
+    one of `roles` there (else 403). Auditors read everything and write nothing."""
+    project = projects_visible_to(user).filter(slug=slug).first()
+    if project is None:
+        raise Http404
+    role = role_in_project(user=user, project=project)
+    if role not in roles or (write and role == Membership.Role.AUDITOR):
+        raise PermissionDenied("Your role in this project does not allow this.")
+    return project

@@ -1,0 +1,39 @@
+"""Which example an annotator gets next: the one replaceable place for queue order.
+
+The training app writes Example.priority from the current model's uncertainty; until a
+model has scored the pool every priority is 0 and the order is oldest first.
+"""
+
+from datetime import datetime
+
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from .models import Attempt, Example, Project
+
+
+def candidate_examples(*, project: Project, annotator, now: datetime) -> QuerySet[Example]:
+    """Examples this annotator may claim now, best first.
+
+    Open to claim: fewer accepted annotations plus live claims than the project's
+    overlap, and never worked on by this annotator before (an expired claim excepted).
+    """
+    live_claims = (
+        Attempt.objects.filter(
+            example=OuterRef("pk"), status=Attempt.Status.CLAIMED, lease_expires_at__gt=now
+        )
+        .order_by()
+        .values("example")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    worked_on_by_annotator = Attempt.objects.filter(example=OuterRef("pk"), annotator=annotator).exclude(
+        status=Attempt.Status.EXPIRED
+    )
+    return (
+        Example.objects.filter(project=project, submitted_count__lt=project.annotations_per_example)
+        .exclude(Exists(worked_on_by_annotator))
+        .annotate(live_claims=Coalesce(Subquery(live_claims, output_field=IntegerField()), Value(0)))
+        .filter(live_claims__lt=project.annotations_per_example - F("submitted_count"))
+        .order_by("-priority", "id")
+    )

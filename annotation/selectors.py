@@ -1,0 +1,53 @@
+"""Reads, each scoped to what the requesting user may see."""
+
+from django.db.models import QuerySet
+
+from .models import Annotation, Attempt, Example, Membership, Project
+
+READ_ALL_ROLES = {Membership.Role.ADMIN, Membership.Role.AUDITOR}
+
+
+def projects_visible_to(user) -> QuerySet[Project]:
+    if not user.is_authenticated:
+        return Project.objects.none()
+    if user.is_superuser:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user).distinct()
+
+
+def role_in_project(*, user, project: Project) -> str | None:
+    if not user.is_authenticated:
+        return None
+    if user.is_superuser:
+        return Membership.Role.ADMIN
+    return (
+        Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    )
+
+
+def examples_visible_to(*, user, project: Project) -> QuerySet[Example]:
+    """Admins and auditors see every example; an annotator only those they worked on."""
+    qs = Example.objects.filter(project=project)
+    if role_in_project(user=user, project=project) in READ_ALL_ROLES:
+        return qs
+    return qs.filter(attempts__annotator=user).distinct()
+
+
+def annotations_visible_to(*, user, project: Project) -> QuerySet[Annotation]:
+    qs = Annotation.objects.filter(project=project).select_related("example").prefetch_related("labels")
+    if role_in_project(user=user, project=project) in READ_ALL_ROLES:
+        return qs
+    return qs.filter(annotator=user)
+
+
+def attempts_visible_to(*, user, project: Project) -> QuerySet[Attempt]:
+    qs = Attempt.objects.filter(project=project)
+    if role_in_project(user=user, project=project) in READ_ALL_ROLES:
+        return qs
+    return qs.filter(annotator=user)
+
+
+def open_claims(*, annotator, project: Project, now) -> QuerySet[Attempt]:
+    return Attempt.objects.filter(
+        project=project, annotator=annotator, status=Attempt.Status.CLAIMED, lease_expires_at__gt=now
+    ).order_by("claimed_at", "id")

@@ -1,0 +1,354 @@
+"""Writes for the annotation domain. Views and tasks call these; nothing else writes.
+
+Every function that measures time takes an optional `now` so tests can drive the clock;
+in production it is always the server's own `timezone.now()`, never a browser's number.
+"""
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.text import slugify
+
+from labor_ledger import services as ledger_services
+from training import services as training_services
+
+from .errors import Conflict, NotFound, ValidationFailed
+from .models import Annotation, Attempt, Example, Label, Membership, Project
+from .queue import candidate_examples
+from .selectors import open_claims
+
+MILLI = Decimal("0.001")
+
+
+def text_hash(text: str) -> str:
+    """Duplicates are judged on whitespace-normalised text."""
+    return hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
+
+
+def _seconds(delta: timedelta) -> Decimal:
+    return Decimal(max(delta.total_seconds(), 0.0)).quantize(MILLI)
+
+
+# --- Projects, labels, members ---------------------------------------------------------
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:70] or "project"
+    slug, n = base, 2
+    while Project.objects.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def _clean_label_names(names: Sequence[str]) -> list[str]:
+    cleaned = [n.strip() for n in names]
+    if not cleaned or any(not n for n in cleaned):
+        raise ValidationFailed("A project needs at least one label, and label names cannot be empty.")
+    if len(set(cleaned)) != len(cleaned):
+        raise ValidationFailed("Label names must be unique within a project.")
+    if any(len(n) > 100 for n in cleaned):
+        raise ValidationFailed("Label names are at most 100 characters.")
+    return cleaned
+
+
+@transaction.atomic
+def project_create(
+    *,
+    name: str,
+    labels: Sequence[str],
+    created_by,
+    instructions: str = "",
+    label_mode: str = Project.LabelMode.SINGLE,
+    annotations_per_example: int = 1,
+    currency: str = "USD",
+    slug: str | None = None,
+) -> Project:
+    label_names = _clean_label_names(labels)
+    project = Project(
+        name=name.strip(),
+        slug=slug or _unique_slug(name),
+        instructions=instructions,
+        label_mode=label_mode,
+        annotations_per_example=annotations_per_example,
+        currency=currency.upper(),
+        created_by=created_by,
+    )
+    project.full_clean()
+    project.save()
+    Label.objects.bulk_create(
+        Label(project=project, name=label_name, order=i) for i, label_name in enumerate(label_names)
+    )
+    if created_by is not None:
+        Membership.objects.create(project=project, user=created_by, role=Membership.Role.ADMIN)
+    return project
+
+
+@transaction.atomic
+def project_update(*, project: Project, **fields) -> Project:
+    allowed = {"name", "instructions", "annotations_per_example", "label_mode"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValidationFailed(f"These fields cannot be changed here: {', '.join(sorted(unknown))}.")
+    for field, value in fields.items():
+        setattr(project, field, value)
+    project.full_clean()
+    project.save()
+    return project
+
+
+@transaction.atomic
+def label_create(*, project: Project, name: str) -> Label:
+    (name,) = _clean_label_names([name])
+    if project.labels.filter(name=name).exists():
+        raise Conflict(f"The label {name!r} already exists in this project.")
+    order = project.labels.count()
+    return Label.objects.create(project=project, name=name, order=order)
+
+
+@transaction.atomic
+def membership_set(*, project: Project, user, role: str) -> Membership:
+    if role not in Membership.Role.values:
+        raise ValidationFailed(f"Unknown role {role!r}; use one of {', '.join(Membership.Role.values)}.")
+    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    return membership
+
+
+# --- The queue: claims with a lease ------------------------------------------------------
+
+
+def _lease_end(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.TALLY_CLAIM_LEASE_SECONDS)
+
+
+@transaction.atomic
+def claim_next(
+    *, project: Project, annotator, exclude_attempt_ids: Sequence[int] = (), now: datetime | None = None
+) -> Attempt | None:
+    """Hand the annotator an example: an open claim they do not hold in the page yet, else a new one.
+
+    Returns None when nothing is left for this annotator. At most TALLY_MAX_OPEN_CLAIMS
+    claims are open per annotator (the text on screen and the one prefetched behind it).
+    """
+    now = now or timezone.now()
+    attempts_expire(project=project, now=now)
+    held = list(open_claims(annotator=annotator, project=project, now=now))
+    for attempt in held:
+        if attempt.pk not in exclude_attempt_ids:
+            return attempt
+    if len(held) >= settings.TALLY_MAX_OPEN_CLAIMS:
+        raise Conflict("Finish or skip the texts you already hold before claiming another.", code="too_many_claims")
+    # SKIP LOCKED: two annotators asking at once are handed different rows, never wait.
+    example = (
+        candidate_examples(project=project, annotator=annotator, now=now)
+        .select_for_update(skip_locked=True, of=("self",))
+        .first()
+    )
+    if example is None:
+        return None
+    return Attempt.objects.create(
+        project=project,
+        example=example,
+        annotator=annotator,
+        claimed_at=now,
+        lease_expires_at=_lease_end(now),
+        last_active_at=now,
+    )
+
+
+def _locked_open_attempt(*, attempt_id: int, annotator) -> Attempt:
+    attempt = (
+        Attempt.objects.select_for_update().select_related("project", "example").filter(pk=attempt_id).first()
+    )
+    # Someone else's attempt is answered exactly like a missing one: ids leak nothing.
+    if attempt is None or attempt.annotator_id != annotator.pk:
+        raise NotFound("No such attempt.")
+    return attempt
+
+
+def _credit_activity(attempt: Attempt, now: datetime) -> None:
+    """Add the active time since the last credit: a heartbeat vouches for the gap before it,
+    up to TALLY_HEARTBEAT_MAX_GAP_SECONDS; a later one (the annotator was idle or the tab
+    hidden) vouches for one heartbeat interval only."""
+    if attempt.shown_at is None:
+        return
+    gap = now - attempt.last_active_at
+    if gap > timedelta(seconds=settings.TALLY_HEARTBEAT_MAX_GAP_SECONDS):
+        gap = timedelta(seconds=settings.TALLY_HEARTBEAT_INTERVAL_SECONDS)
+    attempt.active_seconds = (attempt.active_seconds + _seconds(gap)).quantize(MILLI)
+    attempt.last_active_at = max(now, attempt.last_active_at)
+
+
+def _finish(attempt: Attempt, status: str, now: datetime) -> None:
+    attempt.status = status
+    attempt.finished_at = now
+    attempt.wall_seconds = _seconds(now - (attempt.shown_at or attempt.claimed_at))
+
+
+@transaction.atomic
+def attempt_heartbeat(*, attempt_id: int, annotator, now: datetime | None = None) -> Attempt:
+    """The page is visible and the annotator active. The first heartbeat marks the text shown."""
+    now = now or timezone.now()
+    attempt = _locked_open_attempt(attempt_id=attempt_id, annotator=annotator)
+    if attempt.status != Attempt.Status.CLAIMED:
+        raise Conflict(f"This attempt is already {attempt.status}.", code="attempt_closed")
+    if attempt.lease_expires_at <= now:
+        _expire_one(attempt, now)
+        raise Conflict("This claim expired; the text went back to the pool.", code="claim_expired")
+    if attempt.shown_at is None:
+        attempt.shown_at = now
+        attempt.last_active_at = now
+    else:
+        _credit_activity(attempt, now)
+    attempt.heartbeat_count += 1
+    attempt.lease_expires_at = max(attempt.lease_expires_at, _lease_end(now))
+    attempt.save(
+        update_fields=["shown_at", "last_active_at", "active_seconds", "heartbeat_count", "lease_expires_at"]
+    )
+    return attempt
+
+
+def _validated_labels(project: Project, label_ids: Sequence[int]) -> list[Label]:
+    ids = list(dict.fromkeys(label_ids))
+    labels = list(Label.objects.filter(project=project, pk__in=ids))
+    if len(labels) != len(ids) or not ids:
+        raise ValidationFailed("Choose labels of this project.", code="invalid_labels")
+    if project.label_mode == Project.LabelMode.SINGLE and len(labels) != 1:
+        raise ValidationFailed("This project takes exactly one label per text.", code="invalid_labels")
+    return labels
+
+
+@transaction.atomic
+def annotation_submit(
+    *,
+    attempt_id: int,
+    annotator,
+    label_ids: Sequence[int],
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> Annotation:
+    """Record the annotator's label. Retrying with the same idempotency key returns the first result."""
+    now = now or timezone.now()
+    attempt = _locked_open_attempt(attempt_id=attempt_id, annotator=annotator)
+    if idempotency_key:
+        earlier = Annotation.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
+        if earlier is not None:
+            if earlier.attempt_id != attempt.pk:
+                raise Conflict("This idempotency key was already used for another text.", code="key_reused")
+            return earlier
+    if attempt.status != Attempt.Status.CLAIMED:
+        raise Conflict(f"This attempt is already {attempt.status}.", code="attempt_closed")
+    labels = _validated_labels(attempt.project, label_ids)
+
+    _credit_activity(attempt, now)
+    _finish(attempt, Attempt.Status.SUBMITTED, now)
+    attempt.save()
+    try:
+        with transaction.atomic():
+            annotation = Annotation.objects.create(
+                project=attempt.project,
+                example=attempt.example,
+                annotator=annotator,
+                attempt=attempt,
+                idempotency_key=idempotency_key or None,
+                created_at=now,
+            )
+    except IntegrityError as exc:
+        raise Conflict("This idempotency key was already used for another text.", code="key_reused") from exc
+    annotation.labels.set(labels)
+    Example.objects.filter(pk=attempt.example_id).update(submitted_count=F("submitted_count") + 1)
+    ledger_services.attempt_finished(attempt=attempt, annotation=annotation)
+    transaction.on_commit(lambda: training_services.labels_changed(project_id=attempt.project_id))
+    return annotation
+
+
+@transaction.atomic
+def attempt_skip(*, attempt_id: int, annotator, now: datetime | None = None) -> Attempt:
+    """Skipping is labor too: the attempt is closed and kept, never deleted. Idempotent."""
+    now = now or timezone.now()
+    attempt = _locked_open_attempt(attempt_id=attempt_id, annotator=annotator)
+    if attempt.status == Attempt.Status.SKIPPED:
+        return attempt
+    if attempt.status != Attempt.Status.CLAIMED:
+        raise Conflict(f"This attempt is already {attempt.status}.", code="attempt_closed")
+    _credit_activity(attempt, now)
+    _finish(attempt, Attempt.Status.SKIPPED, now)
+    attempt.save()
+    ledger_services.attempt_finished(attempt=attempt, annotation=None)
+    return attempt
+
+
+@transaction.atomic
+def annotation_undo_last(*, project: Project, annotator, now: datetime | None = None) -> Attempt:
+    """Retract the annotator's latest accepted label and hand the same text back as a new claim."""
+    now = now or timezone.now()
+    annotation = (
+        Annotation.objects.select_for_update()
+        .filter(
+            project=project,
+            annotator=annotator,
+            source=Annotation.Source.HUMAN,
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if annotation is None or annotation.status != Annotation.Status.ACCEPTED:
+        raise Conflict("There is no submission to undo.", code="nothing_to_undo")
+    annotation_set_status(annotation=annotation, status=Annotation.Status.RETRACTED, now=now)
+    return Attempt.objects.create(
+        project=project,
+        example_id=annotation.example_id,
+        annotator=annotator,
+        claimed_at=now,
+        lease_expires_at=_lease_end(now),
+        last_active_at=now,
+    )
+
+
+@transaction.atomic
+def annotation_set_status(*, annotation: Annotation, status: str, now: datetime | None = None) -> Annotation:
+    """Accept, retract or reject a label. The ledger answers with a reversing entry, never an edit."""
+    now = now or timezone.now()
+    previous = annotation.status
+    if status == previous:
+        return annotation
+    if status not in Annotation.Status.values:
+        raise ValidationFailed(f"Unknown status {status!r}.")
+    annotation.status = status
+    annotation.status_changed_at = now
+    annotation.save(update_fields=["status", "status_changed_at"])
+    if annotation.source == Annotation.Source.HUMAN:
+        delta = 1 if status == Annotation.Status.ACCEPTED else (-1 if previous == Annotation.Status.ACCEPTED else 0)
+        if delta:
+            Example.objects.filter(pk=annotation.example_id).update(submitted_count=F("submitted_count") + delta)
+    ledger_services.annotation_status_changed(annotation=annotation, previous_status=previous)
+    transaction.on_commit(lambda: training_services.labels_changed(project_id=annotation.project_id))
+    return annotation
+
+
+def _expire_one(attempt: Attempt, now: datetime) -> None:
+    attempt.status = Attempt.Status.EXPIRED
+    attempt.finished_at = now
+    # The span the server saw them at work, not the whole idle lease.
+    attempt.wall_seconds = _seconds(attempt.last_active_at - (attempt.shown_at or attempt.claimed_at))
+    attempt.save(update_fields=["status", "finished_at", "wall_seconds"])
+    ledger_services.attempt_finished(attempt=attempt, annotation=None)
+
+
+@transaction.atomic
+def attempts_expire(*, project: Project | None = None, now: datetime | None = None) -> int:
+    """Close claims whose lease ran out; their examples return to the pool. Returns how many."""
+    now = now or timezone.now()
+    qs = Attempt.objects.filter(status=Attempt.Status.CLAIMED, lease_expires_at__lte=now)
+    if project is not None:
+        qs = qs.filter(project=project)
+    expired = 0
+    for attempt in qs.select_for_update(skip_locked=True).select_related("project"):
+        _expire_one(attempt, now)
+        expired += 1
+    return expired

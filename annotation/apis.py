@@ -2,7 +2,7 @@
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
@@ -49,8 +49,16 @@ class ProjectOut(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = [
-            "id", "slug", "name", "instructions", "label_mode", "annotations_per_example",
-            "currency", "labels", "role", "created_at",
+            "id",
+            "slug",
+            "name",
+            "instructions",
+            "label_mode",
+            "annotations_per_example",
+            "currency",
+            "labels",
+            "role",
+            "created_at",
         ]
 
     def get_role(self, project) -> str | None:
@@ -77,8 +85,16 @@ class AttemptOut(serializers.ModelSerializer):
     class Meta:
         model = Attempt
         fields = [
-            "id", "status", "example", "claimed_at", "shown_at", "lease_expires_at", "finished_at",
-            "active_seconds", "wall_seconds", "heartbeat_count",
+            "id",
+            "status",
+            "example",
+            "claimed_at",
+            "shown_at",
+            "lease_expires_at",
+            "finished_at",
+            "active_seconds",
+            "wall_seconds",
+            "heartbeat_count",
         ]
 
 
@@ -94,7 +110,7 @@ class AnnotationOut(serializers.ModelSerializer):
 
 
 class ProjectListCreateApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class ProjectCreateInput(serializers.Serializer):
         name = serializers.CharField(max_length=200)
         instructions = serializers.CharField(required=False, allow_blank=True, default="")
         labels = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1)
@@ -107,18 +123,18 @@ class ProjectListCreateApi(APIView):
         projects = selectors.projects_visible_to(request.user).prefetch_related("labels")
         return Response(ProjectOut(projects, many=True, context={"request": request}).data)
 
-    @extend_schema(request=InputSerializer, responses={201: ProjectOut})
+    @extend_schema(request=ProjectCreateInput, responses={201: ProjectOut})
     def post(self, request):
         if not request.user.has_perm("annotation.add_project"):
             raise DRFPermissionDenied("Only Tally admins create projects.")
-        data = self.InputSerializer(data=request.data)
+        data = self.ProjectCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         project = call(services.project_create, created_by=request.user, **data.validated_data)
         return Response(ProjectOut(project, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class ProjectDetailApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class ProjectUpdateInput(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
         instructions = serializers.CharField(required=False, allow_blank=True)
         annotations_per_example = serializers.IntegerField(min_value=1, max_value=5, required=False)
@@ -128,53 +144,53 @@ class ProjectDetailApi(APIView):
         project = project_for(user=request.user, slug=slug)
         return Response(ProjectOut(project, context={"request": request}).data)
 
-    @extend_schema(request=InputSerializer, responses=ProjectOut)
+    @extend_schema(request=ProjectUpdateInput, responses=ProjectOut)
     def patch(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
-        data = self.InputSerializer(data=request.data, partial=True)
+        data = self.ProjectUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         project = call(services.project_update, project=project, **data.validated_data)
         return Response(ProjectOut(project, context={"request": request}).data)
 
 
 class LabelCreateApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class LabelCreateInput(serializers.Serializer):
         name = serializers.CharField(max_length=100)
 
-    @extend_schema(request=InputSerializer, responses={201: LabelOut})
+    @extend_schema(request=LabelCreateInput, responses={201: LabelOut})
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
-        data = self.InputSerializer(data=request.data)
+        data = self.LabelCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         label = call(services.label_create, project=project, name=data.validated_data["name"])
         return Response(LabelOut(label).data, status=status.HTTP_201_CREATED)
 
 
 class MembershipApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class MembershipInput(serializers.Serializer):
         username = serializers.CharField()
         role = serializers.ChoiceField(choices=Membership.Role.choices)
 
-    class OutputSerializer(serializers.Serializer):
+    class MembershipOut(serializers.Serializer):
         username = serializers.CharField(source="user.username")
         role = serializers.CharField()
 
-    @extend_schema(responses=OutputSerializer(many=True))
+    @extend_schema(responses=MembershipOut(many=True))
     def get(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=READERS)
         members = project.memberships.select_related("user").order_by("user__username")
-        return Response(self.OutputSerializer(members, many=True).data)
+        return Response(self.MembershipOut(members, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    @extend_schema(request=MembershipInput, responses={200: MembershipOut})
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
-        data = self.InputSerializer(data=request.data)
+        data = self.MembershipInput(data=request.data)
         data.is_valid(raise_exception=True)
         user = get_user_model().objects.filter(username=data.validated_data["username"], is_active=True).first()
         if user is None:
             raise serializers.ValidationError({"username": "No active user with this username."})
         membership = call(services.membership_set, project=project, user=user, role=data.validated_data["role"])
-        return Response(self.OutputSerializer(membership).data)
+        return Response(self.MembershipOut(membership).data)
 
 
 class ExampleListApi(ListAPIView):
@@ -200,17 +216,17 @@ class AnnotationListApi(ListAPIView):
 
 
 class QueueNextApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class QueueNextInput(serializers.Serializer):
         exclude = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
 
     @extend_schema(
-        request=InputSerializer,
+        request=QueueNextInput,
         responses={200: AttemptOut, 204: None},
         description="Claim the next text (or re-offer an open claim not listed in `exclude`). 204: nothing left.",
     )
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles={Membership.Role.ANNOTATOR, Membership.Role.ADMIN})
-        data = self.InputSerializer(data=request.data)
+        data = self.QueueNextInput(data=request.data)
         data.is_valid(raise_exception=True)
         attempt = call(
             services.claim_next,
@@ -231,13 +247,13 @@ class AttemptHeartbeatApi(APIView):
 
 
 class AttemptSubmitApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class SubmitInput(serializers.Serializer):
         labels = serializers.ListField(child=serializers.IntegerField(), min_length=1)
         idempotency_key = serializers.CharField(max_length=100, required=False, allow_blank=False)
 
-    @extend_schema(request=InputSerializer, responses={201: AnnotationOut})
+    @extend_schema(request=SubmitInput, responses={201: AnnotationOut})
     def post(self, request, attempt_id):
-        data = self.InputSerializer(data=request.data)
+        data = self.SubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
         key = data.validated_data.get("idempotency_key") or request.headers.get("Idempotency-Key")
         annotation = call(
@@ -258,7 +274,9 @@ class AttemptSkipApi(APIView):
 
 
 class UndoLastApi(APIView):
-    @extend_schema(request=None, responses=AttemptOut, description="Retract your last label; returns a new claim on that text.")
+    @extend_schema(
+        request=None, responses=AttemptOut, description="Retract your last label; returns a new claim on that text."
+    )
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles={Membership.Role.ANNOTATOR, Membership.Role.ADMIN})
         attempt = call(services.annotation_undo_last, project=project, annotator=request.user, now=timezone.now())

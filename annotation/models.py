@@ -20,9 +20,7 @@ class Project(models.Model):
         default=1, validators=[MinValueValidator(1), MaxValueValidator(5)]
     )
     currency = models.CharField(max_length=3, default="USD", help_text="ISO 4217 code")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -40,9 +38,7 @@ class Label(models.Model):
 
     class Meta:
         ordering = ["project", "order", "id"]
-        constraints = [
-            models.UniqueConstraint(fields=["project", "name"], name="label_unique_name_per_project")
-        ]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="label_unique_name_per_project")]
 
     def __str__(self) -> str:
         return self.name
@@ -55,16 +51,12 @@ class Membership(models.Model):
         AUDITOR = "auditor", "Auditor"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
-    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["project", "user"], name="membership_one_role_per_project")
-        ]
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_one_role_per_project")]
 
     def __str__(self) -> str:
         return f"{self.user} ({self.role}) in {self.project}"
@@ -83,9 +75,7 @@ class ImportBatch(models.Model):
         JSONL = "jsonl"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_batches")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     source_name = models.CharField(max_length=255)
     file_format = models.CharField(max_length=10, choices=Format.choices)
     text_column = models.CharField(max_length=100, default="text")
@@ -138,9 +128,7 @@ class Example(models.Model):
 
     class Meta:
         ordering = ["id"]
-        constraints = [
-            models.UniqueConstraint(fields=["project", "text_hash"], name="example_unique_text_per_project")
-        ]
+        constraints = [models.UniqueConstraint(fields=["project", "text_hash"], name="example_unique_text_per_project")]
         indexes = [
             models.Index(fields=["project", "submitted_count", "-priority", "id"], name="example_queue_idx"),
         ]
@@ -160,9 +148,7 @@ class Attempt(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="attempts")
     example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="attempts")
-    annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="attempts"
-    )
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="attempts")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.CLAIMED)
     claimed_at = models.DateTimeField()
     lease_expires_at = models.DateTimeField()
@@ -203,12 +189,8 @@ class Annotation(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
     example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="annotations")
-    annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
-    )
-    attempt = models.OneToOneField(
-        Attempt, null=True, blank=True, on_delete=models.PROTECT, related_name="annotation"
-    )
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
+    attempt = models.OneToOneField(Attempt, null=True, blank=True, on_delete=models.PROTECT, related_name="annotation")
     labels = models.ManyToManyField(Label, related_name="annotations")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACCEPTED)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.HUMAN)

@@ -19,9 +19,7 @@ def candidate_examples(*, project: Project, annotator, now: datetime) -> QuerySe
     overlap, and never worked on by this annotator before (an expired claim excepted).
     """
     live_claims = (
-        Attempt.objects.filter(
-            example=OuterRef("pk"), status=Attempt.Status.CLAIMED, lease_expires_at__gt=now
-        )
+        Attempt.objects.filter(example=OuterRef("pk"), status=Attempt.Status.CLAIMED, lease_expires_at__gt=now)
         .order_by()
         .values("example")
         .annotate(n=Count("*"))

@@ -20,9 +20,7 @@ def role_in_project(*, user, project: Project) -> str | None:
         return None
     if user.is_superuser:
         return Membership.Role.ADMIN
-    return (
-        Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
-    )
+    return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
 
 
 def examples_visible_to(*, user, project: Project) -> QuerySet[Example]:

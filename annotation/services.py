@@ -162,9 +162,7 @@ def claim_next(
 
 
 def _locked_open_attempt(*, attempt_id: int, annotator) -> Attempt:
-    attempt = (
-        Attempt.objects.select_for_update().select_related("project", "example").filter(pk=attempt_id).first()
-    )
+    attempt = Attempt.objects.select_for_update().select_related("project", "example").filter(pk=attempt_id).first()
     # Someone else's attempt is answered exactly like a missing one: ids leak nothing.
     if attempt is None or attempt.annotator_id != annotator.pk:
         raise NotFound("No such attempt.")
@@ -207,9 +205,7 @@ def attempt_heartbeat(*, attempt_id: int, annotator, now: datetime | None = None
         _credit_activity(attempt, now)
     attempt.heartbeat_count += 1
     attempt.lease_expires_at = max(attempt.lease_expires_at, _lease_end(now))
-    attempt.save(
-        update_fields=["shown_at", "last_active_at", "active_seconds", "heartbeat_count", "lease_expires_at"]
-    )
+    attempt.save(update_fields=["shown_at", "last_active_at", "active_seconds", "heartbeat_count", "lease_expires_at"])
     return attempt
 
 

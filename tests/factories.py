@@ -27,6 +27,4 @@ def add_member(project, role=Membership.Role.ANNOTATOR, user=None):
 
 
 def add_examples(project, texts):
-    return Example.objects.bulk_create(
-        Example(project=project, text=t, text_hash=services.text_hash(t)) for t in texts
-    )
+    return Example.objects.bulk_create(Example(project=project, text=t, text_hash=services.text_hash(t)) for t in texts)

@@ -9,8 +9,7 @@ from django.utils import timezone
 from annotation import services
 from annotation.errors import Conflict, NotFound, ValidationFailed
 from annotation.models import Annotation, Attempt, Example, Membership
-
-from ..factories import UserFactory, add_member
+from tests.factories import UserFactory, add_member
 
 T0 = timezone.now().replace(microsecond=0)
 
@@ -95,8 +94,12 @@ def test_unseen_prefetched_claim_accrues_no_time(project, examples, annotator):
 def test_same_idempotency_key_twice_creates_one_annotation(project, examples, annotator):
     attempt = services.claim_next(project=project, annotator=annotator, now=at(0))
     label = project.labels.first()
-    one = services.annotation_submit(attempt_id=attempt.pk, annotator=annotator, label_ids=[label.pk], idempotency_key="k1")
-    two = services.annotation_submit(attempt_id=attempt.pk, annotator=annotator, label_ids=[label.pk], idempotency_key="k1")
+    one = services.annotation_submit(
+        attempt_id=attempt.pk, annotator=annotator, label_ids=[label.pk], idempotency_key="k1"
+    )
+    two = services.annotation_submit(
+        attempt_id=attempt.pk, annotator=annotator, label_ids=[label.pk], idempotency_key="k1"
+    )
     assert one.pk == two.pk
     assert Annotation.objects.count() == 1
     assert Example.objects.get(pk=attempt.example_id).submitted_count == 1
@@ -115,7 +118,9 @@ def test_submit_refuses_foreign_attempts_and_labels(project, examples, annotator
     other_project_label = services.project_create(name="Other", labels=["x"], created_by=admin_user).labels.get()
     attempt = services.claim_next(project=project, annotator=annotator)
     with pytest.raises(NotFound):
-        services.annotation_submit(attempt_id=attempt.pk, annotator=UserFactory(), label_ids=[project.labels.first().pk])
+        services.annotation_submit(
+            attempt_id=attempt.pk, annotator=UserFactory(), label_ids=[project.labels.first().pk]
+        )
     with pytest.raises(ValidationFailed):
         services.annotation_submit(attempt_id=attempt.pk, annotator=annotator, label_ids=[other_project_label.pk])
     with pytest.raises(ValidationFailed):  # single-label project
@@ -126,7 +131,9 @@ def test_submit_refuses_foreign_attempts_and_labels(project, examples, annotator
 
 def test_undo_retracts_the_last_label_and_reclaims_its_text(project, examples, annotator):
     attempt = services.claim_next(project=project, annotator=annotator)
-    annotation = services.annotation_submit(attempt_id=attempt.pk, annotator=annotator, label_ids=[project.labels.first().pk])
+    annotation = services.annotation_submit(
+        attempt_id=attempt.pk, annotator=annotator, label_ids=[project.labels.first().pk]
+    )
     again = services.annotation_undo_last(project=project, annotator=annotator)
     annotation.refresh_from_db()
     assert annotation.status == Annotation.Status.RETRACTED
@@ -139,7 +146,7 @@ def test_undo_retracts_the_last_label_and_reclaims_its_text(project, examples, a
 
 
 def test_claim_query_count_does_not_grow_with_pool(project, annotator):
-    from ..factories import add_examples
+    from tests.factories import add_examples
 
     add_examples(project, [f"pool text {i}" for i in range(500)])
     with CaptureQueriesContext(connection) as ctx:

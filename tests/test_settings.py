@@ -1,0 +1,45 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _production_check(secret: str | None):
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+    env.update(DJANGO_SETTINGS_MODULE="config.settings.production", DJANGO_ALLOWED_HOSTS="tally.example")
+    if secret is not None:
+        env["DJANGO_SECRET_KEY"] = secret
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("secret", [None, "", "short", "django-insecure-" + "x" * 60, "a" * 60])
+def test_production_refuses_missing_or_weak_secret_key(secret):
+    result = _production_check(secret)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_passes_deploy_checks_with_a_strong_key():
+    import secrets
+
+    result = _production_check(secrets.token_urlsafe(64))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_base_settings_hash_passwords_with_argon2():
+    from config.settings import base
+
+    assert base.PASSWORD_HASHERS[0].endswith("Argon2PasswordHasher")
+    assert settings.SECURE_CONTENT_TYPE_NOSNIFF

@@ -7,7 +7,6 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import Membership
-
 from tests.factories import UserFactory, add_member, make_project
 
 
@@ -93,9 +92,7 @@ def test_pages_send_a_csp_without_inline_script(client_for, project, annotator):
         client_for(annotator).get(reverse("api-docs")),
     ):
         policy = response.headers["Content-Security-Policy"]
-        directives = dict(
-            (part.strip().split(" ", 1) + [""])[:2] for part in policy.split(";") if part.strip()
-        )
+        directives = dict((part.strip().split(" ", 1) + [""])[:2] for part in policy.split(";") if part.strip())
         script_src = directives.get("script-src", directives.get("default-src"))
         assert script_src is not None
         assert "'unsafe-inline'" not in script_src and "'unsafe-eval'" not in script_src

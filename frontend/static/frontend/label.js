@@ -17,6 +17,7 @@
   var config = JSON.parse(configEl.textContent);
 
   var el = {
+    root: document.getElementById("labeler"),
     text: document.getElementById("text"),
     status: document.getElementById("status"),
     alert: document.getElementById("alert"),
@@ -150,6 +151,11 @@
     el.sync.textContent = unsaved === 1 ? "· saving 1 answer…" : "· saving " + unsaved + " answers…";
   }
 
+  // How many claims wait behind the text on screen (0 or 1; 2 after an undo). Tests read it.
+  function renderQueue() {
+    el.root.dataset.ahead = String(state.ahead.length);
+  }
+
   function renderSelection() {
     labelButtons.forEach(function (button) {
       var on = state.selected.indexOf(Number(button.dataset.labelId)) !== -1;
@@ -184,6 +190,7 @@
     state.selected = (preselect || []).slice();
     renderText();
     renderSelection();
+    renderQueue();
     if (attempt && document.visibilityState === "visible") firstHeartbeat(attempt);
   }
 
@@ -211,6 +218,7 @@
       show(attempt);
     } else {
       state.ahead.push(attempt);
+      renderQueue();
     }
   }
 
@@ -287,6 +295,7 @@
       advance();
     } else {
       state.ahead = state.ahead.filter(function (a) { return a.id !== attempt.id; });
+      renderQueue();
       maybePrefetch();
     }
   }

@@ -133,6 +133,8 @@ def test_annotator_labels_three_texts_by_keyboard_and_the_server_measures_time(p
     assert page.get_by_role("link", name=f"Label {project.name}").count() == 1
 
     page.goto(reverse("frontend:label", args=[project.slug]))
+    shown_attempt_id(page)
+    expect(page.locator("#check-again")).to_be_hidden()
     labeled_attempts = []
     for key in ["1", "2", "4"]:
         shown_attempt_id(page)
@@ -228,6 +230,23 @@ def test_a_lost_answer_is_retried_with_the_same_key_and_counted_once(page, label
     assert seen[0]["idempotency_key"] == seen[1]["idempotency_key"]
     assert Annotation.objects.filter(annotator=annotator).count() == 1
     assert page.locator("#labeled-count").text_content() == "1"
+
+
+def test_the_end_of_the_queue_is_announced(page, labeling):
+    project, annotator = labeling
+    keep = list(project.examples.order_by("id").values_list("id", flat=True)[:2])
+    project.examples.exclude(id__in=keep).delete()
+    log_in(page, annotator.username)
+    page.goto(reverse("frontend:label", args=[project.slug]))
+    label_by_keyboard(page, "1")
+    shown_attempt_id(page)
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    expect(page.locator("#text")).to_have_text(re.compile("Nothing left to label"))
+    expect(page.locator("#check-again")).to_be_visible()
+    expect(page.locator("#left-count")).to_have_text("0")
+    wait_all_saved(page)
+    assert Annotation.objects.filter(annotator=annotator, status=Annotation.Status.ACCEPTED).count() == 2
 
 
 def test_multi_label_number_keys_toggle(page, labeling):

@@ -7,7 +7,7 @@ in production it is always the server's own `timezone.now()`, never a browser's 
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -32,7 +32,10 @@ def text_hash(text: str) -> str:
 
 
 def _seconds(delta: timedelta) -> Decimal:
-    return Decimal(max(delta.total_seconds(), 0.0)).quantize(MILLI)
+    # Exact (integer microseconds) and rounded down, so the active pieces of an attempt never
+    # add up to more than its wall-clock span (rounding each piece to nearest could).
+    micro = max(delta // timedelta(microseconds=1), 0)
+    return (Decimal(micro) / 1_000_000).quantize(MILLI, rounding=ROUND_DOWN)
 
 
 # --- Projects, labels, members ---------------------------------------------------------

@@ -6,4 +6,5 @@ app_name = "frontend"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("projects/<slug:slug>/label/", views.label, name="label"),
 ]

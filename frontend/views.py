@@ -1,10 +1,85 @@
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+"""Server-rendered pages. Reads go through annotation.selectors / annotation.permissions, so a
+page shows exactly what the API would let the same user see."""
 
-from annotation.selectors import projects_visible_to
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
+
+from annotation.models import Annotation, Membership
+from annotation.permissions import project_for
+from annotation.queue import candidate_examples
+from annotation.selectors import open_claims, projects_visible_to
+
+LABELER_ROLES = frozenset({Membership.Role.ANNOTATOR, Membership.Role.ADMIN})
 
 
 @login_required
 def home(request):
-    projects = projects_visible_to(request.user)
-    return render(request, "frontend/home.html", {"projects": projects})
+    """The user's projects with their role in each; a Label link where they may label."""
+    my_role = Membership.objects.filter(project=OuterRef("pk"), user=request.user).values("role")[:1]
+    projects = projects_visible_to(request.user).annotate(my_role=Subquery(my_role)).order_by("name")
+    rows = []
+    for project in projects:
+        # A superuser sees every project and acts as its admin (as annotation.selectors says).
+        role = project.my_role or (Membership.Role.ADMIN if request.user.is_superuser else None)
+        rows.append(
+            {
+                "project": project,
+                "role": Membership.Role(role).label if role else "",
+                "can_label": role in LABELER_ROLES,
+            }
+        )
+    return render(request, "frontend/home.html", {"rows": rows})
+
+
+def _attempt_url(name: str) -> str:
+    # The page fills in the attempt id: /api/attempts/{id}/submit/.
+    return reverse(f"annotation:{name}", args=[0]).replace("/0/", "/{id}/")
+
+
+@login_required
+def label(request, slug):
+    """The annotator's page: one text at a time, keyboard first; the JS talks to the REST API."""
+    try:
+        project = project_for(user=request.user, slug=slug, roles=LABELER_ROLES, write=True)
+    except DRFPermissionDenied as exc:  # members without a labeling role (auditors)
+        raise PermissionDenied(str(exc.detail)) from exc
+    now = timezone.now()
+    labels = list(project.labels.all())
+    labeled = Annotation.objects.filter(
+        project=project, annotator=request.user, status=Annotation.Status.ACCEPTED, source=Annotation.Source.HUMAN
+    ).count()
+    left = (
+        candidate_examples(project=project, annotator=request.user, now=now).count()
+        + open_claims(annotator=request.user, project=project, now=now).count()
+    )
+    config = {
+        "slug": project.slug,
+        "labelMode": project.label_mode,
+        "heartbeatMs": int(float(settings.TALLY_HEARTBEAT_INTERVAL_SECONDS) * 1000),
+        "idleMs": int(float(settings.TALLY_IDLE_CUTOFF_SECONDS) * 1000),
+        "maxOpenClaims": settings.TALLY_MAX_OPEN_CLAIMS,
+        "nextUrl": reverse("annotation:queue-next", args=[project.slug]),
+        "undoUrl": reverse("annotation:undo", args=[project.slug]),
+        "heartbeatUrl": _attempt_url("attempt-heartbeat"),
+        "submitUrl": _attempt_url("attempt-submit"),
+        "skipUrl": _attempt_url("attempt-skip"),
+        "labeled": labeled,
+        "left": left,
+    }
+    shortcuts = [str(i) for i in range(1, 10)] + ["0"]
+    return render(
+        request,
+        "frontend/label.html",
+        {
+            "project": project,
+            "labels": [(lab, shortcuts[i] if i < len(shortcuts) else "") for i, lab in enumerate(labels)],
+            "multi": project.label_mode == project.LabelMode.MULTI,
+            "config": config,
+        },
+    )

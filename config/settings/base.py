@@ -165,3 +165,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# --- frontend: Content-Security-Policy (frontend/middleware.py); no inline script anywhere ---
+MIDDLEWARE.insert(1, "frontend.middleware.ContentSecurityPolicyMiddleware")

@@ -1,0 +1,283 @@
+"""The annotator's page in headless Chromium, driven by the keyboard only, against a live server.
+
+What the database must show afterwards is the point: accepted annotations whose attempts carry
+server-measured time (active seconds > 0 and never more than the wall-clock span).
+"""
+
+import os
+import re
+import shutil
+import time
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+from playwright.sync_api import expect
+
+from annotation.models import Annotation, Attempt, Membership, Project
+from tests.factories import UserFactory, add_examples, add_member, make_project
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "pw-for-tests-only"  # tests.factories.UserFactory's
+HEARTBEAT_S = 0.3  # the page reads it from settings; short so a test can see several beats
+TEXTS = [
+    "Oil prices climb as OPEC weighs output cuts.",
+    "Late goal sends United into the cup final.",
+    "New chip promises faster phones and cooler laptops.",
+    "Leaders meet in Geneva to discuss the ceasefire.",
+    "Shares of the retailer fell after weak holiday sales.",
+    "Astronomers spot water vapour on a distant planet.",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not shutil.which(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"Chromium not found at {CHROMIUM} (install Debian's chromium package)")
+        pytest.skip(f"Chromium not found at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread for as long as the
+    # browser lives; the ORM calls the tests make between browser steps (and the database
+    # flush after each test) are plain blocking calls, which Django allows with this flag.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser, live_server, settings):
+    settings.TALLY_HEARTBEAT_INTERVAL_SECONDS = HEARTBEAT_S
+    context = browser.new_context(base_url=live_server.url)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Script errors and CSP refusals count; an expected 4xx answer ("Failed to load resource") does not.
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.js_errors = errors
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def labeling(db):
+    admin = UserFactory(username="lead")
+    project = make_project(admin=admin, name="News", labels=["World", "Sports", "Business", "Sci-Tech"])
+    annotator = add_member(project, Membership.Role.ANNOTATOR, UserFactory(username="kim"))
+    add_examples(project, TEXTS)
+    return project, annotator
+
+
+def log_in(page, username):
+    """Through the login form, as a person would: type both fields, press Enter."""
+    page.goto(reverse("login"))
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").press("Enter")
+    page.wait_for_url(re.compile(r"^https?://[^/]+/$"))
+
+
+# Waits go through locators: the page's CSP forbids eval, so no wait_for_function(string).
+def shown_attempt_id(page) -> str:
+    expect(page.locator("#text")).to_have_attribute("data-attempt-id", re.compile(r"^\d+$"))
+    return page.locator("#text").get_attribute("data-attempt-id")
+
+
+def wait_all_saved(page):
+    expect(page.locator("#sync")).to_be_hidden()
+
+
+def label_by_keyboard(page, key: str) -> str:
+    """Press a label's number and Enter; the next text must be on screen at once (prefetched)."""
+    before = shown_attempt_id(page)
+    expect(page.locator("#labeler")).to_have_attribute("data-ahead", re.compile(r"^[1-9]"))  # prefetched
+    page.keyboard.press(key)
+    assert page.locator(".label-choice[aria-pressed=true]").count() == 1
+    page.keyboard.press("Enter")
+    # No waiting: the next text was already loaded, so it replaced the old one synchronously.
+    after = page.locator("#text").get_attribute("data-attempt-id")
+    assert after and after != before, "the next text was not already loaded when Enter was pressed"
+    return before
+
+
+def test_annotator_labels_three_texts_by_keyboard_and_the_server_measures_time(page, labeling):
+    project, annotator = labeling
+    log_in(page, annotator.username)
+    assert page.get_by_role("link", name=f"Label {project.name}").count() == 1
+
+    page.goto(reverse("frontend:label", args=[project.slug]))
+    shown_attempt_id(page)
+    expect(page.locator("#check-again")).to_be_hidden()
+    labeled_attempts = []
+    for key in ["1", "2", "4"]:
+        shown_attempt_id(page)
+        page.wait_for_timeout(HEARTBEAT_S * 1000 * 3)  # a couple of heartbeats on each text
+        labeled_attempts.append(int(label_by_keyboard(page, key)))
+    wait_all_saved(page)
+    assert page.locator("#labeled-count").text_content() == "3"
+
+    annotations = Annotation.objects.filter(project=project, annotator=annotator, status=Annotation.Status.ACCEPTED)
+    assert annotations.count() == 3
+    names = {a.attempt_id: [lab.name for lab in a.labels.all()] for a in annotations}
+    assert names == {
+        labeled_attempts[0]: ["World"],
+        labeled_attempts[1]: ["Sports"],
+        labeled_attempts[2]: ["Sci-Tech"],
+    }
+    for annotation in annotations.select_related("attempt"):
+        attempt = annotation.attempt
+        assert attempt.status == Attempt.Status.SUBMITTED
+        assert attempt.shown_at is not None
+        assert attempt.heartbeat_count >= 2
+        assert Decimal("0") < attempt.active_seconds <= attempt.wall_seconds
+        # About three heartbeat intervals on screen; generous bounds for a loaded CI machine.
+        assert attempt.wall_seconds < Decimal("30")
+    assert page.js_errors == []
+
+
+def test_skip_and_undo_by_keyboard(page, labeling):
+    project, annotator = labeling
+    log_in(page, annotator.username)
+    page.goto(reverse("frontend:label", args=[project.slug]))
+
+    # S skips
+    skipped = int(shown_attempt_id(page))
+    page.keyboard.press("s")
+    assert int(shown_attempt_id(page)) != skipped
+    # Esc skips too
+    skipped_by_esc = int(shown_attempt_id(page))
+    page.keyboard.press("Escape")
+    wait_all_saved(page)
+    assert set(Attempt.objects.filter(status=Attempt.Status.SKIPPED).values_list("id", flat=True)) == {
+        skipped,
+        skipped_by_esc,
+    }
+
+    # Label one, then U brings it back with the label preselected, and it can be relabeled
+    shown_attempt_id(page)
+    first_text = page.locator("#text").text_content()
+    labeled = int(label_by_keyboard(page, "3"))
+    wait_all_saved(page)
+    page.keyboard.press("u")
+    expect(page.locator("#text")).to_have_text(first_text)
+    assert page.locator(".label-choice[aria-pressed=true]").text_content().strip().endswith("Business")
+    assert Annotation.objects.get(attempt_id=labeled).status == Annotation.Status.RETRACTED
+
+    label_by_keyboard(page, "1")
+    wait_all_saved(page)
+    live = Annotation.objects.get(project=project, annotator=annotator, status=Annotation.Status.ACCEPTED)
+    assert live.example.text == first_text
+    assert [lab.name for lab in live.labels.all()] == ["World"]
+
+    # Ctrl+Z undoes as well; a second undo has nothing left to undo
+    page.keyboard.press("Control+z")
+    expect(page.locator("#text")).to_have_text(first_text)
+    wait_all_saved(page)
+    assert not Annotation.objects.filter(annotator=annotator, status=Annotation.Status.ACCEPTED).exists()
+    page.keyboard.press("u")
+    page.get_by_role("status").filter(has_text="Nothing to undo").wait_for()
+    assert page.js_errors == []
+
+
+def test_a_lost_answer_is_retried_with_the_same_key_and_counted_once(page, labeling):
+    project, annotator = labeling
+    log_in(page, annotator.username)
+    seen = []
+
+    def lose_the_first_answer(route):
+        seen.append(route.request.post_data_json)
+        if len(seen) == 1:
+            route.fetch()  # the server records the label...
+            route.fulfill(status=502, body="bad gateway")  # ...but the answer never reaches the page
+        else:
+            route.continue_()
+
+    page.route("**/api/attempts/*/submit/", lose_the_first_answer)
+    page.goto(reverse("frontend:label", args=[project.slug]))
+    shown_attempt_id(page)
+    label_by_keyboard(page, "2")
+    page.get_by_role("alert").filter(has_text="will be sent again").wait_for()
+    wait_all_saved(page)
+
+    assert len(seen) == 2
+    assert seen[0]["idempotency_key"] == seen[1]["idempotency_key"]
+    assert Annotation.objects.filter(annotator=annotator).count() == 1
+    assert page.locator("#labeled-count").text_content() == "1"
+
+
+def test_the_end_of_the_queue_is_announced(page, labeling):
+    project, annotator = labeling
+    keep = list(project.examples.order_by("id").values_list("id", flat=True)[:2])
+    project.examples.exclude(id__in=keep).delete()
+    log_in(page, annotator.username)
+    page.goto(reverse("frontend:label", args=[project.slug]))
+    label_by_keyboard(page, "1")
+    shown_attempt_id(page)
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    expect(page.locator("#text")).to_have_text(re.compile("Nothing left to label"))
+    expect(page.locator("#check-again")).to_be_visible()
+    expect(page.locator("#left-count")).to_have_text("0")
+    wait_all_saved(page)
+    assert Annotation.objects.filter(annotator=annotator, status=Annotation.Status.ACCEPTED).count() == 2
+
+
+def test_multi_label_number_keys_toggle(page, labeling):
+    project, annotator = labeling
+    Project.objects.filter(pk=project.pk).update(label_mode=Project.LabelMode.MULTI)
+    log_in(page, annotator.username)
+    page.goto(reverse("frontend:label", args=[project.slug]))
+    shown_attempt_id(page)
+    for key in ["1", "3", "4", "4"]:  # 4 twice: on, then off again
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    wait_all_saved(page)
+    annotation = Annotation.objects.get(annotator=annotator)
+    assert sorted(lab.name for lab in annotation.labels.all()) == ["Business", "World"]
+
+
+def test_no_inline_script_runs_from_user_text(page, labeling, live_server):
+    """Stored XSS payloads in a text, a label and the instructions stay text."""
+    project, annotator = labeling
+    payload = "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>"
+    Project.objects.filter(pk=project.pk).update(instructions=payload)
+    project.labels.filter(name="World").update(name=f"World {payload}"[:100])
+    Annotation.objects.all().delete()
+    project.examples.all().delete()
+    add_examples(project, [payload])
+    log_in(page, annotator.username)
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(reverse("frontend:label", args=[project.slug]))
+    shown_attempt_id(page)
+    assert page.locator("#text").text_content() == payload
+    time.sleep(0.3)
+    assert page.title() != "pwned"
+    assert dialogs == []

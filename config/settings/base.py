@@ -165,3 +165,14 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# --- Import (annotation/importers.py, docs/import.md) ---
+# Rows per bulk INSERT and per duplicate-check query; progress is published once per chunk.
+TALLY_IMPORT_CHUNK_ROWS = env.int("TALLY_IMPORT_CHUNK_ROWS", default=2000)
+# The per-row report keeps this many entries (counts by reason stay exact in ImportBatch.stats).
+TALLY_IMPORT_REPORT_LIMIT = env.int("TALLY_IMPORT_REPORT_LIMIT", default=1000)
+# A JSONL line longer than this is skipped (and never held in memory whole).
+TALLY_IMPORT_MAX_LINE_BYTES = env.int("TALLY_IMPORT_MAX_LINE_BYTES", default=4 * 1024 * 1024)
+TALLY_IMPORT_PROGRESS_TTL_SECONDS = 24 * 3600
+# A running import whose progress has not moved for this long is shown as stalled.
+TALLY_IMPORT_STALL_SECONDS = env.int("TALLY_IMPORT_STALL_SECONDS", default=300)

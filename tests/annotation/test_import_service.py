@@ -11,9 +11,8 @@ from django.db import connection
 from annotation import importers
 from annotation.errors import ValidationFailed
 from annotation.models import Example, ImportBatch, Label
-
-from ..factories import add_examples, make_project
-from .import_helpers import AG_NEWS_LABELS, AG_NEWS_MAP, codes, run_import
+from tests.annotation.import_helpers import AG_NEWS_LABELS, AG_NEWS_MAP, codes, run_import
+from tests.factories import add_examples, make_project
 
 
 def texts(project) -> list[str]:
@@ -25,11 +24,11 @@ def texts(project) -> list[str]:
 
 def test_csv_with_header_imports_texts_gold_labels_and_extra_columns_as_meta(project):
     content = (
-        "id,text,label,source\n"
-        "7,Loved every minute,positive,imdb\n"
-        '8,"Dull, long, and\nloud",NEGATIVE,rt\n'  # quoted comma and newline; label case ignored
-        "9,No label on this one,,imdb\n"
-    ).encode()
+        b"id,text,label,source\n"
+        b"7,Loved every minute,positive,imdb\n"
+        b'8,"Dull, long, and\nloud",NEGATIVE,rt\n'  # quoted comma and newline; label case ignored
+        b"9,No label on this one,,imdb\n"
+    )
 
     batch = run_import(project, content, text_column="text", label_column="label")
 
@@ -46,7 +45,7 @@ def test_csv_with_header_imports_texts_gold_labels_and_extra_columns_as_meta(pro
 
 
 def test_tsv_is_read_without_quoting_like_glue(project):
-    content = 'sentence\tlabel\n"quoted" start , fine\t1\nit \'s a "gem"\t0\n'.encode()
+    content = b'sentence\tlabel\n"quoted" start , fine\t1\nit \'s a "gem"\t0\n'
 
     batch = run_import(project, content, "sst.tsv", text_column="sentence", label_column="label",
                        label_map="0=negative,1=positive")

@@ -20,6 +20,9 @@ from annotation import importers
 from annotation.errors import TallyError
 from annotation.models import ImportBatch, Project
 
+# Seconds between two progress lines (on a terminal, one line is redrawn in place every 0.2 s).
+PROGRESS_EVERY_SECONDS = 2.0
+
 
 class Command(BaseCommand):
     help = "Import examples (texts, optional gold labels) into a project from a CSV, TSV or JSONL file."
@@ -103,11 +106,11 @@ class Command(BaseCommand):
 
         def show(progress: importers.ImportProgress) -> None:
             if progress.status != ImportBatch.Status.RUNNING:
-                if tty:
+                if tty and last["at"]:
                     self.stdout.write("")
                 return
             now = time.monotonic()
-            if now - last["at"] < (0.2 if tty else 2.0):
+            if not progress.rows_read or now - last["at"] < (0.2 if tty else PROGRESS_EVERY_SECONDS):
                 return
             last["at"] = now
             share = f"{progress.fraction:4.0%}" if progress.fraction is not None else "   ?"

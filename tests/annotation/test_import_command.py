@@ -1,6 +1,10 @@
 """`manage.py import_examples`: end to end on small files, including the shipped demo fixture."""
 
 import io
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -101,3 +105,40 @@ def test_the_demo_fixture_loads_with_the_documented_command_line(db):
     assert "rows read 300; imported 300; duplicates 0; skipped 0" in output
     assert Example.objects.filter(project=project, gold_label__isnull=False).count() == 300
     assert set(Example.objects.values_list("gold_label__name", flat=True)) == set(AG_NEWS_LABELS)
+
+
+SQLITE_SCRIPT = """
+import io, json
+from django.core.management import call_command
+from annotation import services
+from annotation.models import Example
+from django.contrib.auth import get_user_model
+call_command("migrate", verbosity=0)
+admin = get_user_model().objects.create_user("demo-admin")
+project = services.project_create(name="Demo", labels=["World", "Sports", "Business", "Sci-Tech"], created_by=admin)
+out = io.StringIO()
+call_command("import_examples", "--project", project.slug, "{fixture}", "--text-column", "text",
+             "--label-column", "label", stdout=out)
+call_command("import_examples", "--project", project.slug, "{extra}", "--label-column", "label", stdout=out)
+rows = list(Example.objects.order_by("id").values_list("text", "gold_label__name", "meta"))
+print(json.dumps({{"count": len(rows), "last": rows[-2:], "output": out.getvalue()}}))
+"""
+
+
+@pytest.mark.slow
+def test_the_demo_import_works_on_sqlite(tmp_path):
+    """`make demo` runs on SQLite, where the importer inserts with executemany instead of COPY."""
+    extra = tmp_path / "extra.csv"
+    extra.write_bytes(b"text,label,source\nA new text,Sports,wire\nA new   text,World,wire\n,World,x\nLast one,,blog\n")
+    script = SQLITE_SCRIPT.format(fixture=ROOT / "demo" / "fixtures" / "ag_news_demo.csv", extra=extra)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}"}
+
+    done = subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["count"] == 302
+    assert result["last"] == [["A new text", "Sports", {"source": "wire"}], ["Last one", None, {"source": "blog"}]]
+    assert "rows read 4; imported 2; duplicates 1; skipped 1" in result["output"]

@@ -2,11 +2,12 @@
 
 import io
 import json
+import threading
 
 import pytest
 from django.core.cache import cache
 from django.core.files.base import ContentFile
-from django.db import connection
+from django.db import connection, transaction
 
 from annotation import importers
 from annotation.errors import ValidationFailed
@@ -418,3 +419,31 @@ def test_progress_of_a_running_batch_says_when_it_has_stalled(project, settings)
 
     assert progress["fraction"] == 0.25
     assert progress["stalled"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_another_process_is_importing_is_left_to_it():
+    project = make_project(name="Busy")
+    options = importers.import_options(source_name="a.csv")
+    batch, _ = importers.import_batch_create(project=project, created_by=None, source_name="a.csv", options=options)
+    ImportBatch.objects.filter(pk=batch.pk).update(status=ImportBatch.Status.RUNNING)
+    locked, release = threading.Event(), threading.Event()
+
+    def live_import():  # holds the batch row as a running import's transaction does
+        with transaction.atomic():
+            ImportBatch.objects.select_for_update().get(pk=batch.pk)
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=live_import)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        result = importers.import_run(batch=batch, stream=io.BytesIO(b"text\na redelivered message\n"))
+    finally:
+        release.set()
+        holder.join()
+
+    assert result.status == ImportBatch.Status.RUNNING
+    assert Example.objects.count() == 0

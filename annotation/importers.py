@@ -267,17 +267,32 @@ def _refuse_utf16(buffered: io.BufferedReader) -> None:
         raise ImportFailed("The file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8.")
 
 
+def _capped_lines(text: io.TextIOWrapper, limit: int) -> Iterator[str]:
+    """The file's lines, refusing one longer than `limit` characters before holding it whole
+    (a file without line breaks would otherwise be read into memory at once)."""
+    line_no = 0
+    while line := text.readline(limit + 1):
+        line_no += 1
+        if len(line) > limit and not line.endswith(("\n", "\r")):
+            raise ImportFailed(
+                f"Line {line_no} is longer than {limit:,} characters: this is not a CSV/TSV file the importer "
+                "can read (or raise TALLY_IMPORT_MAX_LINE_BYTES)."
+            )
+        yield line
+
+
 def _delimited_records(buffered: io.BufferedReader, options: ImportOptions) -> tuple[list[str] | None, Iterator]:
     encoding = "utf-8-sig" if options.encoding == "utf-8" else options.encoding
     # A field longer than this is a broken file (an unclosed quote swallowing lines), not a row.
     if csv.field_size_limit() < 4 * settings.TALLY_MAX_TEXT_LENGTH:
         csv.field_size_limit(4 * settings.TALLY_MAX_TEXT_LENGTH)
     text = io.TextIOWrapper(buffered, encoding=encoding, errors="surrogateescape", newline="")
+    lines = _capped_lines(text, settings.TALLY_IMPORT_MAX_LINE_BYTES)
     if options.file_format == ImportBatch.Format.TSV:
         # IANA text/tab-separated-values, as GLUE writes it: no quoting, one record per line.
-        reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE)
+        reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
     else:
-        reader = csv.reader(text)  # RFC 4180: "double quotes", "" inside, newlines inside quotes
+        reader = csv.reader(lines)  # RFC 4180: "double quotes", "" inside, newlines inside quotes
 
     def next_record() -> list[str] | None:
         try:

@@ -195,6 +195,20 @@ def test_bad_jsonl_lines_are_skipped_and_reported(project, settings):
     assert batch.rows_read == 9
 
 
+def test_a_csv_line_too_long_to_hold_fails_the_import_without_reading_it_whole(project, settings):
+    settings.TALLY_IMPORT_MAX_LINE_BYTES = 1000
+    stream = SipOnlyStream(b"text\nfine\n" + b"x," * 50_000 + b"\nafter\n")
+    options = importers.import_options(source_name="a.csv")
+    batch, _ = importers.import_batch_create(project=project, created_by=None, source_name="a.csv", options=options)
+
+    batch = importers.import_run(batch=batch, stream=stream)
+
+    assert batch.status == ImportBatch.Status.FAILED
+    assert "Line 3 is longer than 1,000 characters" in batch.error
+    assert Example.objects.filter(project=project).count() == 0
+    assert sum(stream.requests) < 100_000  # it stopped reading at the long line
+
+
 def test_report_is_capped_but_counts_stay_exact(project, settings):
     settings.TALLY_IMPORT_REPORT_LIMIT = 3
     content = b"text\n" + b"".join(b'""\n' for _ in range(10)) + b"kept\n"

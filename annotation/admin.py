@@ -66,6 +66,23 @@ class ProjectScopedAdmin(admin.ModelAdmin):
     def _project_of(self, obj) -> Project:
         return obj if isinstance(obj, Project) else obj.project
 
+    @staticmethod
+    def _reads_some_project(request) -> bool:
+        user = request.user
+        return user.is_active and user.is_staff and user.memberships.filter(role__in=READ_ROLES).exists()
+
+    # Membership is the source of truth: a staff user who is an admin or auditor of a project
+    # may view its records here without model permissions (get_queryset keeps them to theirs).
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) or self._reads_some_project(request)
+
+    def has_view_permission(self, request, obj=None):
+        if super().has_view_permission(request, obj):
+            return True
+        if not self._reads_some_project(request):
+            return False
+        return obj is None or role_in_project(user=request.user, project=self._project_of(obj)) in READ_ROLES
+
     def has_change_permission(self, request, obj=None):
         allowed = super().has_change_permission(request, obj)
         if not allowed or obj is None or request.user.is_superuser:

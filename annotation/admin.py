@@ -132,12 +132,14 @@ class ImportForm(forms.Form):
         choices=[("", "From the file name")] + list(ImportBatch.Format.choices), required=False, label="Format"
     )
     text_column = forms.CharField(
-        initial="text", max_length=100,
+        initial="text",
+        max_length=100,
         help_text="A header name, or several joined by commas (title,description); without a header, "
         "1-based positions (2,3). Joined columns are separated by a space.",
     )
     label_column = forms.CharField(
-        required=False, max_length=100,
+        required=False,
+        max_length=100,
         help_text="Optional gold labels (name or position), matched to the project's label names.",
     )
     no_header = forms.BooleanField(required=False, help_text="The first line is data, not column names.")
@@ -177,9 +179,7 @@ class ProjectAdmin(ProjectScopedAdmin):
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
         if not change:  # as annotation.services.project_create does: the creator administers it
-            Membership.objects.get_or_create(
-                project=obj, user=request.user, defaults={"role": Membership.Role.ADMIN}
-            )
+            Membership.objects.get_or_create(project=obj, user=request.user, defaults={"role": Membership.Role.ADMIN})
 
     def get_urls(self):
         return [
@@ -261,17 +261,43 @@ class MembershipAdmin(ProjectScopedAdmin):
 @admin.register(ImportBatch)
 class ImportBatchAdmin(ReadOnlyAdmin):
     list_display = [
-        "id", "source_name", "project", "status", "rows_read", "rows_imported", "rows_duplicate",
-        "rows_skipped", "created_by", "created_at", "finished_at",
+        "id",
+        "source_name",
+        "project",
+        "status",
+        "rows_read",
+        "rows_imported",
+        "rows_duplicate",
+        "rows_skipped",
+        "created_by",
+        "created_at",
+        "finished_at",
     ]
     list_filter = [VisibleProjectFilter, "status"]
     list_select_related = ["project", "created_by"]
     search_fields = ["source_name"]
     change_form_template = "admin/annotation/importbatch/change_form.html"
     fields = [
-        "project", "source_name", "status", "progress", "error", "rows_read", "rows_imported",
-        "rows_duplicate", "rows_skipped", "reasons", "file_format", "text_column", "label_column",
-        "options", "created_by", "created_at", "started_at", "finished_at", "idempotency_key", "report_table",
+        "project",
+        "source_name",
+        "status",
+        "progress",
+        "error",
+        "rows_read",
+        "rows_imported",
+        "rows_duplicate",
+        "rows_skipped",
+        "reasons",
+        "file_format",
+        "text_column",
+        "label_column",
+        "options",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "idempotency_key",
+        "report_table",
     ]
     readonly_fields = fields
 
@@ -298,13 +324,16 @@ class ImportBatchAdmin(ReadOnlyAdmin):
             return "-"
         omitted = (batch.stats or {}).get("report_omitted", 0)
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             ((e["row"], e["line"], e["code"], e["reason"]) for e in batch.report),
         )
         note = format_html("<p>{} more not listed (counted by reason above).</p>", omitted) if omitted else ""
         return format_html(
             "<table><thead><tr><th>row</th><th>line</th><th>code</th><th>reason</th></tr></thead>"
-            "<tbody>{}</tbody></table>{}", rows, note,
+            "<tbody>{}</tbody></table>{}",
+            rows,
+            note,
         )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -329,8 +358,15 @@ class ExampleAdmin(ReadOnlyAdmin):
 @admin.register(Attempt)
 class AttemptAdmin(ReadOnlyAdmin):
     list_display = [
-        "id", "project", "example_id", "annotator", "status", "claimed_at", "finished_at",
-        "active_seconds", "wall_seconds",
+        "id",
+        "project",
+        "example_id",
+        "annotator",
+        "status",
+        "claimed_at",
+        "finished_at",
+        "active_seconds",
+        "wall_seconds",
     ]
     list_filter = [VisibleProjectFilter, "status"]
     list_select_related = ["project", "annotator"]

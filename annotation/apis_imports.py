@@ -1,8 +1,8 @@
 """REST API for imports: upload a file (admins of the project), follow its batch (admins, auditors).
 
-    POST /api/projects/<slug>/imports/            multipart: file + options; Idempotency-Key header
-    GET  /api/projects/<slug>/imports/            the project's batches, newest first
-    GET  /api/projects/<slug>/imports/<id>/       one batch: status, counts, per-row report, live progress
+POST /api/projects/<slug>/imports/            multipart: file + options; Idempotency-Key header
+GET  /api/projects/<slug>/imports/            the project's batches, newest first
+GET  /api/projects/<slug>/imports/<id>/       one batch: status, counts, per-row report, live progress
 """
 
 from django.http import Http404
@@ -32,9 +32,24 @@ class ImportBatchListOut(serializers.ModelSerializer):
     class Meta:
         model = ImportBatch
         fields = [
-            "id", "project", "source_name", "file_format", "text_column", "label_column", "options",
-            "status", "rows_read", "rows_imported", "rows_duplicate", "rows_skipped", "error",
-            "progress", "created_by", "created_at", "started_at", "finished_at",
+            "id",
+            "project",
+            "source_name",
+            "file_format",
+            "text_column",
+            "label_column",
+            "options",
+            "status",
+            "rows_read",
+            "rows_imported",
+            "rows_duplicate",
+            "rows_skipped",
+            "error",
+            "progress",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]
 
     def get_progress(self, batch) -> dict | None:
@@ -51,16 +66,22 @@ class ImportUploadIn(serializers.Serializer):
 
     file = serializers.FileField(help_text="A CSV, TSV or JSONL file (UTF-8).")
     file_format = serializers.ChoiceField(
-        choices=ImportBatch.Format.choices, required=False, allow_blank=True,
+        choices=ImportBatch.Format.choices,
+        required=False,
+        allow_blank=True,
         help_text="csv, tsv or jsonl; by default from the file's extension.",
     )
     text_column = serializers.CharField(
-        default="text", max_length=100,
+        default="text",
+        max_length=100,
         help_text="The text's column (header name or 1-based position); several, joined by commas, "
         "are joined into one text: title,description or 2,3.",
     )
     label_column = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=100,
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=100,
         help_text="Optional gold-label column (name or position).",
     )
     # A flag that defaults to False: an omitted HTML-form boolean always reads as False.
@@ -68,12 +89,18 @@ class ImportUploadIn(serializers.Serializer):
         default=False, help_text="The first line is data: columns are given by position."
     )
     label_map = serializers.CharField(
-        required=False, allow_blank=True, default="",
+        required=False,
+        allow_blank=True,
+        default="",
         help_text="Raw label value -> label name, e.g. 1=World,2=Sports,3=Business,4=Sci-Tech.",
     )
     create_labels = serializers.BooleanField(default=False, help_text="Add labels the project lacks.")
     text_separator = serializers.CharField(
-        required=False, default=" ", trim_whitespace=False, allow_blank=True, max_length=10,
+        required=False,
+        default=" ",
+        trim_whitespace=False,
+        allow_blank=True,
+        max_length=10,
         help_text="Put between joined text columns (default: a space).",
     )
     unescape_backslashes = serializers.BooleanField(
@@ -97,7 +124,10 @@ class ImportListCreateApi(ListAPIView):
         responses={202: ImportBatchOut, 200: ImportBatchOut},
         parameters=[
             OpenApiParameter(
-                "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
                 description="Retrying an upload with the same key returns the first batch (200) instead of "
                 "importing the file twice.",
             )
@@ -128,8 +158,12 @@ class ImportListCreateApi(ListAPIView):
         if key is not None and len(key) > 100:
             raise serializers.ValidationError({"Idempotency-Key": "At most 100 characters."})
         batch, created = call(
-            importers.import_upload, project=project, created_by=request.user, upload=upload,
-            options=options, idempotency_key=key,
+            importers.import_upload,
+            project=project,
+            created_by=request.user,
+            upload=upload,
+            options=options,
+            idempotency_key=key,
         )
         url = reverse("annotation:import-detail", kwargs={"slug": project.slug, "batch_id": batch.pk})
         return Response(

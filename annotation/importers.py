@@ -341,11 +341,12 @@ def _jsonl_records(buffered: io.BufferedReader, options: ImportOptions) -> Itera
                 if not more or more.endswith(b"\n"):
                     break
             row += 1
-            yield _Record(row, line_no, skip=_RowSkipped(
-                Skip.LINE_TOO_LONG, f"the line is longer than {max_bytes:,} bytes"))
+            yield _Record(
+                row, line_no, skip=_RowSkipped(Skip.LINE_TOO_LONG, f"the line is longer than {max_bytes:,} bytes")
+            )
             continue
         if line_no == 1 and line.startswith(codecs.BOM_UTF8):
-            line = line[len(codecs.BOM_UTF8):]
+            line = line[len(codecs.BOM_UTF8) :]
         line = line.strip()
         if not line:
             continue
@@ -353,8 +354,13 @@ def _jsonl_records(buffered: io.BufferedReader, options: ImportOptions) -> Itera
         try:
             decoded = line.decode(options.encoding)
         except UnicodeDecodeError as exc:
-            yield _Record(row, line_no, skip=_RowSkipped(
-                Skip.UNDECODABLE, f"byte {exc.start + 1} of the line is not valid {_encoding_label(options)}"))
+            yield _Record(
+                row,
+                line_no,
+                skip=_RowSkipped(
+                    Skip.UNDECODABLE, f"byte {exc.start + 1} of the line is not valid {_encoding_label(options)}"
+                ),
+            )
             continue
         try:
             obj = json.loads(decoded)
@@ -362,8 +368,11 @@ def _jsonl_records(buffered: io.BufferedReader, options: ImportOptions) -> Itera
             yield _Record(row, line_no, skip=_RowSkipped(Skip.MALFORMED_JSON, f"not valid JSON: {exc}"))
             continue
         if not isinstance(obj, dict):
-            yield _Record(row, line_no, skip=_RowSkipped(
-                Skip.MALFORMED_JSON, f"a line must hold a JSON object, not {type(obj).__name__}"))
+            yield _Record(
+                row,
+                line_no,
+                skip=_RowSkipped(Skip.MALFORMED_JSON, f"a line must hold a JSON object, not {type(obj).__name__}"),
+            )
             continue
         yield _Record(row, line_no, fields=obj)
 
@@ -473,9 +482,7 @@ class _RowBuilder:
         if not text:
             raise _RowSkipped(Skip.EMPTY_TEXT, "the text is empty")
         if len(text) > self.max_length:
-            raise _RowSkipped(
-                Skip.TOO_LONG, f"the text has {len(text):,} characters; the limit is {self.max_length:,}"
-            )
+            raise _RowSkipped(Skip.TOO_LONG, f"the text has {len(text):,} characters; the limit is {self.max_length:,}")
         label_id = self.labels.resolve(raw_label) if raw_label is not None else None
         return _Row(record.row, record.line, text, services.text_hash(text), label_id, meta)
 
@@ -641,8 +648,16 @@ def _insert_chunk(*, project: Project, batch_id: int, rows: list[_Row]) -> None:
         cursor.executemany(
             f"INSERT INTO {table} ({names}) VALUES ({placeholders})",  # noqa: S608 -- names from the model
             [
-                (project.pk, r.text, r.text_hash, r.label_id, adapt_json(r.meta, None) if r.meta else "{}", batch_id,
-                 created_at, *defaults)
+                (
+                    project.pk,
+                    r.text,
+                    r.text_hash,
+                    r.label_id,
+                    adapt_json(r.meta, None) if r.meta else "{}",
+                    batch_id,
+                    created_at,
+                    *defaults,
+                )
                 for r in rows
             ],
         )
@@ -680,8 +695,13 @@ def _flush(run: _Run, project: Project, rows: list[_Row]) -> None:
             if from_batch == batch_id:
                 run.note(r.row, r.line, Skip.DUPLICATE_IN_FILE, "same text as an earlier row of this file", example=pk)
             else:
-                run.note(r.row, r.line, Skip.DUPLICATE_IN_PROJECT,
-                         f"same text as example {pk}, already in the project", example=pk)
+                run.note(
+                    r.row,
+                    r.line,
+                    Skip.DUPLICATE_IN_PROJECT,
+                    f"same text as example {pk}, already in the project",
+                    example=pk,
+                )
         elif r.text_hash in first_row:
             run.note(r.row, r.line, Skip.DUPLICATE_IN_FILE, f"same text as row {first_row[r.text_hash]} of this file")
         else:
@@ -777,10 +797,19 @@ def import_run(
             batch.stats = run.stats()
             batch.error = ""
             batch.finished_at = timezone.now()
-            batch.save(update_fields=[
-                "status", "rows_read", "rows_imported", "rows_duplicate", "rows_skipped",
-                "report", "stats", "error", "finished_at",
-            ])
+            batch.save(
+                update_fields=[
+                    "status",
+                    "rows_read",
+                    "rows_imported",
+                    "rows_duplicate",
+                    "rows_skipped",
+                    "report",
+                    "stats",
+                    "error",
+                    "finished_at",
+                ]
+            )
     except _AlreadyRunning:
         logger.info("Import %s is running in another process; leaving it there", batch.pk)
         return batch
@@ -812,10 +841,19 @@ def _mark_failed(batch: ImportBatch, run: _Run, exc: BaseException) -> None:
     batch.report = run.report
     batch.stats = run.stats()
     batch.finished_at = timezone.now()
-    batch.save(update_fields=[
-        "status", "error", "rows_read", "rows_imported", "rows_duplicate", "rows_skipped",
-        "report", "stats", "finished_at",
-    ])
+    batch.save(
+        update_fields=[
+            "status",
+            "error",
+            "rows_read",
+            "rows_imported",
+            "rows_duplicate",
+            "rows_skipped",
+            "report",
+            "stats",
+            "finished_at",
+        ]
+    )
     run.progress.rows_imported = 0
     run.publish(ImportBatch.Status.FAILED)
     _discard_upload(batch)
@@ -970,7 +1008,5 @@ def import_progress(*, batch: ImportBatch) -> dict | None:
         return None
     progress = ImportProgress(**data)
     updated = datetime.fromisoformat(progress.updated_at) if progress.updated_at else None
-    stalled = bool(
-        updated and (timezone.now() - updated).total_seconds() > settings.TALLY_IMPORT_STALL_SECONDS
-    )
+    stalled = bool(updated and (timezone.now() - updated).total_seconds() > settings.TALLY_IMPORT_STALL_SECONDS)
     return {**data, "fraction": progress.fraction, "stalled": stalled}

@@ -6,7 +6,5 @@ from . import apis_imports
 
 urlpatterns = [
     path("projects/<slug:slug>/imports/", apis_imports.ImportListCreateApi.as_view(), name="import-list"),
-    path(
-        "projects/<slug:slug>/imports/<int:batch_id>/", apis_imports.ImportDetailApi.as_view(), name="import-detail"
-    ),
+    path("projects/<slug:slug>/imports/<int:batch_id>/", apis_imports.ImportDetailApi.as_view(), name="import-detail"),
 ]

@@ -145,12 +145,17 @@ def child(args) -> None:
     runs = []
     for n in range(args.repeat):
         batch, seconds = import_once(n, path)
-        runs.append({
-            "seconds": round(seconds, 3), "client_cpu_seconds": round(cpu_seconds[-1], 3),
-            "rows_per_second": round(batch.rows_read / seconds),
-            "rows_read": batch.rows_read, "rows_imported": batch.rows_imported,
-            "rows_duplicate": batch.rows_duplicate, "rows_skipped": batch.rows_skipped,
-        })
+        runs.append(
+            {
+                "seconds": round(seconds, 3),
+                "client_cpu_seconds": round(cpu_seconds[-1], 3),
+                "rows_per_second": round(batch.rows_read / seconds),
+                "rows_read": batch.rows_read,
+                "rows_imported": batch.rows_imported,
+                "rows_duplicate": batch.rows_duplicate,
+                "rows_skipped": batch.rows_skipped,
+            }
+        )
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
     traced = {}
@@ -168,20 +173,24 @@ def child(args) -> None:
         cursor.execute("SELECT version()" if connection.vendor == "postgresql" else "SELECT sqlite_version()")
         server = cursor.fetchone()[0]
     median = statistics.median(r["seconds"] for r in runs)
-    print(json.dumps({
-        "backend": args.backend,
-        "server": server.split(" on ")[0] if connection.vendor == "postgresql" else f"SQLite {server}",
-        "file_bytes": size,
-        "runs": runs,
-        "median_seconds": round(median, 3),
-        "median_rows_per_second": round(runs[0]["rows_read"] / median),
-        "median_client_cpu_seconds": round(statistics.median(r["client_cpu_seconds"] for r in runs), 3),
-        "rss_before_import_mib": round(rss_before / 1024, 1),
-        "peak_rss_mib": round(peak_rss / 1024, 1),
-        "rss_growth_mib": round((peak_rss - rss_before) / 1024, 1),
-        "tracemalloc_peak": traced,
-        "chunk_rows": settings.TALLY_IMPORT_CHUNK_ROWS,
-    }))
+    print(
+        json.dumps(
+            {
+                "backend": args.backend,
+                "server": server.split(" on ")[0] if connection.vendor == "postgresql" else f"SQLite {server}",
+                "file_bytes": size,
+                "runs": runs,
+                "median_seconds": round(median, 3),
+                "median_rows_per_second": round(runs[0]["rows_read"] / median),
+                "median_client_cpu_seconds": round(statistics.median(r["client_cpu_seconds"] for r in runs), 3),
+                "rss_before_import_mib": round(rss_before / 1024, 1),
+                "peak_rss_mib": round(peak_rss / 1024, 1),
+                "rss_growth_mib": round((peak_rss - rss_before) / 1024, 1),
+                "tracemalloc_peak": traced,
+                "chunk_rows": settings.TALLY_IMPORT_CHUNK_ROWS,
+            }
+        )
+    )
 
 
 # --- the parent: machine, input, children, report -------------------------------------------------
@@ -225,7 +234,7 @@ def report(results: dict) -> str:
         "(the machine is shared, so figures vary between runs).",
         "",
         f"Input: {inp['rows']:,} rows, {inp['bytes'] / 2**20:.1f} MiB TSV: SST-2 train (67,349 rows) once as is, "
-        "then again with \" (variant N)\" appended to each sentence, up to the row count. Gold labels 0/1 mapped "
+        'then again with " (variant N)" appended to each sentence, up to the row count. Gold labels 0/1 mapped '
         "to negative/positive. The whole pipeline is timed: read, decode, parse, check, hash, de-duplicate "
         "(one query per chunk), insert, progress to Redis, commit.",
         "",
@@ -293,14 +302,31 @@ def main() -> None:
                 sys.exit(f"unknown backend {backend!r}")
             print(f"{backend}: importing {args.repeat} times (+2 under tracemalloc)...", flush=True)
             out = subprocess.run(
-                [sys.executable, __file__, "--child", "--backend", backend, "--file", str(data),
-                 "--database-url", url, "--repeat", str(args.repeat)],
-                cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--backend",
+                    backend,
+                    "--file",
+                    str(data),
+                    "--database-url",
+                    url,
+                    "--repeat",
+                    str(args.repeat),
+                ],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
             )
             result = json.loads(out.stdout.strip().splitlines()[-1])
             results["backends"].append(result)
-            print(f"  {result['median_rows_per_second']:,} rows/s (median of {args.repeat}: "
-                  f"{result['median_seconds']} s), peak RSS {result['peak_rss_mib']} MiB", flush=True)
+            print(
+                f"  {result['median_rows_per_second']:,} rows/s (median of {args.repeat}: "
+                f"{result['median_seconds']} s), peak RSS {result['peak_rss_mib']} MiB",
+                flush=True,
+            )
             if backend == "postgres":
                 recreate_postgres(url)  # leave an empty database, not 500,000 rows
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

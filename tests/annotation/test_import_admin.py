@@ -65,8 +65,9 @@ def test_admin_upload_queues_an_import_and_shows_its_batch(
     upload = SimpleUploadedFile("r.csv", b"text,label\nNice,positive\n,negative\nMean,negative\n")
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(url, {"file": upload, "text_column": "text", "label_column": "label",
-                                     "encoding": "utf-8"})
+        response = client.post(
+            url, {"file": upload, "text_column": "text", "label_column": "label", "encoding": "utf-8"}
+        )
 
     batch = ImportBatch.objects.get()
     assert response.status_code == 302
@@ -94,8 +95,9 @@ def test_admin_upload_shows_option_errors_on_the_form(client, superuser, project
 def test_the_import_action_opens_the_import_page_for_one_project(client, superuser, project):
     client.force_login(superuser)
 
-    response = client.post(reverse("admin:annotation_project_changelist"),
-                           {"action": "import_examples", "_selected_action": [project.pk]})
+    response = client.post(
+        reverse("admin:annotation_project_changelist"), {"action": "import_examples", "_selected_action": [project.pk]}
+    )
 
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:annotation_project_import", kwargs={"project_id": project.pk})
@@ -123,8 +125,9 @@ def test_staff_see_only_their_projects_and_import_only_where_they_are_admins(
     client.force_login(admin_user)
     url = reverse("admin:annotation_project_import", kwargs={"project_id": project.pk})
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(url, {"file": SimpleUploadedFile("a.csv", b"text\nhi\n"), "text_column": "text",
-                                     "encoding": "utf-8"})
+        response = client.post(
+            url, {"file": SimpleUploadedFile("a.csv", b"text\nhi\n"), "text_column": "text", "encoding": "utf-8"}
+        )
     assert client.get(response["Location"]).status_code == 200  # the batch's page
     assert client.get(reverse("admin:annotation_project_import", kwargs={"project_id": other.pk})).status_code == 404
 

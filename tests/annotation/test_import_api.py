@@ -84,8 +84,9 @@ def test_non_members_do_not_learn_the_project_exists(project, api):
     assert api().get(upload_url(project)).status_code in (401, 403)
 
 
-def test_auditors_read_batches_annotators_do_not(project, admin_user, auditor, annotator, api, queued,
-                                                 django_capture_on_commit_callbacks):
+def test_auditors_read_batches_annotators_do_not(
+    project, admin_user, auditor, annotator, api, queued, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         batch_id = api(admin_user).post(upload_url(project), {"file": csv_file()}, format="multipart").data["id"]
     detail = reverse("annotation:import-detail", kwargs={"slug": project.slug, "batch_id": batch_id})
@@ -163,22 +164,29 @@ def test_headerless_upload_with_positions(project, admin_user, api, queued, djan
     with django_capture_on_commit_callbacks(execute=True):
         response = api(admin_user).post(
             upload_url(project),
-            {"file": csv_file(content, "plain.csv"), "no_header": "true", "text_column": "2,3",
-             "label_column": "1", "label_map": "1=positive,2=negative"},
+            {
+                "file": csv_file(content, "plain.csv"),
+                "no_header": "true",
+                "text_column": "2,3",
+                "label_column": "1",
+                "label_map": "1=positive,2=negative",
+            },
             format="multipart",
         )
 
     assert response.status_code == 202, response.data
     assert list(Example.objects.order_by("id").values_list("text", "gold_label__name")) == [
-        ("Great film", "positive"), ("Awful film", "negative"),
+        ("Great film", "positive"),
+        ("Awful film", "negative"),
     ]
 
 
 def test_status_merges_live_progress_from_the_cache_while_running(project, admin_user, api, settings):
     settings.TALLY_IMPORT_CHUNK_ROWS = 50
     options = importers.import_options(source_name="big.csv")
-    batch, _ = importers.import_batch_create(project=project, created_by=admin_user, source_name="big.csv",
-                                             options=options)
+    batch, _ = importers.import_batch_create(
+        project=project, created_by=admin_user, source_name="big.csv", options=options
+    )
     url = reverse("annotation:import-detail", kwargs={"slug": project.slug, "batch_id": batch.pk})
     content = b"text\n" + b"".join(f"text {i}\n".encode() for i in range(300))
     seen = []

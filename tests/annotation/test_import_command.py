@@ -60,11 +60,23 @@ def test_command_reads_a_headerless_file_by_column_positions(admin_user, tmp_pat
     path = tmp_path / "ag.csv"
     path.write_bytes(b'"3","Stocks up","Markets\\rallied \\$5"\n"1","Talks","Leaders met"\n')
 
-    run("--project", project.slug, str(path), "--no-header", "--text-column", "2,3", "--label-column", "1",
-        "--label-map", AG_NEWS_MAP, "--unescape-backslashes")
+    run(
+        "--project",
+        project.slug,
+        str(path),
+        "--no-header",
+        "--text-column",
+        "2,3",
+        "--label-column",
+        "1",
+        "--label-map",
+        AG_NEWS_MAP,
+        "--unescape-backslashes",
+    )
 
     assert list(Example.objects.order_by("id").values_list("text", "gold_label__name")) == [
-        ("Stocks up Markets rallied $5", "Business"), ("Talks Leaders met", "World"),
+        ("Stocks up Markets rallied $5", "Business"),
+        ("Talks Leaders met", "World"),
     ]
 
 
@@ -131,11 +143,20 @@ def test_the_demo_import_works_on_sqlite(tmp_path):
     extra = tmp_path / "extra.csv"
     extra.write_bytes(b"text,label,source\nA new text,Sports,wire\nA new   text,World,wire\n,World,x\nLast one,,blog\n")
     script = SQLITE_SCRIPT.format(fixture=ROOT / "demo" / "fixtures" / "ag_news_demo.csv", extra=extra)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+    }
 
-    done = subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -30,8 +30,14 @@ def test_api_upload_of_ag_news_is_imported_by_the_worker(transactional_db, celer
 
     response = client.post(
         reverse("annotation:import-list", kwargs={"slug": project.slug}),
-        {"file": SimpleUploadedFile("ag_news_head.csv", content), "no_header": "true", "text_column": "2,3",
-         "label_column": "1", "label_map": AG_NEWS_MAP, "unescape_backslashes": "true"},
+        {
+            "file": SimpleUploadedFile("ag_news_head.csv", content),
+            "no_header": "true",
+            "text_column": "2,3",
+            "label_column": "1",
+            "label_map": AG_NEWS_MAP,
+            "unescape_backslashes": "true",
+        },
         format="multipart",
         HTTP_IDEMPOTENCY_KEY="ag-news-head",
     )

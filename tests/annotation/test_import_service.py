@@ -48,8 +48,9 @@ def test_csv_with_header_imports_texts_gold_labels_and_extra_columns_as_meta(pro
 def test_tsv_is_read_without_quoting_like_glue(project):
     content = b'sentence\tlabel\n"quoted" start , fine\t1\nit \'s a "gem"\t0\n'
 
-    batch = run_import(project, content, "sst.tsv", text_column="sentence", label_column="label",
-                       label_map="0=negative,1=positive")
+    batch = run_import(
+        project, content, "sst.tsv", text_column="sentence", label_column="label", label_map="0=negative,1=positive"
+    )
 
     assert batch.status == ImportBatch.Status.SUCCEEDED, batch.error
     assert texts(project) == ['"quoted" start , fine', 'it \'s a "gem"']
@@ -84,13 +85,24 @@ def test_headerless_csv_joins_columns_by_position_and_maps_labels(admin_user):
     )
     project = make_project(admin=admin_user, name="News", labels=AG_NEWS_LABELS)
 
-    batch = run_import(project, content, "ag.csv", has_header=False, text_column="2,3", label_column="1",
-                       label_map=AG_NEWS_MAP, unescape_backslashes=True)
+    batch = run_import(
+        project,
+        content,
+        "ag.csv",
+        has_header=False,
+        text_column="2,3",
+        label_column="1",
+        label_map=AG_NEWS_MAP,
+        unescape_backslashes=True,
+    )
 
     assert batch.status == ImportBatch.Status.SUCCEEDED, batch.error
     assert list(Example.objects.order_by("id").values_list("text", "gold_label__name")) == [
-        ("Wall St. Bears Claw Back (Reuters) Reuters - Short-sellers, Wall Street's dwindling band of "
-         "ultra-cynics, are seeing green again.", "Business"),
+        (
+            "Wall St. Bears Claw Back (Reuters) Reuters - Short-sellers, Wall Street's dwindling band of "
+            "ultra-cynics, are seeing green again.",
+            "Business",
+        ),
         ('Oil $50 Prices hit $50 a barrel.\nAnalysts "expect" more.', "Sports"),
         ("Only a title", "Sci-Tech"),
     ]
@@ -118,8 +130,9 @@ def test_unknown_text_column_fails_and_names_the_columns_there_are(project):
     assert "'text'" in batch.error and "'sentence', 'label'" in batch.error
     assert Example.objects.count() == 0
     with pytest.raises(ValidationFailed, match="'sentence'"):
-        importers.check_columns(stream=io.BytesIO(b"sentence,label\n"),
-                                options=importers.import_options(source_name="a.csv"))
+        importers.check_columns(
+            stream=io.BytesIO(b"sentence,label\n"), options=importers.import_options(source_name="a.csv")
+        )
 
 
 @pytest.mark.parametrize(
@@ -142,24 +155,30 @@ def test_options_are_validated_with_a_helpful_message(kwargs, message):
 
 def test_each_kind_of_bad_row_is_skipped_and_reported_with_its_row_number(project, settings):
     settings.TALLY_MAX_TEXT_LENGTH = 40
-    content = b"".join([
-        b"text,label\n",
-        b"good one,positive\n",                      # row 1
-        b"   ,positive\n",                           # row 2: empty text
-        b"caf\xe9 latin-1 byte,positive\n",          # row 3: not UTF-8
-        b"fine text,neutral\n",                      # row 4: unknown label
-        b"x" * 41 + b",negative\n",                  # row 5: too long
-        b"lonely field\n",                           # row 6: label column missing
-        b"nul\x00inside,positive\n",                 # row 7: NUL
-        b"good two,negative\n",                      # row 8
-    ])
+    content = b"".join(
+        [
+            b"text,label\n",
+            b"good one,positive\n",  # row 1
+            b"   ,positive\n",  # row 2: empty text
+            b"caf\xe9 latin-1 byte,positive\n",  # row 3: not UTF-8
+            b"fine text,neutral\n",  # row 4: unknown label
+            b"x" * 41 + b",negative\n",  # row 5: too long
+            b"lonely field\n",  # row 6: label column missing
+            b"nul\x00inside,positive\n",  # row 7: NUL
+            b"good two,negative\n",  # row 8
+        ]
+    )
 
     batch = run_import(project, content, text_column="text", label_column="label")
 
     assert batch.status == ImportBatch.Status.SUCCEEDED, batch.error
     assert codes(batch) == [
-        (2, "empty_text"), (3, "undecodable"), (4, "unknown_label"), (5, "too_long"),
-        (6, "missing_column"), (7, "nul_character"),
+        (2, "empty_text"),
+        (3, "undecodable"),
+        (4, "unknown_label"),
+        (5, "too_long"),
+        (6, "missing_column"),
+        (7, "nul_character"),
     ]
     assert [entry["line"] for entry in batch.report] == [3, 4, 5, 6, 7, 8]
     assert "neutral" in batch.report[2]["reason"] and "positive" in batch.report[2]["reason"]
@@ -167,29 +186,41 @@ def test_each_kind_of_bad_row_is_skipped_and_reported_with_its_row_number(projec
     assert texts(project) == ["good one", "good two"]
     assert (batch.rows_read, batch.rows_imported, batch.rows_skipped) == (8, 2, 6)
     assert batch.stats["reasons"] == {
-        "empty_text": 1, "missing_column": 1, "nul_character": 1, "too_long": 1, "undecodable": 1, "unknown_label": 1,
+        "empty_text": 1,
+        "missing_column": 1,
+        "nul_character": 1,
+        "too_long": 1,
+        "undecodable": 1,
+        "unknown_label": 1,
     }
 
 
 def test_bad_jsonl_lines_are_skipped_and_reported(project, settings):
     settings.TALLY_IMPORT_MAX_LINE_BYTES = 100
-    content = b"\n".join([
-        b'{"text": "ok one"}',                    # row 1
-        b'{"text": "broken"',                     # row 2: malformed JSON
-        b'["text", "a list"]',                    # row 3: not an object
-        b'{"body": "no text key"}',               # row 4: missing key
-        b'{"text": 42}',                          # row 5: not a string
-        b'{"text": "\xff\xfe"}',                  # row 6: not UTF-8
-        b'{"text": "' + b"y" * 200 + b'"}',       # row 7: line over the cap
-        b'{"text": "nul \\u0000 escaped"}',       # row 8: NUL
-        b'{"text": "ok two"}',                    # row 9
-    ])
+    content = b"\n".join(
+        [
+            b'{"text": "ok one"}',  # row 1
+            b'{"text": "broken"',  # row 2: malformed JSON
+            b'["text", "a list"]',  # row 3: not an object
+            b'{"body": "no text key"}',  # row 4: missing key
+            b'{"text": 42}',  # row 5: not a string
+            b'{"text": "\xff\xfe"}',  # row 6: not UTF-8
+            b'{"text": "' + b"y" * 200 + b'"}',  # row 7: line over the cap
+            b'{"text": "nul \\u0000 escaped"}',  # row 8: NUL
+            b'{"text": "ok two"}',  # row 9
+        ]
+    )
 
     batch = run_import(project, content, "data.jsonl")
 
     assert codes(batch) == [
-        (2, "malformed_json"), (3, "malformed_json"), (4, "missing_column"), (5, "invalid_value"),
-        (6, "undecodable"), (7, "line_too_long"), (8, "nul_character"),
+        (2, "malformed_json"),
+        (3, "malformed_json"),
+        (4, "missing_column"),
+        (5, "invalid_value"),
+        (6, "undecodable"),
+        (7, "line_too_long"),
+        (8, "nul_character"),
     ]
     assert texts(project) == ["ok one", "ok two"]
     assert batch.rows_read == 9
@@ -334,7 +365,10 @@ def test_worker_runs_a_stored_upload_and_deletes_it_afterwards(project, settings
     settings.MEDIA_ROOT = tmp_path
     options = importers.import_options(source_name="up.csv")
     batch, _ = importers.import_batch_create(
-        project=project, created_by=None, source_name="up.csv", options=options,
+        project=project,
+        created_by=None,
+        source_name="up.csv",
+        options=options,
         upload=ContentFile(b"text\nfrom storage\n", name="up.csv"),
     )
     stored = tmp_path / batch.upload.name
@@ -424,10 +458,20 @@ def test_progress_of_a_running_batch_says_when_it_has_stalled(project, settings)
     options = importers.import_options(source_name="a.csv")
     batch, _ = importers.import_batch_create(project=project, created_by=None, source_name="a.csv", options=options)
     batch.status = ImportBatch.Status.RUNNING
-    cache.set(importers._progress_key(batch.pk), {
-        "batch_id": batch.pk, "status": "running", "rows_read": 10, "rows_imported": 10, "rows_duplicate": 0,
-        "rows_skipped": 0, "bytes_read": 50, "bytes_total": 200, "updated_at": "2020-01-01T00:00:00+00:00",
-    })
+    cache.set(
+        importers._progress_key(batch.pk),
+        {
+            "batch_id": batch.pk,
+            "status": "running",
+            "rows_read": 10,
+            "rows_imported": 10,
+            "rows_duplicate": 0,
+            "rows_skipped": 0,
+            "bytes_read": 50,
+            "bytes_total": 200,
+            "updated_at": "2020-01-01T00:00:00+00:00",
+        },
+    )
 
     progress = importers.import_progress(batch=batch)
 

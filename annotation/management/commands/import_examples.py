@@ -30,26 +30,42 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("file", help="Path to the file (.csv, .tsv or .jsonl; or give --format).")
         parser.add_argument("--project", required=True, help="The project's slug.")
-        parser.add_argument("--format", dest="file_format", choices=ImportBatch.Format.values,
-                            help="csv, tsv or jsonl (default: from the file's extension).")
-        parser.add_argument("--text-column", default="text",
-                            help="Column holding the text: a header name, or a 1-based position. Several, "
-                                 "joined by commas, are joined into one text (title,description or 2,3). "
-                                 "Default: text.")
-        parser.add_argument("--label-column", default="",
-                            help="Optional column with gold labels (name or position), matched to the "
-                                 "project's label names.")
-        parser.add_argument("--no-header", action="store_true",
-                            help="The first line is data; give columns by position (1 is the first).")
-        parser.add_argument("--label-map", default="",
-                            help="Map raw label values to label names: 1=World,2=Sports,...")
-        parser.add_argument("--create-labels", action="store_true",
-                            help="Add labels the project does not have yet (default: such rows are skipped).")
-        parser.add_argument("--text-separator", default=" ",
-                            help="Put between joined text columns (default: a space).")
-        parser.add_argument("--unescape-backslashes", action="store_true",
-                            help="Decode AG News style backslashes: \\\\ is a line break, \\$ a dollar sign, "
-                                 "any other backslash a wrapped line (a space).")
+        parser.add_argument(
+            "--format",
+            dest="file_format",
+            choices=ImportBatch.Format.values,
+            help="csv, tsv or jsonl (default: from the file's extension).",
+        )
+        parser.add_argument(
+            "--text-column",
+            default="text",
+            help="Column holding the text: a header name, or a 1-based position. Several, "
+            "joined by commas, are joined into one text (title,description or 2,3). "
+            "Default: text.",
+        )
+        parser.add_argument(
+            "--label-column",
+            default="",
+            help="Optional column with gold labels (name or position), matched to the project's label names.",
+        )
+        parser.add_argument(
+            "--no-header",
+            action="store_true",
+            help="The first line is data; give columns by position (1 is the first).",
+        )
+        parser.add_argument("--label-map", default="", help="Map raw label values to label names: 1=World,2=Sports,...")
+        parser.add_argument(
+            "--create-labels",
+            action="store_true",
+            help="Add labels the project does not have yet (default: such rows are skipped).",
+        )
+        parser.add_argument("--text-separator", default=" ", help="Put between joined text columns (default: a space).")
+        parser.add_argument(
+            "--unescape-backslashes",
+            action="store_true",
+            help="Decode AG News style backslashes: \\\\ is a line break, \\$ a dollar sign, "
+            "any other backslash a wrapped line (a space).",
+        )
         parser.add_argument("--encoding", default="utf-8", help="The file's text encoding (default: utf-8).")
         parser.add_argument("--user", default=None, help="Username recorded as the import's creator.")
 
@@ -93,7 +109,9 @@ class Command(BaseCommand):
         started = time.monotonic()
         with path.open("rb") as stream:
             batch = importers.import_run(
-                batch=batch, stream=stream, bytes_total=size,
+                batch=batch,
+                stream=stream,
+                bytes_total=size,
                 on_progress=self._progress_printer() if verbosity else None,
             )
         self._summary(batch, time.monotonic() - started, verbosity)
@@ -130,9 +148,9 @@ class Command(BaseCommand):
         ok = batch.status == ImportBatch.Status.SUCCEEDED
         style = self.style.SUCCESS if ok else self.style.ERROR
         rate = batch.rows_read / seconds if seconds > 0 else 0
-        self.stdout.write(style(
-            f"Import {batch.pk} of {batch.source_name} {batch.status} in {seconds:.1f} s ({rate:,.0f} rows/s)"
-        ))
+        self.stdout.write(
+            style(f"Import {batch.pk} of {batch.source_name} {batch.status} in {seconds:.1f} s ({rate:,.0f} rows/s)")
+        )
         self.stdout.write(
             f"  rows read {batch.rows_read:,}; imported {batch.rows_imported:,}; "
             f"duplicates {batch.rows_duplicate:,}; skipped {batch.rows_skipped:,}"

@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED := 1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/5
 
-.PHONY: install demo test test-faults lint bench clean services
+.PHONY: install demo test test-faults lint bench bench-import clean services
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: install services  ## benchmarks; results go to bench-results/ and BENCHMARKS.md
+bench: install services bench-import  ## benchmarks; results go to bench-results/ and BENCHMARKS.md
 	@bash scripts/bench.sh
+
+# Drops and recreates the database of BENCH_DATABASE_URL (its name must contain "bench").
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally_bench_import
+bench-import: services  ## 100,000 rows of SST-2 into PostgreSQL and SQLite -> BENCHMARKS-import.md
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/import_bench.py
 
 clean:
 	rm -rf $(VENV) staticfiles var tally.sqlite3 bench-results

@@ -89,7 +89,14 @@ class ImportBatch(models.Model):
     report = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=100, null=True, blank=True)
+    # How to read the file (header, joined text columns, label map...): annotation.importers.
+    options = models.JSONField(default=dict, blank=True)
+    # Exact counts by reason, bytes read, rows/s: the report list above is capped, these are not.
+    stats = models.JSONField(default=dict, blank=True)
+    # The uploaded file until its import ends (the command reads its file in place instead).
+    upload = models.FileField(upload_to="imports/%Y/%m/%d/", max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

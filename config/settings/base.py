@@ -168,3 +168,14 @@ LOGGING = {
 
 # --- frontend: Content-Security-Policy (frontend/middleware.py); no inline script anywhere ---
 MIDDLEWARE.insert(1, "frontend.middleware.ContentSecurityPolicyMiddleware")
+
+# --- Import (annotation/importers.py, docs/import.md) ---
+# Rows per bulk INSERT and per duplicate-check query; progress is published once per chunk.
+TALLY_IMPORT_CHUNK_ROWS = env.int("TALLY_IMPORT_CHUNK_ROWS", default=2000)
+# The per-row report keeps this many entries (counts by reason stay exact in ImportBatch.stats).
+TALLY_IMPORT_REPORT_LIMIT = env.int("TALLY_IMPORT_REPORT_LIMIT", default=1000)
+# Longest line, never held in memory whole: a longer JSONL line is skipped, a longer CSV line fails.
+TALLY_IMPORT_MAX_LINE_BYTES = env.int("TALLY_IMPORT_MAX_LINE_BYTES", default=4 * 1024 * 1024)
+TALLY_IMPORT_PROGRESS_TTL_SECONDS = 24 * 3600
+# A running import whose progress has not moved for this long is shown as stalled.
+TALLY_IMPORT_STALL_SECONDS = env.int("TALLY_IMPORT_STALL_SECONDS", default=300)

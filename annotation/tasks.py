@@ -1,0 +1,19 @@
+"""Celery tasks of the annotation app. The ImportBatch row is the job's truth; the message
+only carries its id, and running a finished batch again is a no-op."""
+
+from celery import shared_task
+
+from . import importers
+
+
+@shared_task(
+    name="annotation.import_batch",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def import_batch_task(batch_id: int) -> str | None:
+    """Import an uploaded file. Redelivered after a worker died mid-import (its transaction
+    rolled back, nothing written), it runs the batch again from the start."""
+    batch = importers.import_batch_run(batch_id=batch_id)
+    return batch.status if batch is not None else None

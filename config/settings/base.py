@@ -142,6 +142,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `status`; name each enum after its model so the schema is stable.
+    "ENUM_NAME_OVERRIDES": {
+        "AttemptStatusEnum": "annotation.models.Attempt.Status",
+        "AnnotationStatusEnum": "annotation.models.Annotation.Status",
+        "ImportBatchStatusEnum": "annotation.models.ImportBatch.Status",
+    },
 }
 
 # --- Tally ---

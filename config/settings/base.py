@@ -165,3 +165,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# --- Labor ledger (labor_ledger/, docs/ledger.md) ---
+# Settlement period: "day" (UTC days, the default) or "week" (ISO weeks, Monday 00:00 UTC).
+TALLY_LEDGER_PERIOD = env("TALLY_LEDGER_PERIOD", default="day")
+# A gap between two tasks up to this long is unpaid time "between tasks" of one work session;
+# a longer one is a break and is not recorded.
+TALLY_LEDGER_SESSION_GAP_SECONDS = env.int("TALLY_LEDGER_SESSION_GAP_SECONDS", default=300)
+# Close complete periods (floor top-ups, rounding) every hour; settling is idempotent.
+CELERY_BEAT_SCHEDULE["labor-ledger-settle-due"] = {"task": "labor_ledger.settle_due", "schedule": 3600.0}

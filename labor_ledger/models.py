@@ -31,7 +31,8 @@ class AppendOnlyQuerySet(models.QuerySet):
     def delete(self):
         raise LedgerIsAppendOnly(f"{self.model.__name__} rows are append-only and are never deleted.")
 
-    # QuerySet.bulk_update() goes through update(): refused as well.
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise LedgerIsAppendOnly(f"{self.model.__name__} rows are append-only: write new rows instead.")
 
 
 class AppendOnlyModel(models.Model):

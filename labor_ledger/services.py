@@ -24,7 +24,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Sum
 from django.utils import timezone
 
@@ -158,6 +158,17 @@ def _messages(exc) -> str:
 
 
 def _lock_chain(project_id: int) -> ChainHead:
+    """Lock the project's chain head for this transaction.
+
+    First a KEY SHARE lock on the project row: annotation's writes hold that row FOR UPDATE
+    (their attempt lock selects it too) before they reach the ledger, and every entry's
+    deferred foreign-key check takes KEY SHARE on it at commit. Taking it up front gives every
+    writer the same lock order (project row, then chain head), so a writer that holds the chain
+    head can never wait on a submission that waits for the chain head.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {Project._meta.db_table} WHERE id = %s FOR KEY SHARE", [project_id])  # noqa: S608
     head = ChainHead.objects.select_for_update().filter(project_id=project_id).first()
     if head is None:
         ChainHead.objects.bulk_create([ChainHead(project_id=project_id)], ignore_conflicts=True)

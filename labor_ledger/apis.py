@@ -190,8 +190,8 @@ class PeriodOut(serializers.Serializer):
 class TimeCategoryOut(serializers.Serializer):
     time_category = serializers.CharField()
     label = serializers.CharField()
-    active_seconds = serializers.DecimalField(max_digits=14, decimal_places=3)
-    wall_seconds = serializers.DecimalField(max_digits=14, decimal_places=3)
+    active_seconds = serializers.DecimalField(source="active", max_digits=14, decimal_places=3)
+    wall_seconds = serializers.DecimalField(source="wall", max_digits=14, decimal_places=3)
     paid = serializers.DecimalField(max_digits=18, decimal_places=6)
 
 
@@ -205,7 +205,7 @@ class ReadingOut(serializers.ModelSerializer):
 
 
 class EarningsApi(NoStoreMixin, APIView):
-    class OutputSerializer(serializers.Serializer):
+    class EarningsOut(serializers.Serializer):
         project = serializers.SlugField()
         currency = serializers.CharField()
         balance = serializers.DecimalField(max_digits=18, decimal_places=6)
@@ -222,7 +222,7 @@ class EarningsApi(NoStoreMixin, APIView):
                 "period", str, description="YYYY-MM-DD: list this period's entries (default: the current one)"
             )
         ],
-        responses=OutputSerializer,
+        responses=EarningsOut,
         description="Your own earnings in this project: never anyone else's.",
     )
     def get(self, request, slug):
@@ -241,7 +241,7 @@ class EarningsApi(NoStoreMixin, APIView):
             "entries_period": period,
             "entries": entries,
         }
-        return Response(self.OutputSerializer(payload).data)
+        return Response(self.EarningsOut(payload).data)
 
 
 def _period_param(request, *, default):
@@ -269,6 +269,8 @@ class EntryListApi(NoStoreMixin, ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_serializer_class(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no project
+            return EntryOut
         project = self._project()
         return EntryOut if selectors.can_read_project_ledger(user=self.request.user, project=project) else OwnEntryOut
 
@@ -290,17 +292,17 @@ class EntryListApi(NoStoreMixin, ListAPIView):
 
 
 class ManualEntryApi(NoStoreMixin, APIView):
-    class InputSerializer(serializers.Serializer):
+    class ManualEntryIn(serializers.Serializer):
         annotator = serializers.CharField(help_text="username")
         kind = serializers.ChoiceField(choices=[LedgerEntry.Kind.BONUS, LedgerEntry.Kind.ADJUSTMENT])
         amount = serializers.DecimalField(max_digits=18, decimal_places=6)
         reason = serializers.CharField(max_length=1000)
         idempotency_key = serializers.CharField(max_length=100)
 
-    @extend_schema(request=InputSerializer, responses={201: EntryOut})
+    @extend_schema(request=ManualEntryIn, responses={201: EntryOut})
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
-        data = self.InputSerializer(data=request.data)
+        data = self.ManualEntryIn(data=request.data)
         data.is_valid(raise_exception=True)
         annotator = get_user_model().objects.filter(username=data.validated_data.pop("annotator")).first()
         if annotator is None:
@@ -336,8 +338,19 @@ class BalanceListApi(NoStoreMixin, ListAPIView):
         )
 
 
+class VerifyOut(serializers.Serializer):
+    ok = serializers.BooleanField()
+    entries = serializers.IntegerField()
+    head_seq = serializers.IntegerField()
+    head_hash = serializers.CharField()
+    problems = serializers.ListField(child=serializers.CharField())
+
+
 class VerifyApi(NoStoreMixin, APIView):
-    @extend_schema(description="Recompute the project's hash chain, balances and settlements; list any break.")
+    @extend_schema(
+        responses=VerifyOut,
+        description="Recompute the project's hash chain, balances and settlements; list any break. Admins, auditors.",
+    )
     def get(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=READERS)
         result = selectors.ledger_verify(project=project)
@@ -356,7 +369,7 @@ class VerifyApi(NoStoreMixin, APIView):
 
 
 class PayPolicyApi(NoStoreMixin, APIView):
-    class InputSerializer(serializers.Serializer):
+    class PayPolicyIn(serializers.Serializer):
         effective_from = serializers.DateTimeField(required=False, help_text="default: now; never in the past")
         currency = serializers.CharField(required=False, help_text="must be the project's currency")
         piece_rate = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False)
@@ -383,10 +396,10 @@ class PayPolicyApi(NoStoreMixin, APIView):
         project = project_for(user=request.user, slug=slug, roles=READERS)
         return Response(PayPolicyOut(selectors.pay_policies(project=project), many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: PayPolicyOut}, description="A new version; admins only.")
+    @extend_schema(request=PayPolicyIn, responses={201: PayPolicyOut}, description="A new version; admins only.")
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
-        data = self.InputSerializer(data=request.data)
+        data = self.PayPolicyIn(data=request.data)
         data.is_valid(raise_exception=True)
         policy = call(services.pay_policy_create, project=project, created_by=request.user, **data.validated_data)
         return Response(PayPolicyOut(policy).data, status=status.HTTP_201_CREATED)
@@ -396,27 +409,27 @@ class PayPolicyApi(NoStoreMixin, APIView):
 
 
 class AnnotationReviewApi(NoStoreMixin, APIView):
-    class InputSerializer(serializers.Serializer):
+    class ReviewIn(serializers.Serializer):
         status = serializers.ChoiceField(choices=[Annotation.Status.REJECTED, Annotation.Status.ACCEPTED])
         reason = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
 
-    class OutputSerializer(serializers.ModelSerializer):
+    class ReviewOut(serializers.ModelSerializer):
         class Meta:
             model = Annotation
             fields = ["id", "example", "annotator", "attempt", "status", "status_changed_at"]
 
     @extend_schema(
-        request=InputSerializer,
-        responses=OutputSerializer,
+        request=ReviewIn,
+        responses=ReviewOut,
         description="Reject a label, or accept it again; the ledger unpays or pays it with new entries.",
     )
     def post(self, request, slug, annotation_id):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
         annotation = get_object_or_404(Annotation, pk=annotation_id, project=project)
-        data = self.InputSerializer(data=request.data)
+        data = self.ReviewIn(data=request.data)
         data.is_valid(raise_exception=True)
         annotation = call(services.annotation_review, annotation=annotation, actor=request.user, **data.validated_data)
-        return Response(self.OutputSerializer(annotation).data)
+        return Response(self.ReviewOut(annotation).data)
 
 
 # --- reading the instructions ---

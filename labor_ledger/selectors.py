@@ -77,10 +77,10 @@ def _line(kind: str, name: str = "amount", output=MONEY) -> Coalesce:
 
 
 TOTALS = {
-    "active_seconds": lambda: _sum("active_seconds", SECONDS),
-    "wall_seconds": lambda: _sum("wall_seconds", SECONDS),
-    "counted_seconds": lambda: _sum("counted_seconds", SECONDS),
-    "unpaid_active_seconds": lambda: _line(Kind.UNPAID_TIME, "active_seconds", SECONDS),
+    "active": lambda: _sum("active_seconds", SECONDS),
+    "wall": lambda: _sum("wall_seconds", SECONDS),
+    "counted": lambda: _sum("counted_seconds", SECONDS),
+    "unpaid_active": lambda: _line(Kind.UNPAID_TIME, "active_seconds", SECONDS),
     "examples": lambda: Coalesce(Sum("units"), Value(0), output_field=IntegerField()),
     "pay": lambda: _sum("amount"),
     "piece_pay": lambda: _line(Kind.PIECE_PAY),
@@ -88,15 +88,20 @@ TOTALS = {
     "floor_top_up": lambda: _line(Kind.FLOOR_TOP_UP),
     "bonus": lambda: _line(Kind.BONUS),
     "adjustment": lambda: _line(Kind.ADJUSTMENT),
-    "floor_amount": lambda: _sum("floor_amount"),
-    "client_amount": lambda: _sum("client_amount"),
+    "floor": lambda: _sum("floor_amount"),
+    "client": lambda: _sum("client_amount"),
     "entries": lambda: Count("id"),
 }
 
 
 def labor_totals(*, entries: QuerySet[LedgerEntry], by: Sequence[str]) -> QuerySet:
     """Time, examples and the wage bill per group, in one query. `by` names entry columns
-    (e.g. ["annotator_id", "period_start"], ["time_category"], ["annotation_id"])."""
+    (e.g. ["annotator_id", "period_start"], ["time_category"], ["annotation_id"]).
+
+    Each row has the group's columns and: active, wall, counted (hours-worked) and
+    unpaid_active seconds; examples (net accepted); pay (everything), and pay by line:
+    piece_pay, hourly_pay, floor_top_up, bonus, adjustment (reversals count under the line of
+    what they reverse); floor (the floor earned); client (the client's price); entries."""
     return entries.order_by().values(*by).annotate(**{name: make() for name, make in TOTALS.items()}).order_by(*by)
 
 
@@ -177,10 +182,21 @@ def earnings_for(*, project: Project, annotator, now: datetime | None = None) ->
     settlements = {s.period: s for s in Settlement.objects.filter(project=project, annotator=annotator)}
     rows = {}
     for row in labor_totals(entries=own, by=["period_start"]):
-        period = row.pop("period_start")
-        row.pop("unpaid_active_seconds")
-        row.pop("client_amount")  # the client's price is for admins and auditors
-        rows[period] = PeriodEarnings(period=period, **row)
+        rows[row["period_start"]] = PeriodEarnings(
+            period=row["period_start"],
+            active_seconds=row["active"],
+            wall_seconds=row["wall"],
+            counted_seconds=row["counted"],
+            examples=row["examples"],
+            pay=row["pay"],
+            piece_pay=row["piece_pay"],
+            hourly_pay=row["hourly_pay"],
+            floor_top_up=row["floor_top_up"],
+            bonus=row["bonus"],
+            adjustment=row["adjustment"],
+            floor_amount=row["floor"],
+            entries=row["entries"],
+        )  # the client's price is left out: it is for admins and auditors
     current = rows.get(current_period) or PeriodEarnings(period=current_period)
     current.is_current = True
     rows[current_period] = current
@@ -190,11 +206,7 @@ def earnings_for(*, project: Project, annotator, now: datetime | None = None) ->
         own.exclude(time_category="")
         .order_by()
         .values("time_category")
-        .annotate(
-            active_seconds=_sum("active_seconds", SECONDS),
-            wall_seconds=_sum("wall_seconds", SECONDS),
-            paid=_sum("amount"),
-        )
+        .annotate(active=_sum("active_seconds", SECONDS), wall=_sum("wall_seconds", SECONDS), paid=_sum("amount"))
         .order_by("time_category")
     )
     labels = dict(TimeCategory.choices)

@@ -112,12 +112,16 @@ class PayPolicy(AppendOnlyModel):
     # Hourly rate, alone or on top of the piece rate, on the clock it names, for the categories listed.
     hourly_rate = models.DecimalField(default=Decimal(0), **RATE)
     hourly_clock = models.CharField(max_length=6, choices=Clock.choices, default=Clock.ACTIVE)
-    hourly_categories = models.JSONField(default=default_counted_categories, validators=[_validate_categories])
+    hourly_categories = models.JSONField(
+        default=default_counted_categories, blank=True, validators=[_validate_categories]
+    )
     # The floor: a period's pay is topped up to floor_hourly_rate x hours worked, where hours
     # worked are floor_clock seconds in floor_categories.
     floor_hourly_rate = models.DecimalField(default=Decimal(0), **RATE)
     floor_clock = models.CharField(max_length=6, choices=Clock.choices, default=Clock.ACTIVE)
-    floor_categories = models.JSONField(default=default_counted_categories, validators=[_validate_categories])
+    floor_categories = models.JSONField(
+        default=default_counted_categories, blank=True, validators=[_validate_categories]
+    )
     # What the client pays the platform: per accepted example and/or per hour worked.
     client_price_per_example = models.DecimalField(null=True, blank=True, **RATE)
     client_price_per_hour = models.DecimalField(null=True, blank=True, **RATE)

@@ -23,8 +23,13 @@ Kind = LedgerEntry.Kind
 def live_policy(project, admin_user):
     an_hour_ago = timezone.now() - timedelta(hours=1)
     return services.pay_policy_create(
-        project=project, created_by=admin_user, piece_rate=Decimal("0.10"), floor_hourly_rate=Decimal("12"),
-        client_price_per_example=Decimal("0.25"), effective_from=an_hour_ago, now=an_hour_ago,
+        project=project,
+        created_by=admin_user,
+        piece_rate=Decimal("0.10"),
+        floor_hourly_rate=Decimal("12"),
+        client_price_per_example=Decimal("0.25"),
+        effective_from=an_hour_ago,
+        now=an_hour_ago,
     )
 
 
@@ -137,7 +142,10 @@ def test_admins_post_bonuses_auditors_cannot(api, project, admin_user, auditor, 
     again = api(admin_user).post(url("manual-entry", project), payload, format="json")
     assert first.status_code == 201 and again.json()["id"] == first.json()["id"]
     assert LedgerEntry.objects.filter(kind=Kind.BONUS).count() == 1
-    assert api(admin_user).post(url("manual-entry", project), {**payload, "kind": "piece_pay"}, format="json").status_code == 400
+    assert (
+        api(admin_user).post(url("manual-entry", project), {**payload, "kind": "piece_pay"}, format="json").status_code
+        == 400
+    )
 
 
 def test_there_is_no_way_to_edit_an_entry_through_the_api(api, project, admin_user, worked):
@@ -163,9 +171,12 @@ def test_an_admin_rejects_a_label_and_the_ledger_unpays_it(api, project, admin_u
     reversal = LedgerEntry.objects.get(kind=Kind.REVERSAL, reversed_kind=Kind.PIECE_PAY)
     assert reversal.acting_user_id == admin_user.pk and "off-topic" in reversal.reason
     other = make_project(admin=admin_user, name="Elsewhere")
-    assert api(admin_user).post(
-        url("annotation-review", other, annotation_id=annotation.pk), {"status": "rejected"}, format="json"
-    ).status_code == 404
+    assert (
+        api(admin_user)
+        .post(url("annotation-review", other, annotation_id=annotation.pk), {"status": "rejected"}, format="json")
+        .status_code
+        == 404
+    )
 
 
 # --- instruction reading ------------------------------------------------------------------------
@@ -201,7 +212,8 @@ def test_task_payloads_carry_no_pay(api, project, annotator, examples, live_poli
     beat = client.post(reverse("annotation:attempt-heartbeat", kwargs={"attempt_id": claim.json()["id"]}))
     submit = client.post(
         reverse("annotation:attempt-submit", kwargs={"attempt_id": claim.json()["id"]}),
-        {"labels": [project.labels.first().pk]}, format="json",
+        {"labels": [project.labels.first().pk]},
+        format="json",
     )
     project_view = client.get(reverse("annotation:project-detail", kwargs={"slug": project.slug}))
     assert submit.status_code == 201
@@ -221,9 +233,19 @@ def test_the_earnings_page_shows_the_entries_behind_the_pay(project, annotator, 
     assert response.status_code == 200
     assert_no_store(response)
     html = response.content.decode()
-    for marker in ('id="earnings"', 'id="earnings-today"', 'id="today-pay"', 'id="today-active-hours"',
-                   'id="today-wall-hours"', 'id="today-examples"', 'id="today-effective-rate"', 'id="today-top-up"',
-                   'id="earnings-periods"', 'id="earnings-entries"', 'id="earnings-time-categories"'):
+    for marker in (
+        'id="earnings"',
+        'id="earnings-today"',
+        'id="today-pay"',
+        'id="today-active-hours"',
+        'id="today-wall-hours"',
+        'id="today-examples"',
+        'id="today-effective-rate"',
+        'id="today-top-up"',
+        'id="earnings-periods"',
+        'id="earnings-entries"',
+        'id="earnings-time-categories"',
+    ):
         assert marker in html, marker
     assert f'data-annotation-id="{worked["ann"].pk}"' in html
     assert f'data-annotation-id="{worked["bea"].pk}"' not in html

@@ -304,8 +304,8 @@ class Settlement(AppendOnlyModel):
 
 
 class Balance(models.Model):
-    """Running total of one annotator's entries in one project, kept in the append transaction.
-    Mutable by design; verify_ledger recomputes it from the entries."""
+    """One annotator's account in one project: the running total of their entries, kept in the
+    append transaction. Mutable by design; verify_ledger recomputes it from the entries."""
 
     project = models.ForeignKey("annotation.Project", on_delete=models.PROTECT, related_name="+")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -313,6 +313,9 @@ class Balance(models.Model):
     amount = models.DecimalField(max_digits=18, decimal_places=6, default=0)
     entry_count = models.PositiveIntegerField(default=0)
     last_seq = models.PositiveBigIntegerField(default=0)
+    # When the annotator's latest submitted or skipped task ended: the start of any time
+    # "between tasks" before their next one.
+    last_task_end = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "annotator"], name="balance_one_per_annotator")]

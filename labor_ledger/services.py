@@ -4,10 +4,11 @@ annotation.services calls the two entry points, `attempt_finished` and
 `annotation_status_changed`, inside the transaction that records the work, so the work and
 its entries commit together or not at all.
 
-Every append goes through `_append`, which holds the project's chain head row locked
+Every append goes through `_Books`, which holds the project's chain head row locked
 (SELECT ... FOR UPDATE) until the transaction ends: appends to one project are serialized,
-each entry names the hash of the one before it, and an idempotency key that was already
-written returns the earlier entry instead of writing twice.
+each entry names the hash of the one before it, and the entries, the head and the balances
+are written in bulk at the end of the service call. Every entry has a unique idempotency key
+derived from what caused it, so no cause can be written twice.
 
 Attempt entries are kept in step with the state of the work rather than replayed from
 events (`_reconcile_attempt`): an attempt has exactly one live time entry whose category
@@ -25,7 +26,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, Max, OuterRef, Sum
+from django.db.models import Exists, F, OuterRef, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from annotation.errors import Conflict, NotFound, ValidationFailed
@@ -176,106 +178,148 @@ def _lock_chain(project_id: int) -> ChainHead:
     return head
 
 
-def _open_period(*, project_id: int, annotator_id: int, at: datetime) -> date:
-    """The period an entry is booked to: that of `at`, unless it is already settled for this
-    annotator, then the first period after their last settled one. A settled period never
-    changes."""
-    period = periods.period_of(at)
-    last = (
-        Settlement.objects.filter(project_id=project_id, annotator_id=annotator_id)
-        .order_by("-period")
-        .values_list("period", flat=True)
-        .first()
-    )
-    if last is not None and period <= last:
-        period = periods.next_period(last)
-    return period
+NOT_VALIDATED = ["project", "annotator", "attempt", "annotation", "reading", "reverses", "policy", "acting_user"]
 
 
-def _append(
-    *,
-    head: ChainHead,
-    project: Project,
-    annotator_id: int,
-    kind: str,
-    idempotency_key: str,
-    occurred_at: datetime,
-    period: date | None = None,
-    **fields,
-) -> LedgerEntry:
-    """Write one entry at the tip of the chain. Caller holds `head` locked."""
-    existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
-    if existing is not None:
-        return existing
-    entry = LedgerEntry(
-        project_id=project.pk,
-        seq=head.seq + 1,
-        annotator_id=annotator_id,
-        kind=kind,
-        currency=project.currency,
-        occurred_at=occurred_at,
-        period_start=period or _open_period(project_id=project.pk, annotator_id=annotator_id, at=occurred_at),
-        idempotency_key=idempotency_key,
-        prev_hash=head.last_hash,
-        created_at=timezone.now(),
-        **fields,
-    )
-    for name in ("amount", "floor_amount", "client_amount"):
-        setattr(entry, name, money.entry_amount(getattr(entry, name)))
-    for name in ("active_seconds", "wall_seconds", "counted_seconds"):
-        setattr(entry, name, money.seconds(getattr(entry, name)))
-    entry.entry_hash = chain.entry_hash(entry)
-    entry.full_clean(
-        exclude=["project", "annotator", "attempt", "annotation", "reading", "reverses", "policy", "acting_user"],
-        validate_unique=False,
-        validate_constraints=False,
-    )
-    entry.save()
-    head.seq, head.last_hash = entry.seq, entry.entry_hash
-    head.save(update_fields=["seq", "last_hash", "updated_at"])
-    updated = Balance.objects.filter(project_id=project.pk, annotator_id=annotator_id).update(
-        amount=F("amount") + entry.amount, entry_count=F("entry_count") + 1, last_seq=entry.seq
-    )
-    if not updated:
-        Balance.objects.create(
-            project_id=project.pk,
+class _Books:
+    """One transaction's appends to one project's chain.
+
+    Holds the chain head locked from construction to the end of the transaction, hands each
+    new entry the next seq and the hash of the one before, and writes the entries, the head
+    and the balances in bulk on flush(). Use through `_open_books`, which flushes on exit.
+    """
+
+    def __init__(self, project: Project):
+        self.project = project
+        self.head = _lock_chain(project.pk)
+        self.pending: list[LedgerEntry] = []
+        self._last_settled: dict[int, date | None] = {}
+        self._balances: dict[int, dict] = {}
+        self._accounts: dict[int, Balance | None] = {}
+
+    def period_for(self, annotator_id: int, at: datetime) -> date:
+        """The period an entry is booked to: that of `at`, unless it is already settled for this
+        annotator, then the first period after their last settled one. A settled period never changes."""
+        if annotator_id not in self._last_settled:
+            self._last_settled[annotator_id] = (
+                Settlement.objects.filter(project_id=self.project.pk, annotator_id=annotator_id)
+                .order_by("-period")
+                .values_list("period", flat=True)
+                .first()
+            )
+        period, last = periods.period_of(at), self._last_settled[annotator_id]
+        if last is not None and period <= last:
+            period = periods.next_period(last)
+        return period
+
+    def account(self, annotator_id: int) -> Balance | None:
+        if annotator_id not in self._accounts:
+            self._accounts[annotator_id] = Balance.objects.filter(
+                project_id=self.project.pk, annotator_id=annotator_id
+            ).first()
+        return self._accounts[annotator_id]
+
+    def add(
+        self, *, annotator_id: int, kind: str, idempotency_key: str, occurred_at: datetime, period=None, **fields
+    ) -> LedgerEntry:
+        """Put one entry at the tip of the chain (written on flush)."""
+        head = self.head
+        entry = LedgerEntry(
+            project_id=self.project.pk,
+            seq=head.seq + 1,
             annotator_id=annotator_id,
-            currency=project.currency,
-            amount=entry.amount,
-            entry_count=1,
-            last_seq=entry.seq,
+            kind=kind,
+            currency=self.project.currency,
+            occurred_at=occurred_at,
+            period_start=period or self.period_for(annotator_id, occurred_at),
+            idempotency_key=idempotency_key,
+            prev_hash=head.last_hash,
+            created_at=timezone.now(),
+            **fields,
         )
-    return entry
+        for name in ("amount", "floor_amount", "client_amount"):
+            setattr(entry, name, money.entry_amount(getattr(entry, name)))
+        for name in ("active_seconds", "wall_seconds", "counted_seconds"):
+            setattr(entry, name, money.seconds(getattr(entry, name)))
+        entry.entry_hash = chain.entry_hash(entry)
+        entry.full_clean(exclude=NOT_VALIDATED, validate_unique=False, validate_constraints=False)
+        head.seq, head.last_hash = entry.seq, entry.entry_hash
+        self.pending.append(entry)
+        delta = self._balances.setdefault(annotator_id, {"amount": ZERO, "count": 0, "seq": 0, "task_end": None})
+        delta["amount"] += entry.amount
+        delta["count"] += 1
+        delta["seq"] = entry.seq
+        return entry
+
+    def reverse(self, entry: LedgerEntry, *, occurred_at: datetime, acting_user_id, reason: str) -> LedgerEntry:
+        """A new entry that negates `entry` in every signed quantity. An entry is reversed at most
+        once (its key, and the one-to-one `reverses`, are unique)."""
+        return self.add(
+            annotator_id=entry.annotator_id,
+            kind=Kind.REVERSAL,
+            reversed_kind=entry.kind,
+            idempotency_key=f"reversal:{entry.pk}",
+            occurred_at=occurred_at,
+            reverses_id=entry.pk,
+            time_category=entry.time_category,
+            attempt_id=entry.attempt_id,
+            annotation_id=entry.annotation_id,
+            reading_id=entry.reading_id,
+            policy_id=entry.policy_id,
+            active_seconds=-entry.active_seconds,
+            wall_seconds=-entry.wall_seconds,
+            counted_seconds=-entry.counted_seconds,
+            units=-entry.units,
+            amount=-entry.amount,
+            floor_amount=-entry.floor_amount,
+            client_amount=-entry.client_amount,
+            acting_user_id=acting_user_id,
+            reason=reason,
+        )
+
+    def task_ended(self, annotator_id: int, at: datetime) -> None:
+        """Remember when the annotator's latest task ended (for time between tasks)."""
+        delta = self._balances.setdefault(annotator_id, {"amount": ZERO, "count": 0, "seq": 0, "task_end": None})
+        delta["task_end"] = max(at, delta["task_end"] or at)
+
+    def flush(self) -> None:
+        if self.pending:
+            LedgerEntry.objects.bulk_create(self.pending)
+            self.head.save(update_fields=["seq", "last_hash", "updated_at"])
+            self.pending = []
+        for annotator_id, delta in self._balances.items():
+            end = delta["task_end"]
+            updates = {}
+            if delta["count"]:
+                updates.update(
+                    amount=F("amount") + delta["amount"],
+                    entry_count=F("entry_count") + delta["count"],
+                    last_seq=delta["seq"],
+                )
+            if end is not None:
+                updates["last_task_end"] = Greatest(Coalesce(F("last_task_end"), Value(end)), Value(end))
+            if not updates:
+                continue
+            rows = Balance.objects.filter(project_id=self.project.pk, annotator_id=annotator_id)
+            if not rows.update(**updates):
+                Balance.objects.create(
+                    project_id=self.project.pk,
+                    annotator_id=annotator_id,
+                    currency=self.project.currency,
+                    amount=delta["amount"],
+                    entry_count=delta["count"],
+                    last_seq=delta["seq"],
+                    last_task_end=end,
+                )
+        self._balances = {}
+        self._accounts = {}
 
 
-def _reverse(
-    *, head: ChainHead, project: Project, entry: LedgerEntry, occurred_at: datetime, acting_user_id, reason: str
-):
-    """A new entry that negates `entry` in every signed quantity. An entry is reversed at most once."""
-    return _append(
-        head=head,
-        project=project,
-        annotator_id=entry.annotator_id,
-        kind=Kind.REVERSAL,
-        reversed_kind=entry.kind,
-        idempotency_key=f"reversal:{entry.pk}",
-        occurred_at=occurred_at,
-        reverses_id=entry.pk,
-        time_category=entry.time_category,
-        attempt_id=entry.attempt_id,
-        annotation_id=entry.annotation_id,
-        reading_id=entry.reading_id,
-        policy_id=entry.policy_id,
-        active_seconds=-entry.active_seconds,
-        wall_seconds=-entry.wall_seconds,
-        counted_seconds=-entry.counted_seconds,
-        units=-entry.units,
-        amount=-entry.amount,
-        floor_amount=-entry.floor_amount,
-        client_amount=-entry.client_amount,
-        acting_user_id=acting_user_id,
-        reason=reason,
-    )
+@contextmanager
+def _open_books(project: Project) -> Iterator[_Books]:
+    books = _Books(project)
+    yield books
+    books.flush()
 
 
 # --- pricing ----------------------------------------------------------------------------
@@ -350,20 +394,19 @@ def _attempt_category(attempt: Attempt, annotation: Annotation | None) -> str | 
 
 def _reconcile_attempt(
     *,
-    head: ChainHead,
+    books: _Books,
     attempt: Attempt,
     annotation: Annotation | None,
     booked_at: datetime,
     acting_user_id,
     reason: str,
+    entries: list[LedgerEntry],
+    policy: PayPolicy | None,
 ) -> list[LedgerEntry]:
     """Bring the attempt's entries in step with its state. Returns the entries written."""
     category = _attempt_category(attempt, annotation)
     if category is None:
         return []
-    project = attempt.project
-    policy = policy_in_force(project_id=project.pk, at=attempt.finished_at)
-    entries = list(LedgerEntry.objects.filter(attempt=attempt).order_by("seq"))
     reversed_ids = {e.reverses_id for e in entries if e.reverses_id}
     live = [e for e in entries if e.kind != Kind.REVERSAL and e.pk not in reversed_ids]
     live_time = [e for e in live if e.kind in TIME_KINDS and e.time_category != TimeCategory.BETWEEN_TASKS]
@@ -371,16 +414,7 @@ def _reconcile_attempt(
     written = []
 
     def reverse(entry, why):
-        written.append(
-            _reverse(
-                head=head,
-                project=project,
-                entry=entry,
-                occurred_at=booked_at,
-                acting_user_id=acting_user_id,
-                reason=why,
-            )
-        )
+        written.append(books.reverse(entry, occurred_at=booked_at, acting_user_id=acting_user_id, reason=why))
 
     # The time: one live entry, in the category that says what became of the attempt.
     keep = next((e for e in live_time if e.time_category == category), None)
@@ -393,9 +427,7 @@ def _reconcile_attempt(
         priced = price_time(policy=policy, category=category, active=active, wall=wall)
         n = sum(1 for e in entries if e.kind in TIME_KINDS and e.time_category != TimeCategory.BETWEEN_TASKS) + 1
         written.append(
-            _append(
-                head=head,
-                project=project,
+            books.add(
                 annotator_id=attempt.annotator_id,
                 kind=priced.kind,
                 idempotency_key=f"attempt:{attempt.pk}:time:{n}",
@@ -432,15 +464,13 @@ def _reconcile_attempt(
         overlap = _is_overlap(annotation)
         rate = policy.piece_rate_for(gold=gold, overlap=overlap) if policy else ZERO
         n = sum(1 for e in entries if e.kind == Kind.PIECE_PAY) + 1
-        note = (
-            "gold item"
-            if gold and policy and policy.gold_piece_rate is not None
-            else ("overlap item" if overlap and policy and policy.overlap_piece_rate is not None else "piece rate")
-        )
+        note = "piece rate"
+        if policy and gold and policy.gold_piece_rate is not None:
+            note = "gold item"
+        elif policy and overlap and policy.overlap_piece_rate is not None:
+            note = "overlap item"
         written.append(
-            _append(
-                head=head,
-                project=project,
+            books.add(
                 annotator_id=attempt.annotator_id,
                 kind=Kind.PIECE_PAY,
                 idempotency_key=f"attempt:{attempt.pk}:piece:{n}",
@@ -458,32 +488,27 @@ def _reconcile_attempt(
     return written
 
 
-def _record_between_tasks(*, head: ChainHead, attempt: Attempt) -> LedgerEntry | None:
-    """Unpaid time between the end of the annotator's previous task and this one appearing,
-    when the gap is short enough to be the same work session."""
-    if attempt.shown_at is None:
+def _record_between_tasks(
+    *, books: _Books, attempt: Attempt, entries: list[LedgerEntry], policy: PayPolicy | None
+) -> LedgerEntry | None:
+    """Unpaid time between the end of the annotator's previous task (submitted or skipped) and
+    this one appearing, when the gap is short enough to be the same work session. Remembers
+    this task's end for the next one."""
+    if attempt.status not in (Attempt.Status.SUBMITTED, Attempt.Status.SKIPPED):
         return None
-    previous_end = (
-        Attempt.objects.filter(
-            project_id=attempt.project_id,
-            annotator_id=attempt.annotator_id,
-            status__in=[Attempt.Status.SUBMITTED, Attempt.Status.SKIPPED],
-            finished_at__lte=attempt.shown_at,
-        )
-        .exclude(pk=attempt.pk)
-        .aggregate(end=Max("finished_at"))["end"]
-    )
-    if previous_end is None:
+    account = books.account(attempt.annotator_id)
+    previous_end = account.last_task_end if account else None
+    books.task_ended(attempt.annotator_id, attempt.finished_at)
+    if attempt.shown_at is None or previous_end is None:
         return None
+    if any(e.time_category == TimeCategory.BETWEEN_TASKS for e in entries):
+        return None  # recorded when this attempt first finished
     gap = attempt.shown_at - previous_end
     if gap <= timedelta(0) or gap > timedelta(seconds=settings.TALLY_LEDGER_SESSION_GAP_SECONDS):
         return None
     wall = money.seconds(gap.total_seconds())
-    policy = policy_in_force(project_id=attempt.project_id, at=attempt.finished_at)
     priced = price_time(policy=policy, category=TimeCategory.BETWEEN_TASKS, active=ZERO, wall=wall)
-    return _append(
-        head=head,
-        project=attempt.project,
+    return books.add(
         annotator_id=attempt.annotator_id,
         kind=priced.kind,
         idempotency_key=f"attempt:{attempt.pk}:between",
@@ -501,6 +526,10 @@ def _record_between_tasks(*, head: ChainHead, attempt: Attempt) -> LedgerEntry |
     )
 
 
+def _attempt_entries(attempt: Attempt) -> list[LedgerEntry]:
+    return list(LedgerEntry.objects.filter(attempt=attempt).order_by("seq"))
+
+
 @transaction.atomic
 def attempt_finished(*, attempt: Attempt, annotation: Annotation | None) -> list[LedgerEntry]:
     """An attempt ended (submitted, skipped or expired): record its time and pay.
@@ -509,22 +538,26 @@ def attempt_finished(*, attempt: Attempt, annotation: Annotation | None) -> list
     """
     if attempt.status == Attempt.Status.CLAIMED or attempt.finished_at is None:
         return []
-    head = _lock_chain(attempt.project_id)
     acting = _acting.get()
     reason = {
         Attempt.Status.SUBMITTED: "attempt submitted",
         Attempt.Status.SKIPPED: "attempt skipped",
         Attempt.Status.EXPIRED: "claim expired",
     }[attempt.status]
-    written = _reconcile_attempt(
-        head=head,
-        attempt=attempt,
-        annotation=annotation,
-        booked_at=attempt.finished_at,
-        acting_user_id=acting.user_id if acting else attempt.annotator_id,
-        reason=reason,
-    )
-    between = _record_between_tasks(head=head, attempt=attempt)
+    with _open_books(attempt.project) as books:
+        entries = _attempt_entries(attempt)
+        policy = policy_in_force(project_id=attempt.project_id, at=attempt.finished_at)
+        written = _reconcile_attempt(
+            books=books,
+            attempt=attempt,
+            annotation=annotation,
+            booked_at=attempt.finished_at,
+            acting_user_id=acting.user_id if acting else attempt.annotator_id,
+            reason=reason,
+            entries=entries,
+            policy=policy,
+        )
+        between = _record_between_tasks(books=books, attempt=attempt, entries=entries, policy=policy)
     return written + ([between] if between else [])
 
 
@@ -539,7 +572,6 @@ def annotation_status_changed(*, annotation: Annotation, previous_status: str) -
     if annotation.attempt_id is None or annotation.source != Annotation.Source.HUMAN:
         return []  # a machine label is not human labor: nothing to pay
     attempt = Attempt.objects.select_related("project", "example").get(pk=annotation.attempt_id)
-    head = _lock_chain(attempt.project_id)
     acting = _acting.get()
     if acting is not None:
         actor_id = acting.user_id
@@ -548,14 +580,17 @@ def annotation_status_changed(*, annotation: Annotation, previous_status: str) -
     reason = f"label {previous_status} -> {annotation.status}"
     if acting is not None and acting.reason:
         reason = f"{reason}: {acting.reason}"
-    return _reconcile_attempt(
-        head=head,
-        attempt=attempt,
-        annotation=annotation,
-        booked_at=annotation.status_changed_at or timezone.now(),
-        acting_user_id=actor_id,
-        reason=reason,
-    )
+    with _open_books(attempt.project) as books:
+        return _reconcile_attempt(
+            books=books,
+            attempt=attempt,
+            annotation=annotation,
+            booked_at=annotation.status_changed_at or timezone.now(),
+            acting_user_id=actor_id,
+            reason=reason,
+            entries=_attempt_entries(attempt),
+            policy=policy_in_force(project_id=attempt.project_id, at=attempt.finished_at),
+        )
 
 
 @transaction.atomic
@@ -619,19 +654,18 @@ def manual_entry_create(
         if (earlier.annotator_id, earlier.kind, earlier.amount) != (annotator.pk, kind, money.entry_amount(amount)):
             raise Conflict("This idempotency key was already used for a different entry.", code="key_reused")
         return earlier
-    head = _lock_chain(project.pk)
-    return _append(
-        head=head,
-        project=project,
-        annotator_id=annotator.pk,
-        kind=kind,
-        idempotency_key=key,
-        occurred_at=now,
-        policy=policy_in_force(project_id=project.pk, at=now),
-        amount=amount,
-        acting_user_id=actor.pk if actor else None,
-        reason=reason.strip(),
-    )
+    with _open_books(project) as books:
+        entry = books.add(
+            annotator_id=annotator.pk,
+            kind=kind,
+            idempotency_key=key,
+            occurred_at=now,
+            policy=policy_in_force(project_id=project.pk, at=now),
+            amount=amount,
+            acting_user_id=actor.pk if actor else None,
+            reason=reason.strip(),
+        )
+    return entry
 
 
 # --- instruction reading --------------------------------------------------------------------
@@ -656,7 +690,6 @@ def _close_reading(reading: InstructionReading, *, end: datetime) -> LedgerEntry
     reading.wall_seconds = money.seconds(max((end - reading.started_at).total_seconds(), 0))
     reading.save(update_fields=["ended_at", "wall_seconds", "active_seconds", "last_active_at", "heartbeat_count"])
     project = Project.objects.get(pk=reading.project_id)
-    head = _lock_chain(project.pk)
     policy = policy_in_force(project_id=project.pk, at=end)
     priced = price_time(
         policy=policy,
@@ -664,25 +697,25 @@ def _close_reading(reading: InstructionReading, *, end: datetime) -> LedgerEntry
         active=reading.active_seconds,
         wall=reading.wall_seconds,
     )
-    return _append(
-        head=head,
-        project=project,
-        annotator_id=reading.annotator_id,
-        kind=priced.kind,
-        idempotency_key=f"reading:{reading.pk}",
-        occurred_at=end,
-        time_category=TimeCategory.INSTRUCTION_READING,
-        reading_id=reading.pk,
-        policy=policy,
-        active_seconds=reading.active_seconds,
-        wall_seconds=reading.wall_seconds,
-        counted_seconds=priced.counted_seconds,
-        amount=priced.amount,
-        floor_amount=priced.floor_amount,
-        client_amount=priced.client_amount,
-        acting_user_id=reading.annotator_id,
-        reason="reading the instructions",
-    )
+    with _open_books(project) as books:
+        entry = books.add(
+            annotator_id=reading.annotator_id,
+            kind=priced.kind,
+            idempotency_key=f"reading:{reading.pk}",
+            occurred_at=end,
+            time_category=TimeCategory.INSTRUCTION_READING,
+            reading_id=reading.pk,
+            policy=policy,
+            active_seconds=reading.active_seconds,
+            wall_seconds=reading.wall_seconds,
+            counted_seconds=priced.counted_seconds,
+            amount=priced.amount,
+            floor_amount=priced.floor_amount,
+            client_amount=priced.client_amount,
+            acting_user_id=reading.annotator_id,
+            reason="reading the instructions",
+        )
+    return entry
 
 
 def _open_reading(*, project: Project, annotator) -> InstructionReading | None:
@@ -753,18 +786,20 @@ def instruction_readings_close_stale(*, project: Project | None = None, now: dat
 # --- settlement ----------------------------------------------------------------------------
 
 
-def _settle_one(
-    *, head: ChainHead, project: Project, annotator_id: int, period: date, actor, now: datetime
-) -> Settlement:
-    totals = LedgerEntry.objects.filter(project=project, annotator_id=annotator_id, period_start=period).aggregate(
-        gross=Sum("amount"),
-        floor=Sum("floor_amount"),
-        active=Sum("active_seconds"),
-        wall=Sum("wall_seconds"),
-        counted=Sum("counted_seconds"),
-        examples=Sum("units"),
-        client=Sum("client_amount"),
-    )
+SETTLEMENT_TOTALS = {
+    "gross": Sum("amount"),
+    "floor": Sum("floor_amount"),
+    "active": Sum("active_seconds"),
+    "wall": Sum("wall_seconds"),
+    "counted": Sum("counted_seconds"),
+    "examples": Sum("units"),
+    "client": Sum("client_amount"),
+}
+
+
+def _settle_one(*, books: _Books, annotator_id: int, period: date, totals: dict, policy, actor, now: datetime):
+    """The settlement of one annotator's period (not yet saved) and its top-up and rounding entries."""
+    project = books.project
     gross = totals["gross"] or ZERO
     floor_target = max(totals["floor"] or ZERO, ZERO)
     counted = totals["counted"] or ZERO
@@ -772,16 +807,12 @@ def _settle_one(
     total = gross + top_up
     payable = money.settle_rounding(total=total, floor_target=floor_target, currency=project.currency)
     rounding = payable - total
-    end = periods.period_end(period)
-    policy = policy_in_force(project_id=project.pk, at=end - timedelta(microseconds=1))
     key = f"settlement:{project.pk}:{annotator_id}:{period.isoformat()}"
     actor_id = actor.pk if actor else None
     hours = (counted / money.SECONDS_PER_HOUR).quantize(Decimal("0.001"))
     top_up_entry = rounding_entry = None
     if top_up > 0:
-        top_up_entry = _append(
-            head=head,
-            project=project,
+        top_up_entry = books.add(
             annotator_id=annotator_id,
             kind=Kind.FLOOR_TOP_UP,
             idempotency_key=f"{key}:top_up",
@@ -793,9 +824,7 @@ def _settle_one(
             reason=f"floor top-up for {period}: floor {floor_target:.6f} for {hours} h worked, pay was {gross:.6f}",
         )
     if rounding != 0:
-        rounding_entry = _append(
-            head=head,
-            project=project,
+        rounding_entry = books.add(
             annotator_id=annotator_id,
             kind=Kind.ADJUSTMENT,
             idempotency_key=f"{key}:rounding",
@@ -806,7 +835,7 @@ def _settle_one(
             acting_user_id=actor_id,
             reason=f"settlement rounding of {period} to the {project.currency} minor unit",
         )
-    settlement = Settlement(
+    return Settlement(
         project=project,
         annotator_id=annotator_id,
         period=period,
@@ -826,8 +855,6 @@ def _settle_one(
         settled_by=actor,
         created_at=now,
     )
-    settlement.save()
-    return settlement
 
 
 @transaction.atomic
@@ -843,18 +870,35 @@ def project_settle(
         raise ValidationFailed(
             f"The period {period} has not ended yet; it can be settled from {periods.period_end(period).isoformat()}."
         )
-    head = _lock_chain(project.pk)  # no append, no other settlement, while we count
-    settled = Settlement.objects.filter(
-        project=project, annotator=OuterRef("annotator"), period=OuterRef("period_start")
-    )
-    due = LedgerEntry.objects.filter(project=project, period_start__lt=current).exclude(Exists(settled))
-    if period is not None:
-        due = due.filter(period_start=period)
-    pairs = list(due.order_by("period_start", "annotator_id").values_list("period_start", "annotator_id").distinct())
-    return [
-        _settle_one(head=head, project=project, annotator_id=annotator_id, period=p, actor=actor, now=now)
-        for p, annotator_id in pairs
-    ]
+    with _open_books(project) as books:  # no append, no other settlement, while we count
+        settled = Settlement.objects.filter(
+            project=project, annotator=OuterRef("annotator"), period=OuterRef("period_start")
+        )
+        due = LedgerEntry.objects.filter(project=project, period_start__lt=current).exclude(Exists(settled))
+        if period is not None:
+            due = due.filter(period_start=period)
+        rows = due.order_by().values("period_start", "annotator_id").annotate(**SETTLEMENT_TOTALS)
+        policies: dict[date, PayPolicy | None] = {}
+        settlements = []
+        for row in sorted(rows, key=lambda r: (r["period_start"], r["annotator_id"])):
+            p = row["period_start"]
+            if p not in policies:  # the policy in force when the period ended
+                end = min(periods.period_end(p), now) - timedelta(microseconds=1)
+                policies[p] = policy_in_force(project_id=project.pk, at=end)
+            settlements.append(
+                _settle_one(
+                    books=books,
+                    annotator_id=row["annotator_id"],
+                    period=p,
+                    totals=row,
+                    policy=policies[p],
+                    actor=actor,
+                    now=now,
+                )
+            )
+        books.flush()  # the entries get their ids before the settlements name them
+        Settlement.objects.bulk_create(settlements)
+    return settlements
 
 
 def settle_due(*, project: Project | None = None, now: datetime | None = None, actor=None) -> list[Settlement]:

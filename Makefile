@@ -41,3 +41,7 @@ bench: install services  ## benchmarks; results go to bench-results/ and BENCHMA
 
 clean:
 	rm -rf $(VENV) staticfiles var tally.sqlite3 bench-results
+
+.PHONY: bench-ledger
+bench-ledger: install services  ## ledger: submissions with the ledger, verify/settle/report on 100,000 entries (PostgreSQL)
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/ledger_bench.py

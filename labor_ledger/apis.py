@@ -172,7 +172,10 @@ class PeriodOut(serializers.Serializer):
     wall_seconds = serializers.DecimalField(max_digits=14, decimal_places=3)
     counted_seconds = serializers.DecimalField(max_digits=14, decimal_places=3)
     examples = serializers.IntegerField()
-    pay = serializers.DecimalField(max_digits=18, decimal_places=6)
+    pay = serializers.DecimalField(
+        max_digits=18, decimal_places=6, help_text="every entry booked to the period, top-up included once settled"
+    )
+    earned = serializers.DecimalField(max_digits=18, decimal_places=6, help_text="pay before top-up and rounding")
     piece_pay = serializers.DecimalField(max_digits=18, decimal_places=6)
     hourly_pay = serializers.DecimalField(max_digits=18, decimal_places=6)
     bonus = serializers.DecimalField(max_digits=18, decimal_places=6)

@@ -131,6 +131,11 @@ class PeriodEarnings:
         return self.settlement is not None
 
     @property
+    def earned(self) -> Decimal:
+        """Pay for the period's work before any top-up and settlement rounding."""
+        return self.settlement.gross if self.settlement else self.pay
+
+    @property
     def projected_top_up(self) -> Decimal:
         """For an open period: what settlement would top up if it closed now."""
         if self.is_settled:

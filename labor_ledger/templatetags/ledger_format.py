@@ -5,6 +5,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django import template
 
 from labor_ledger import money
+from labor_ledger.models import TimeCategory
 
 register = template.Library()
 
@@ -38,3 +39,20 @@ def secs(seconds) -> str:
     if seconds is None or seconds == "":
         return "–"
     return str(Decimal(seconds).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
+@register.filter
+def rate(value, currency: str = "USD") -> str:
+    """A rate with as many decimals as it has, and at least the currency's minor unit: 0.10, 0.333333."""
+    if value is None or value == "":
+        return "–"
+    value = Decimal(value).normalize()
+    places = max(money.minor_unit_exponent(currency), -value.as_tuple().exponent)
+    return str(value.quantize(Decimal(1).scaleb(-places)))
+
+
+@register.filter
+def category_labels(values) -> str:
+    """Time category codes as the words people read."""
+    labels = dict(TimeCategory.choices)
+    return ", ".join(str(labels.get(v, v)).lower() for v in values) or "nothing"

@@ -168,3 +168,16 @@ def test_settle_due_expires_lapsed_claims_first(project, examples, annotator, po
     (settlement,) = services.settle_due(now=at(days=3))
     assert settlement.period == date(2030, 1, 9)
     assert settlement.floor_target == Decimal("0.016667") and settlement.payable == Decimal("0.02")
+
+
+def test_earnings_show_a_settled_period_as_earned_plus_top_up(project, examples, annotator, policy):
+    work(project, annotator, start=at(0), active_seconds=600)  # 0.10 earned, 10 minutes at 12.00/h: floor 2.00
+    services.settle_due(project=project, now=at(days=1))
+    work(project, annotator, start=at(days=1), active_seconds=30)
+    earnings = selectors.earnings_for(project=project, annotator=annotator, now=at(days=1, seconds=60))
+    today, yesterday = earnings.periods
+    assert (today.period, today.is_current, today.is_settled) == (date(2030, 1, 8), True, False)
+    assert (yesterday.earned, yesterday.floor_top_up, yesterday.total) == (Decimal("0.1"), Decimal("1.9"), Decimal("2"))
+    assert yesterday.effective_hourly_rate == Decimal("12")
+    assert today.projected_top_up == 0 and today.earned == Decimal("0.1")  # 0.10 for 30 s is above the floor
+    assert today.examples == 1 and today.active_seconds == Decimal("30")

@@ -46,3 +46,7 @@ bench-import: services  ## 100,000 rows of SST-2 into PostgreSQL and SQLite -> B
 
 clean:
 	rm -rf $(VENV) staticfiles var tally.sqlite3 bench-results
+
+.PHONY: bench-ledger
+bench-ledger: install services  ## ledger: submissions with the ledger, verify/settle/report on 100,000 entries (PostgreSQL)
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/ledger_bench.py

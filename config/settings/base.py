@@ -185,3 +185,12 @@ TALLY_IMPORT_MAX_LINE_BYTES = env.int("TALLY_IMPORT_MAX_LINE_BYTES", default=4 *
 TALLY_IMPORT_PROGRESS_TTL_SECONDS = 24 * 3600
 # A running import whose progress has not moved for this long is shown as stalled.
 TALLY_IMPORT_STALL_SECONDS = env.int("TALLY_IMPORT_STALL_SECONDS", default=300)
+
+# --- Labor ledger (labor_ledger/, docs/ledger.md) ---
+# Settlement period: "day" (UTC days, the default) or "week" (ISO weeks, Monday 00:00 UTC).
+TALLY_LEDGER_PERIOD = env("TALLY_LEDGER_PERIOD", default="day")
+# A gap between two tasks up to this long is unpaid time "between tasks" of one work session;
+# a longer one is a break and is not recorded.
+TALLY_LEDGER_SESSION_GAP_SECONDS = env.int("TALLY_LEDGER_SESSION_GAP_SECONDS", default=300)
+# Close complete periods (floor top-ups, rounding) every hour; settling is idempotent.
+CELERY_BEAT_SCHEDULE["labor-ledger-settle-due"] = {"task": "labor_ledger.settle_due", "schedule": 3600.0}

@@ -1,0 +1,324 @@
+"""The labor ledger: pay policies, append-only entries chained by hash, settlements.
+
+Append-only means: a row of PayPolicy, LedgerEntry or Settlement is inserted once and never
+changed or deleted. A correction is a new row (a reversal, a new policy version). Three
+guards enforce it: the model's save()/delete(), its queryset's update()/delete(), and on
+PostgreSQL a trigger that refuses UPDATE and DELETE (migration 0002).
+
+Every entry carries enough to answer "labor per model version / per annotator / per period"
+in one SQL query: its annotator, attempt and annotation, the period it is booked to, signed
+seconds (active, wall, and those that count as hours worked), signed units (examples), the
+amount, the floor it earns and the client's price for it. See docs/ledger.md.
+"""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class LedgerIsAppendOnly(Exception):
+    """Raised when code tries to change or delete a row of an append-only ledger table."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise LedgerIsAppendOnly(f"{self.model.__name__} rows are append-only: write a new row instead.")
+
+    def delete(self):
+        raise LedgerIsAppendOnly(f"{self.model.__name__} rows are append-only and are never deleted.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise LedgerIsAppendOnly(f"{self.model.__name__} rows are append-only: write new rows instead.")
+
+
+class AppendOnlyModel(models.Model):
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise LedgerIsAppendOnly(f"{type(self).__name__} {self.pk} is append-only: write a new row instead.")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerIsAppendOnly(f"{type(self).__name__} rows are append-only and are never deleted.")
+
+
+class TimeCategory(models.TextChoices):
+    """What a span of labor time was spent on. `submitted`, `retracted` and `rejected` are the
+    time of submitted attempts, by what later became of their label."""
+
+    SUBMITTED = "submitted", "Submitted (accepted label)"
+    RETRACTED = "retracted", "Submitted, then undone by the annotator"
+    REJECTED = "rejected", "Submitted, then rejected by an admin"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Claim expired"
+    INSTRUCTION_READING = "instruction_reading", "Reading the instructions"
+    BETWEEN_TASKS = "between_tasks", "Between tasks in a work session"
+
+
+# By default the floor counts active time on submitted, skipped and expired attempts (a
+# submitted attempt stays submitted when its label is later retracted or rejected) plus
+# instruction reading; time between tasks is recorded but not counted.
+DEFAULT_COUNTED_CATEGORIES = [
+    TimeCategory.SUBMITTED.value,
+    TimeCategory.RETRACTED.value,
+    TimeCategory.REJECTED.value,
+    TimeCategory.SKIPPED.value,
+    TimeCategory.EXPIRED.value,
+    TimeCategory.INSTRUCTION_READING.value,
+]
+
+
+def default_counted_categories() -> list[str]:
+    return list(DEFAULT_COUNTED_CATEGORIES)
+
+
+def _validate_categories(value) -> None:
+    if not isinstance(value, list) or any(c not in TimeCategory.values for c in value):
+        raise ValidationError(f"Use a list of time categories from: {', '.join(TimeCategory.values)}.")
+
+
+class Clock(models.TextChoices):
+    ACTIVE = "active", "Active time (server-measured heartbeats)"
+    WALL = "wall", "Wall time (from shown to finished)"
+
+
+RATE = {"max_digits": 14, "decimal_places": 6, "validators": [MinValueValidator(Decimal(0))]}
+
+
+class PayPolicy(AppendOnlyModel):
+    """How a project pays, from `effective_from` on. A change is a new version, never an edit.
+
+    Work is priced by the version in force when its attempt ended (or its reading closed).
+    """
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.PROTECT, related_name="pay_policies")
+    version = models.PositiveIntegerField()
+    effective_from = models.DateTimeField()
+    currency = models.CharField(max_length=3)
+    # Piece rate per accepted example; a gold item (it has a gold label) or an overlap item
+    # (another annotator's label on the same example was accepted first) may pay differently.
+    piece_rate = models.DecimalField(default=Decimal(0), **RATE)
+    gold_piece_rate = models.DecimalField(null=True, blank=True, **RATE)
+    overlap_piece_rate = models.DecimalField(null=True, blank=True, **RATE)
+    # Hourly rate, alone or on top of the piece rate, on the clock it names, for the categories listed.
+    hourly_rate = models.DecimalField(default=Decimal(0), **RATE)
+    hourly_clock = models.CharField(max_length=6, choices=Clock.choices, default=Clock.ACTIVE)
+    hourly_categories = models.JSONField(
+        default=default_counted_categories, blank=True, validators=[_validate_categories]
+    )
+    # The floor: a period's pay is topped up to floor_hourly_rate x hours worked, where hours
+    # worked are floor_clock seconds in floor_categories.
+    floor_hourly_rate = models.DecimalField(default=Decimal(0), **RATE)
+    floor_clock = models.CharField(max_length=6, choices=Clock.choices, default=Clock.ACTIVE)
+    floor_categories = models.JSONField(
+        default=default_counted_categories, blank=True, validators=[_validate_categories]
+    )
+    # What the client pays the platform: per accepted example and/or per hour worked.
+    client_price_per_example = models.DecimalField(null=True, blank=True, **RATE)
+    client_price_per_hour = models.DecimalField(null=True, blank=True, **RATE)
+    note = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["project", "version"]
+        verbose_name_plural = "pay policies"
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="paypolicy_unique_version"),
+            models.UniqueConstraint(fields=["project", "effective_from"], name="paypolicy_unique_effective_from"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} pay policy v{self.version} from {self.effective_from:%Y-%m-%d %H:%M}"
+
+    def piece_rate_for(self, *, gold: bool, overlap: bool) -> Decimal:
+        if gold and self.gold_piece_rate is not None:
+            return self.gold_piece_rate
+        if overlap and self.overlap_piece_rate is not None:
+            return self.overlap_piece_rate
+        return self.piece_rate
+
+
+class ChainHead(models.Model):
+    """The tip of a project's hash chain. Appends lock this row (SELECT ... FOR UPDATE), so
+    concurrent writers queue up and the chain cannot fork. Mutable by design; verify_ledger
+    checks it against the entries."""
+
+    project = models.OneToOneField("annotation.Project", primary_key=True, on_delete=models.PROTECT, related_name="+")
+    seq = models.PositiveBigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default="0" * 64)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Chain head of project {self.project_id} at #{self.seq}"
+
+
+class InstructionReading(models.Model):
+    """A stretch of time an annotator spent on a project's instructions, timed by heartbeats
+    like an attempt. Recorded in the ledger when it closes."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField()
+    last_active_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    active_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=0)
+    wall_seconds = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    heartbeat_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "annotator"],
+                condition=Q(ended_at__isnull=True),
+                name="reading_one_open_per_annotator",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Instruction reading {self.pk} by {self.annotator_id}"
+
+
+class LedgerEntry(AppendOnlyModel):
+    class Kind(models.TextChoices):
+        PIECE_PAY = "piece_pay", "Piece pay"
+        HOURLY_PAY = "hourly_pay", "Hourly pay"
+        WORK_TIME = "work_time", "Time on accepted work (paid by the piece)"
+        UNPAID_TIME = "unpaid_time", "Unpaid time"
+        FLOOR_TOP_UP = "floor_top_up", "Floor top-up"
+        BONUS = "bonus", "Bonus"
+        ADJUSTMENT = "adjustment", "Adjustment"
+        REVERSAL = "reversal", "Reversal"
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.PROTECT, related_name="ledger_entries")
+    # Position in the project's hash chain, from 1, without gaps.
+    seq = models.PositiveBigIntegerField()
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries")
+    kind = models.CharField(max_length=14, choices=Kind.choices)
+    # For a reversal: the kind of the entry it reverses, so reports can group by pay line.
+    reversed_kind = models.CharField(max_length=14, choices=Kind.choices, blank=True)
+    time_category = models.CharField(max_length=20, choices=TimeCategory.choices, blank=True)
+    # What caused it.
+    attempt = models.ForeignKey("annotation.Attempt", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    annotation = models.ForeignKey(
+        "annotation.Annotation", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reading = models.ForeignKey(InstructionReading, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    reverses = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by")
+    policy = models.ForeignKey(PayPolicy, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Signed quantities: a reversal negates every one of them.
+    active_seconds = models.DecimalField(max_digits=14, decimal_places=3, default=0)
+    wall_seconds = models.DecimalField(max_digits=14, decimal_places=3, default=0)
+    # Seconds that count as hours worked (toward the floor, and per-hour client prices).
+    counted_seconds = models.DecimalField(max_digits=14, decimal_places=3, default=0)
+    units = models.SmallIntegerField(default=0, help_text="Accepted examples: +1 on piece pay, -1 on its reversal")
+    amount = models.DecimalField(max_digits=18, decimal_places=6, default=0)
+    currency = models.CharField(max_length=3)
+    floor_amount = models.DecimalField(max_digits=18, decimal_places=6, default=0)
+    client_amount = models.DecimalField(max_digits=18, decimal_places=6, default=0)
+    # When the labor or decision happened (server clock), and the period it is booked to:
+    # the period of occurred_at, or the first one after the annotator's last settled period.
+    occurred_at = models.DateTimeField()
+    period_start = models.DateField()
+    acting_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["project", "seq"]
+        verbose_name_plural = "ledger entries"
+        constraints = [
+            models.UniqueConstraint(fields=["project", "seq"], name="ledgerentry_unique_seq"),
+        ]
+        indexes = [
+            models.Index(fields=["project", "annotator", "period_start"], name="ledger_annotator_period_idx"),
+            models.Index(fields=["project", "period_start", "kind"], name="ledger_period_kind_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.kind} {self.amount} {self.currency}"
+
+    @property
+    def pay_line(self) -> str:
+        """The kind this entry counts under in a wage bill (a reversal counts under its original's)."""
+        return self.reversed_kind or self.kind
+
+
+class Settlement(AppendOnlyModel):
+    """A closed period for one annotator in one project. Written once; settling again changes nothing."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.PROTECT, related_name="settlements")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="settlements")
+    period = models.DateField(help_text="First UTC day of the period")
+    currency = models.CharField(max_length=3)
+    gross = models.DecimalField(
+        max_digits=18, decimal_places=6, help_text="Entries booked to the period before settlement"
+    )
+    floor_target = models.DecimalField(max_digits=18, decimal_places=6)
+    top_up = models.DecimalField(max_digits=18, decimal_places=6)
+    rounding = models.DecimalField(max_digits=18, decimal_places=6)
+    payable = models.DecimalField(max_digits=18, decimal_places=6, help_text="Rounded to the currency's minor unit")
+    active_seconds = models.DecimalField(max_digits=14, decimal_places=3)
+    wall_seconds = models.DecimalField(max_digits=14, decimal_places=3)
+    counted_seconds = models.DecimalField(max_digits=14, decimal_places=3)
+    examples = models.IntegerField()
+    client_amount = models.DecimalField(max_digits=18, decimal_places=6)
+    top_up_entry = models.OneToOneField(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    rounding_entry = models.OneToOneField(
+        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    settled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["project", "period", "annotator"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "annotator", "period"], name="settlement_once_per_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Settlement {self.period} for {self.annotator_id}: {self.payable} {self.currency}"
+
+    @property
+    def effective_hourly_rate(self) -> Decimal | None:
+        if not self.counted_seconds:
+            return None
+        return self.payable * 3600 / self.counted_seconds
+
+
+class Balance(models.Model):
+    """One annotator's account in one project: the running total of their entries, kept in the
+    append transaction. Mutable by design; verify_ledger recomputes it from the entries."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.PROTECT, related_name="+")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    currency = models.CharField(max_length=3)
+    amount = models.DecimalField(max_digits=18, decimal_places=6, default=0)
+    entry_count = models.PositiveIntegerField(default=0)
+    last_seq = models.PositiveBigIntegerField(default=0)
+    # When the annotator's latest submitted or skipped task ended: the start of any time
+    # "between tasks" before their next one.
+    last_task_end = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "annotator"], name="balance_one_per_annotator")]
+
+    def __str__(self) -> str:
+        return f"Balance of {self.annotator_id} in {self.project_id}: {self.amount} {self.currency}"

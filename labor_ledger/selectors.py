@@ -1,0 +1,340 @@
+"""Reads of the ledger, each scoped to what the requesting user may see.
+
+Who sees what: an annotator sees their own entries only; a project's admins and auditors
+see the whole project ledger. Nobody edits an entry (there is no write path for one).
+
+`labor_totals` is the one aggregation every report builds on: any grouping of entries
+(by annotator, period, attempt, annotation, ...) with time, examples and the wage bill by pay
+line, in one SQL query.
+"""
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+from django.db.models import Count, DecimalField, F, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from annotation.models import Membership, Project
+from annotation.selectors import role_in_project
+
+from . import chain, money, periods
+from .models import Balance, ChainHead, LedgerEntry, PayPolicy, Settlement, TimeCategory
+
+Kind = LedgerEntry.Kind
+READ_ALL_ROLES = {Membership.Role.ADMIN, Membership.Role.AUDITOR}
+MONEY = DecimalField(max_digits=18, decimal_places=6)
+SECONDS = DecimalField(max_digits=14, decimal_places=3)
+
+
+def can_read_project_ledger(*, user, project: Project) -> bool:
+    return role_in_project(user=user, project=project) in READ_ALL_ROLES
+
+
+def entries_visible_to(*, user, project: Project) -> QuerySet[LedgerEntry]:
+    qs = LedgerEntry.objects.filter(project=project)
+    if can_read_project_ledger(user=user, project=project):
+        return qs
+    return qs.filter(annotator=user)
+
+
+def settlements_visible_to(*, user, project: Project) -> QuerySet[Settlement]:
+    qs = Settlement.objects.filter(project=project)
+    if can_read_project_ledger(user=user, project=project):
+        return qs
+    return qs.filter(annotator=user)
+
+
+def balances_visible_to(*, user, project: Project) -> QuerySet[Balance]:
+    qs = Balance.objects.filter(project=project)
+    if can_read_project_ledger(user=user, project=project):
+        return qs
+    return qs.filter(annotator=user)
+
+
+def pay_policies(*, project: Project) -> QuerySet[PayPolicy]:
+    return PayPolicy.objects.filter(project=project).order_by("version")
+
+
+def policy_current(*, project: Project, now: datetime | None = None) -> PayPolicy | None:
+    now = now or timezone.now()
+    return pay_policies(project=project).filter(effective_from__lte=now).order_by("-effective_from").first()
+
+
+# --- aggregation -----------------------------------------------------------------------
+
+
+def _sum(name: str, output=MONEY, **q) -> Coalesce:
+    return Coalesce(Sum(name, filter=Q(**q) if q else None), Value(Decimal(0)), output_field=output)
+
+
+def _line(kind: str, name: str = "amount", output=MONEY) -> Coalesce:
+    """The sum of a pay line: entries of `kind` and the reversals of such entries."""
+    return Coalesce(Sum(name, filter=Q(kind=kind) | Q(reversed_kind=kind)), Value(Decimal(0)), output_field=output)
+
+
+TOTALS = {
+    "active": lambda: _sum("active_seconds", SECONDS),
+    "wall": lambda: _sum("wall_seconds", SECONDS),
+    "counted": lambda: _sum("counted_seconds", SECONDS),
+    "unpaid_active": lambda: _line(Kind.UNPAID_TIME, "active_seconds", SECONDS),
+    "examples": lambda: Coalesce(Sum("units"), Value(0), output_field=IntegerField()),
+    "pay": lambda: _sum("amount"),
+    "piece_pay": lambda: _line(Kind.PIECE_PAY),
+    "hourly_pay": lambda: _line(Kind.HOURLY_PAY),
+    "floor_top_up": lambda: _line(Kind.FLOOR_TOP_UP),
+    "bonus": lambda: _line(Kind.BONUS),
+    "adjustment": lambda: _line(Kind.ADJUSTMENT),
+    "floor": lambda: _sum("floor_amount"),
+    "client": lambda: _sum("client_amount"),
+    "entries": lambda: Count("id"),
+}
+
+
+def labor_totals(*, entries: QuerySet[LedgerEntry], by: Sequence[str]) -> QuerySet:
+    """Time, examples and the wage bill per group, in one query. `by` names entry columns
+    (e.g. ["annotator_id", "period_start"], ["time_category"], ["annotation_id"]).
+
+    Each row has the group's columns and: active, wall, counted (hours-worked) and
+    unpaid_active seconds; examples (net accepted); pay (everything), and pay by line:
+    piece_pay, hourly_pay, floor_top_up, bonus, adjustment (reversals count under the line of
+    what they reverse); floor (the floor earned); client (the client's price); entries."""
+    return entries.order_by().values(*by).annotate(**{name: make() for name, make in TOTALS.items()}).order_by(*by)
+
+
+# --- the annotator's earnings -------------------------------------------------------------
+
+
+@dataclass
+class PeriodEarnings:
+    period: date
+    active_seconds: Decimal = Decimal(0)
+    wall_seconds: Decimal = Decimal(0)
+    counted_seconds: Decimal = Decimal(0)
+    examples: int = 0
+    pay: Decimal = Decimal(0)
+    piece_pay: Decimal = Decimal(0)
+    hourly_pay: Decimal = Decimal(0)
+    floor_top_up: Decimal = Decimal(0)
+    bonus: Decimal = Decimal(0)
+    adjustment: Decimal = Decimal(0)
+    floor_amount: Decimal = Decimal(0)
+    entries: int = 0
+    settlement: Settlement | None = None
+    is_current: bool = False
+
+    @property
+    def is_settled(self) -> bool:
+        return self.settlement is not None
+
+    @property
+    def earned(self) -> Decimal:
+        """Pay for the period's work before any top-up and settlement rounding."""
+        return self.settlement.gross if self.settlement else self.pay
+
+    @property
+    def projected_top_up(self) -> Decimal:
+        """For an open period: what settlement would top up if it closed now."""
+        if self.is_settled:
+            return self.floor_top_up
+        return max(self.floor_amount - self.pay, Decimal(0))
+
+    @property
+    def total(self) -> Decimal:
+        return self.settlement.payable if self.settlement else self.pay + self.projected_top_up
+
+    @property
+    def active_hours(self) -> Decimal:
+        return self.active_seconds / money.SECONDS_PER_HOUR
+
+    @property
+    def wall_hours(self) -> Decimal:
+        return self.wall_seconds / money.SECONDS_PER_HOUR
+
+    @property
+    def hours_worked(self) -> Decimal:
+        return self.counted_seconds / money.SECONDS_PER_HOUR
+
+    @property
+    def effective_hourly_rate(self) -> Decimal | None:
+        """Pay (with the top-up) per hour worked."""
+        if self.counted_seconds <= 0:
+            return None
+        return self.total * money.SECONDS_PER_HOUR / self.counted_seconds
+
+
+@dataclass
+class Earnings:
+    project: Project
+    annotator: object
+    current: PeriodEarnings
+    periods: list[PeriodEarnings]
+    time_by_category: list[dict] = field(default_factory=list)
+    policy: PayPolicy | None = None
+    balance: Decimal = Decimal(0)
+
+
+def earnings_for(*, project: Project, annotator, now: datetime | None = None) -> Earnings:
+    """One annotator's earnings in one project: the current period and every period with
+    entries (newest first), time by category, the policy in force. The caller checks the
+    requester is `annotator` (or reads the project ledger)."""
+    now = now or timezone.now()
+    current_period = periods.period_of(now)
+    own = LedgerEntry.objects.filter(project=project, annotator=annotator)
+    settlements = {s.period: s for s in Settlement.objects.filter(project=project, annotator=annotator)}
+    rows = {}
+    for row in labor_totals(entries=own, by=["period_start"]):
+        rows[row["period_start"]] = PeriodEarnings(
+            period=row["period_start"],
+            active_seconds=row["active"],
+            wall_seconds=row["wall"],
+            counted_seconds=row["counted"],
+            examples=row["examples"],
+            pay=row["pay"],
+            piece_pay=row["piece_pay"],
+            hourly_pay=row["hourly_pay"],
+            floor_top_up=row["floor_top_up"],
+            bonus=row["bonus"],
+            adjustment=row["adjustment"],
+            floor_amount=row["floor"],
+            entries=row["entries"],
+        )  # the client's price is left out: it is for admins and auditors
+    current = rows.get(current_period) or PeriodEarnings(period=current_period)
+    current.is_current = True
+    rows[current_period] = current
+    for period, row in rows.items():
+        row.settlement = settlements.get(period)
+    by_category = list(
+        own.exclude(time_category="")
+        .order_by()
+        .values("time_category")
+        .annotate(active=_sum("active_seconds", SECONDS), wall=_sum("wall_seconds", SECONDS), paid=_sum("amount"))
+        .order_by("time_category")
+    )
+    labels = dict(TimeCategory.choices)
+    for item in by_category:
+        item["label"] = labels.get(item["time_category"], item["time_category"])
+    balance = Balance.objects.filter(project=project, annotator=annotator).values_list("amount", flat=True).first()
+    return Earnings(
+        project=project,
+        annotator=annotator,
+        current=current,
+        periods=sorted(rows.values(), key=lambda r: r.period, reverse=True),
+        time_by_category=by_category,
+        policy=policy_current(project=project, now=now),
+        balance=balance or Decimal(0),
+    )
+
+
+def entries_of_period(*, project: Project, annotator, period: date) -> QuerySet[LedgerEntry]:
+    return (
+        LedgerEntry.objects.filter(project=project, annotator=annotator, period_start=period)
+        .select_related("policy", "acting_user")
+        .order_by("-seq")
+    )
+
+
+# --- verification --------------------------------------------------------------------------
+
+
+@dataclass
+class Verification:
+    project: Project
+    entries: int = 0
+    head_seq: int = 0
+    head_hash: str = chain.GENESIS
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+MAX_PROBLEMS = 200
+
+
+def ledger_verify(*, project: Project) -> Verification:
+    """Recompute the project's hash chain, balances and settlements from its entries and
+    report every disagreement. Streams the entries: memory does not grow with the ledger."""
+    result = Verification(project=project)
+    problems = result.problems
+
+    def problem(text: str) -> None:
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(text)
+        elif len(problems) == MAX_PROBLEMS:
+            problems.append("... more problems not listed")
+
+    prev_hash, expected_seq = chain.GENESIS, 1
+    balances: dict[int, Decimal] = defaultdict(Decimal)
+    counts: dict[int, int] = defaultdict(int)
+    by_period: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
+    for entry in LedgerEntry.objects.filter(project=project).order_by("seq").iterator(chunk_size=2000):
+        if entry.seq != expected_seq:
+            problem(f"entry #{entry.seq}: expected #{expected_seq} next (a gap or a fork in the chain)")
+        if entry.prev_hash != prev_hash:
+            problem(f"entry #{entry.seq}: prev_hash does not match the hash of the entry before it")
+        if chain.entry_hash(entry) != entry.entry_hash:
+            problem(f"entry #{entry.seq}: its contents do not match its hash (changed after it was written)")
+        if entry.currency != project.currency:
+            problem(f"entry #{entry.seq}: currency {entry.currency} differs from the project's {project.currency}")
+        prev_hash, expected_seq = entry.entry_hash, entry.seq + 1
+        balances[entry.annotator_id] += entry.amount
+        counts[entry.annotator_id] += 1
+        by_period[(entry.annotator_id, entry.period_start)] += entry.amount
+        result.entries += 1
+    result.head_seq, result.head_hash = expected_seq - 1, prev_hash
+
+    head = ChainHead.objects.filter(project=project).first()
+    if head is not None and (head.seq, head.last_hash) != (result.head_seq, result.head_hash):
+        problem(
+            f"chain head says #{head.seq} {head.last_hash[:12]}, the entries end at #{result.head_seq} {prev_hash[:12]}"
+        )
+    if head is None and result.entries:
+        problem("the project has entries but no chain head")
+
+    stored = {b.annotator_id: b for b in Balance.objects.filter(project=project)}
+    for annotator_id in set(stored) | set(balances):
+        b = stored.get(annotator_id)
+        if b is None:
+            problem(f"annotator {annotator_id}: entries sum to {balances[annotator_id]} but there is no balance row")
+        elif b.amount != balances[annotator_id] or b.entry_count != counts[annotator_id]:
+            problem(
+                f"annotator {annotator_id}: balance {b.amount} over {b.entry_count} entries, "
+                f"the entries sum to {balances[annotator_id]} over {counts[annotator_id]}"
+            )
+
+    for s in Settlement.objects.filter(project=project).order_by("period", "annotator_id"):
+        booked = by_period.get((s.annotator_id, s.period), Decimal(0))
+        if booked != s.payable:
+            problem(
+                f"settlement {s.period} of annotator {s.annotator_id}: payable {s.payable}, entries sum to {booked}"
+            )
+        if s.gross + s.top_up + s.rounding != s.payable:
+            problem(f"settlement {s.period} of annotator {s.annotator_id}: gross + top-up + rounding != payable")
+        if s.payable < s.floor_target:
+            problem(
+                f"settlement {s.period} of annotator {s.annotator_id}: "
+                f"payable {s.payable} below the floor {s.floor_target}"
+            )
+
+    reversals = LedgerEntry.objects.filter(project=project, kind=Kind.REVERSAL)
+    for seq in reversals.filter(reverses__isnull=True).values_list("seq", flat=True)[:MAX_PROBLEMS]:
+        problem(f"entry #{seq}: a reversal that reverses nothing")
+    mismatched = reversals.filter(reverses__isnull=False).exclude(
+        Q(amount=-F("reverses__amount"))
+        & Q(units=-F("reverses__units"))
+        & Q(active_seconds=-F("reverses__active_seconds"))
+        & Q(wall_seconds=-F("reverses__wall_seconds"))
+        & Q(counted_seconds=-F("reverses__counted_seconds"))
+        & Q(floor_amount=-F("reverses__floor_amount"))
+        & Q(annotator=F("reverses__annotator"))
+        & Q(project=F("reverses__project"))
+        & Q(reversed_kind=F("reverses__kind"))
+    )
+    for seq in mismatched.values_list("seq", flat=True)[:MAX_PROBLEMS]:
+        problem(f"entry #{seq}: a reversal that does not mirror the entry it reverses")
+    return result

@@ -1,0 +1,29 @@
+"""Fixtures for the ledger tests: a project with a pay policy, a clock the tests drive."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from labor_ledger import services
+
+# A fixed Monday noon, far from midnight: tests that cross periods say so with at(hours=...).
+T0 = datetime(2030, 1, 7, 12, 0, 0, tzinfo=UTC)
+
+
+def at(seconds: float = 0, *, hours: float = 0, days: float = 0) -> datetime:
+    return T0 + timedelta(seconds=seconds, hours=hours, days=days)
+
+
+@pytest.fixture
+def policy(project, admin_user):
+    """Piece rate 0.10 per example, floor 12.00 per hour worked, client pays 0.25 per example."""
+    return services.pay_policy_create(
+        project=project,
+        created_by=admin_user,
+        effective_from=at(-3600),
+        now=at(-3600),
+        piece_rate=Decimal("0.10"),
+        floor_hourly_rate=Decimal("12.00"),
+        client_price_per_example=Decimal("0.25"),
+    )

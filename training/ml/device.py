@@ -28,11 +28,20 @@ def configure_threads(threads: int | None = None) -> int:
     import torch
 
     global _threads_set
-    n = threads or int(os.environ.get("TALLY_TRAINING_THREADS", "0")) or min(2, os.cpu_count() or 1)
+    n = threads or _setting_threads() or min(2, os.cpu_count() or 1)
     if not _threads_set or torch.get_num_threads() != n:
         torch.set_num_threads(n)
         _threads_set = True
     return n
+
+
+def _setting_threads() -> int:
+    try:
+        from django.conf import settings
+
+        return int(getattr(settings, "TALLY_TRAINING_THREADS", 0) or 0)
+    except Exception:  # outside Django (benchmarks): the environment decides
+        return int(os.environ.get("TALLY_TRAINING_THREADS", "0") or 0)
 
 
 def resolve_device(choice: str = "auto") -> DeviceInfo:

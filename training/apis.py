@@ -42,9 +42,20 @@ class ConfigOut(serializers.ModelSerializer):
     class Meta:
         model = ProjectTrainingConfig
         fields = [
-            "model_kind", "sampling", "enabled", "retrain_every_n_labels", "deep_every_n_labels", "min_labels",
-            "qc_share", "holdout_share", "max_gold_eval", "train_on_machine_labels", "hyperparams", "seed",
-            "current_version", "encoder_key",
+            "model_kind",
+            "sampling",
+            "enabled",
+            "retrain_every_n_labels",
+            "deep_every_n_labels",
+            "min_labels",
+            "qc_share",
+            "holdout_share",
+            "max_gold_eval",
+            "train_on_machine_labels",
+            "hyperparams",
+            "seed",
+            "current_version",
+            "encoder_key",
         ]
 
 
@@ -55,8 +66,20 @@ class RunOut(serializers.ModelSerializer):
     class Meta:
         model = TrainingRun
         fields = [
-            "id", "status", "loop", "trigger", "requested_by", "created_at", "first_event_at", "started_at",
-            "finished_at", "attempts", "stage", "progress", "error", "version",
+            "id",
+            "status",
+            "loop",
+            "trigger",
+            "requested_by",
+            "created_at",
+            "first_event_at",
+            "started_at",
+            "finished_at",
+            "attempts",
+            "stage",
+            "progress",
+            "error",
+            "version",
         ]
 
     def get_version(self, run) -> int | None:
@@ -75,14 +98,34 @@ class VersionOut(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = [
-            "sequence", "parent", "run", "kind", "loop", "is_current", "hyperparams", "labels", "encoder_key",
-            "device", "device_name", "timings", "metrics", "n_annotations", "n_examples", "n_annotators",
-            "manifest_hash", "weights_sha256", "snapshot_at", "created_at",
+            "sequence",
+            "parent",
+            "run",
+            "kind",
+            "loop",
+            "is_current",
+            "hyperparams",
+            "labels",
+            "encoder_key",
+            "device",
+            "device_name",
+            "timings",
+            "metrics",
+            "n_annotations",
+            "n_examples",
+            "n_annotators",
+            "manifest_hash",
+            "weights_sha256",
+            "snapshot_at",
+            "created_at",
         ]
 
     def get_timings(self, v) -> dict:
-        return {"embedding_seconds": v.embedding_seconds, "training_seconds": v.training_seconds,
-                "scoring_seconds": v.scoring_seconds}
+        return {
+            "embedding_seconds": v.embedding_seconds,
+            "training_seconds": v.training_seconds,
+            "scoring_seconds": v.scoring_seconds,
+        }
 
     def get_metrics(self, v) -> dict:
         return metric_summary(v.metrics)
@@ -119,8 +162,19 @@ class PredictionOut(serializers.ModelSerializer):
 
     class Meta:
         model = Prediction
-        fields = ["example", "text", "label", "confidence", "margin", "entropy", "priority", "submitted_count",
-                  "gold_label", "version", "updated_at"]
+        fields = [
+            "example",
+            "text",
+            "label",
+            "confidence",
+            "margin",
+            "entropy",
+            "priority",
+            "submitted_count",
+            "gold_label",
+            "version",
+            "updated_at",
+        ]
 
     def get_label(self, p) -> dict:
         return {"id": p.label_id, "name": p.label.name}
@@ -130,8 +184,9 @@ def _context(project, request) -> dict:
     return {
         "request": request,
         "label_names": dict(Label.objects.filter(project=project).values_list("id", "name")),
-        "current_id": ProjectTrainingConfig.objects.filter(project=project).values_list(
-            "current_version_id", flat=True).first(),
+        "current_id": ProjectTrainingConfig.objects.filter(project=project)
+        .values_list("current_version_id", flat=True)
+        .first(),
     }
 
 
@@ -180,16 +235,20 @@ class RunListApi(ListAPIView):
         project = project_for(user=self.request.user, slug=self.kwargs["slug"], roles=READERS)
         return selectors.runs_for(project=project).select_related("requested_by")
 
-    @extend_schema(request=InputSerializer, responses={201: RunOut, 409: RunOut},
-                   description="Queue a training run (admins). 409 with the queued run if one is waiting already; "
-                               "a deep request upgrades a queued fast run (200).")
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: RunOut, 409: RunOut},
+        description="Queue a training run (admins). 409 with the queued run if one is waiting already; "
+        "a deep request upgrades a queued fast run (200).",
+    )
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            run = services.training_run_request(project=project, requested_by=request.user,
-                                                loop=data.validated_data["loop"])
+            run = services.training_run_request(
+                project=project, requested_by=request.user, loop=data.validated_data["loop"]
+            )
         except Conflict as error:
             run = getattr(error, "run", None)
             body = {"detail": error.message, "code": error.code}
@@ -289,11 +348,15 @@ class PredictionListApi(ListAPIView):
         labeled = serializers.BooleanField(required=False, allow_null=True, default=None)
         ordering = serializers.ChoiceField(choices=selectors.PREDICTION_ORDERINGS, default="-confidence")
 
-    @extend_schema(parameters=[
-        OpenApiParameter("label", int), OpenApiParameter("min_confidence", float),
-        OpenApiParameter("max_confidence", float), OpenApiParameter("labeled", bool),
-        OpenApiParameter("ordering", str, enum=list(selectors.PREDICTION_ORDERINGS)),
-    ])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("label", int),
+            OpenApiParameter("min_confidence", float),
+            OpenApiParameter("max_confidence", float),
+            OpenApiParameter("labeled", bool),
+            OpenApiParameter("ordering", str, enum=list(selectors.PREDICTION_ORDERINGS)),
+        ]
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -303,8 +366,12 @@ class PredictionListApi(ListAPIView):
         params.is_valid(raise_exception=True)
         f = params.validated_data
         return selectors.predictions_for(
-            project=project, label_id=f.get("label"), min_confidence=f.get("min_confidence"),
-            max_confidence=f.get("max_confidence"), labeled=f.get("labeled"), ordering=f["ordering"],
+            project=project,
+            label_id=f.get("label"),
+            min_confidence=f.get("min_confidence"),
+            max_confidence=f.get("max_confidence"),
+            labeled=f.get("labeled"),
+            ordering=f["ordering"],
         )
 
 
@@ -319,28 +386,39 @@ class AcceptPredictionsApi(APIView):
         accepted = serializers.IntegerField()
         annotations = serializers.ListField(child=serializers.IntegerField())
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer},
-                   description="Accept the current model's label for unlabeled examples at or above min_confidence. "
-                               "They become machine labels (source=machine): never counted as human labor.")
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: OutputSerializer},
+        description="Accept the current model's label for unlabeled examples at or above min_confidence. "
+        "They become machine labels (source=machine): never counted as human labor.",
+    )
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         d = data.validated_data
         annotations = call(
-            services.machine_labels_accept, project=project, admin=request.user, min_confidence=d["min_confidence"],
-            label_ids=d.get("labels"), example_ids=d.get("examples"), limit=d["limit"],
+            services.machine_labels_accept,
+            project=project,
+            admin=request.user,
+            min_confidence=d["min_confidence"],
+            label_ids=d.get("labels"),
+            example_ids=d.get("examples"),
+            limit=d["limit"],
         )
-        return Response({"accepted": len(annotations), "annotations": [a.pk for a in annotations]},
-                        status=status.HTTP_201_CREATED)
+        return Response(
+            {"accepted": len(annotations), "annotations": [a.pk for a in annotations]}, status=status.HTTP_201_CREATED
+        )
 
 
 class ExplanationApi(APIView):
     """Which tokens pushed the model toward its label (occlusion), computed on demand by a
     worker: 202 while it is being computed (poll again), then 200 with the tokens."""
 
-    @extend_schema(parameters=[OpenApiParameter("version", int, description="default: the current version")],
-                   responses={200: serializers.DictField(), 202: serializers.DictField()})
+    @extend_schema(
+        parameters=[OpenApiParameter("version", int, description="default: the current version")],
+        responses={200: serializers.DictField(), 202: serializers.DictField()},
+    )
     def get(self, request, slug, example_id):
         project = project_for(user=request.user, slug=slug, roles=READERS)
         example = get_object_or_404(examples_visible_to(user=request.user, project=project), pk=example_id)
@@ -350,8 +428,10 @@ class ExplanationApi(APIView):
         else:
             version = selectors.current_version(project=project)
             if version is None:
-                return Response({"detail": "There is no trained model for this project yet.", "code": "no_model"},
-                                status=status.HTTP_404_NOT_FOUND)
+                return Response(
+                    {"detail": "There is no trained model for this project yet.", "code": "no_model"},
+                    status=status.HTTP_404_NOT_FOUND,
+                )
         key = explain_cache_key(version.pk, example.pk)
         result = cache.get(key)
         if result is None or (result.get("status") == "failed" and request.query_params.get("retry")):
@@ -361,6 +441,8 @@ class ExplanationApi(APIView):
         if result.get("status") == "ready":
             return Response(result)
         if result.get("status") == "failed":
-            return Response({**result, "detail": "Explaining failed; retry with ?retry=1."},
-                            status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+            return Response(
+                {**result, "detail": "Explaining failed; retry with ?retry=1."},
+                status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+            )
         return Response(result, status=status.HTTP_202_ACCEPTED)

@@ -122,8 +122,9 @@ def _params(config) -> HyperParams:
     return HyperParams(**{k: v for k, v in (config.hyperparams or {}).items() if k in known}, seed=config.seed)
 
 
-def _embed_missing(project_id: int, encoder_key: str, example_ids: list[int], device: str,
-                   run: TrainingRun | None = None) -> float:
+def _embed_missing(
+    project_id: int, encoder_key: str, example_ids: list[int], device: str, run: TrainingRun | None = None
+) -> float:
     """Embed (and cache) the given examples that have no embedding yet. Returns seconds spent."""
     index, _ = cached_embeddings(project_id, encoder_key)
     missing = [e for e in example_ids if e not in index]
@@ -169,13 +170,12 @@ def execute_run(*, run_id: int, task_id: str = "", worker: str = "", redelivered
 def _pool(project: Project) -> dict:
     rows = list(Example.objects.filter(project=project).order_by("id").values_list("id", "submitted_count"))
     machine = set(
-        Annotation.objects.filter(project=project, source=Annotation.Source.MACHINE,
-                                  status=Annotation.Status.ACCEPTED).values_list("example_id", flat=True)
+        Annotation.objects.filter(
+            project=project, source=Annotation.Source.MACHINE, status=Annotation.Status.ACCEPTED
+        ).values_list("example_id", flat=True)
     )
     ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-    claimable = np.asarray(
-        [r[1] < project.annotations_per_example and r[0] not in machine for r in rows], dtype=bool
-    )
+    claimable = np.asarray([r[1] < project.annotations_per_example and r[0] not in machine for r in rows], dtype=bool)
     return {"ids": ids, "claimable": claimable}
 
 
@@ -211,25 +211,38 @@ def _train(run: TrainingRun) -> int | None:
         pool_features = cached_hashed_features(project.pk, model, pool["ids"].tolist())
         row_of = {int(e): i for i, e in enumerate(pool["ids"])}
         train = Dataset(features=pool_features.take([row_of[e] for e in train_ids]), targets=snap.train_targets)
-        evaluation = Dataset(features=pool_features.take([row_of[e] for e in eval_ids]),
-                             targets=np.eye(len(snap.label_ids))[snap.eval_y]) if eval_ids else None
+        evaluation = (
+            Dataset(
+                features=pool_features.take([row_of[e] for e in eval_ids]),
+                targets=np.eye(len(snap.label_ids))[snap.eval_y],
+            )
+            if eval_ids
+            else None
+        )
     elif deep:
         kind = ModelKind.MINILM_FT
         model = FineTunedClassifier(snap.label_names, params)
         texts = dict(Example.objects.filter(pk__in=train_ids + eval_ids).values_list("id", "text"))
         train = Dataset(texts=[texts[e] for e in train_ids], targets=snap.train_targets)
-        evaluation = Dataset(texts=[texts[e] for e in eval_ids],
-                             targets=np.eye(len(snap.label_ids))[snap.eval_y]) if eval_ids else None
+        evaluation = (
+            Dataset(texts=[texts[e] for e in eval_ids], targets=np.eye(len(snap.label_ids))[snap.eval_y])
+            if eval_ids
+            else None
+        )
     else:
         kind = ModelKind.MINILM
         encoder_key = config.encoder_key or ENCODER_KEY
-        model = HeadClassifier(snap.label_names, params,
-                               encoder_loader=lambda: encoder_for_key(encoder_key, dev.device))
+        model = HeadClassifier(
+            snap.label_names, params, encoder_loader=lambda: encoder_for_key(encoder_key, dev.device)
+        )
         timings["embedding"] += _embed_missing(project.pk, encoder_key, train_ids + eval_ids, dev.device, run)
         index, matrix = cached_embeddings(project.pk, encoder_key)
         train = Dataset(features=matrix[[index[e] for e in train_ids]], targets=snap.train_targets)
-        evaluation = Dataset(features=matrix[[index[e] for e in eval_ids]],
-                             targets=np.eye(len(snap.label_ids))[snap.eval_y]) if eval_ids else None
+        evaluation = (
+            Dataset(features=matrix[[index[e] for e in eval_ids]], targets=np.eye(len(snap.label_ids))[snap.eval_y])
+            if eval_ids
+            else None
+        )
 
     # 2. fit (with per-epoch held-out accuracy)
     services.run_progress(run=run, stage="training", n_train=len(train_ids), n_eval=len(eval_ids))
@@ -240,12 +253,12 @@ def _train(run: TrainingRun) -> int | None:
     started = time.perf_counter()
     services.run_progress(run=run, stage="evaluating")
     if evaluation is not None:
-        eval_probs = model.predict_proba(evaluation.features if evaluation.features is not None
-                                         else model.featurize(evaluation.texts))
+        eval_probs = model.predict_proba(
+            evaluation.features if evaluation.features is not None else model.featurize(evaluation.texts)
+        )
     else:
         eval_probs = np.zeros((0, len(snap.label_ids)), np.float32)
-    metrics = classification_report(eval_probs, snap.eval_y if eval_ids else np.zeros(0, np.int64),
-                                    snap.label_names)
+    metrics = classification_report(eval_probs, snap.eval_y if eval_ids else np.zeros(0, np.int64), snap.label_names)
     timings["scoring"] += time.perf_counter() - started
 
     # 4. weights (the deep loop's encoder key is its weights' content hash)
@@ -270,23 +283,39 @@ def _train(run: TrainingRun) -> int | None:
             for start in range(0, len(missing), size):
                 chunk = missing[start : start + size]
                 txt = dict(Example.objects.filter(pk__in=chunk).values_list("id", "text"))
-                services.embeddings_store(project_id=project.pk, encoder_key=encoder_key, example_ids=chunk,
-                                          vectors=model.featurize([txt[e] for e in chunk]))
-                services.run_progress(run=run, stage="embedding pool", embedded=start + len(chunk),
-                                      to_embed=len(missing))
+                services.embeddings_store(
+                    project_id=project.pk,
+                    encoder_key=encoder_key,
+                    example_ids=chunk,
+                    vectors=model.featurize([txt[e] for e in chunk]),
+                )
+                services.run_progress(
+                    run=run, stage="embedding pool", embedded=start + len(chunk), to_embed=len(missing)
+                )
             timings["embedding"] += time.perf_counter() - t0
         index, matrix = cached_embeddings(project.pk, encoder_key)
         have = np.asarray([int(e) in index for e in pool["ids"]], dtype=bool)
         scored_ids = pool["ids"][have]
-        probs = model.predict_proba(matrix[[index[int(e)] for e in scored_ids]]) if len(scored_ids) else \
-            np.zeros((0, len(snap.label_ids)), np.float32)
+        probs = (
+            model.predict_proba(matrix[[index[int(e)] for e in scored_ids]])
+            if len(scored_ids)
+            else np.zeros((0, len(snap.label_ids)), np.float32)
+        )
         if not have.all():
             services.embeddings_schedule(project=project, encoder_key=encoder_key)
     margins = uncertainty(probs, "margin")
     entropies = uncertainty(probs, "entropy")
     claimable = pool["claimable"][np.isin(pool["ids"], scored_ids)]
-    priorities = _priorities(config, run, probs, scored_ids, claimable, margins, entropies,
-                             eval_gold=set(eval_ids) if snap.eval_source == "gold" else set())
+    priorities = _priorities(
+        config,
+        run,
+        probs,
+        scored_ids,
+        claimable,
+        margins,
+        entropies,
+        eval_gold=set(eval_ids) if snap.eval_source == "gold" else set(),
+    )
     timings["scoring"] += time.perf_counter() - started
 
     metrics.update(
@@ -303,9 +332,17 @@ def _train(run: TrainingRun) -> int | None:
 
     # 6. register exactly one version; promote if newest
     version, promoted = services.version_register(
-        run=run, snapshot=snap, kind=kind, hyperparams=model.params.as_dict(), encoder_key=encoder_key,
-        device=dev.device, device_name=dev.name, timings=timings, metrics=metrics,
-        weights_path=relative, weights_sha256=sha,
+        run=run,
+        snapshot=snap,
+        kind=kind,
+        hyperparams=model.params.as_dict(),
+        encoder_key=encoder_key,
+        device=dev.device,
+        device_name=dev.name,
+        timings=timings,
+        metrics=metrics,
+        weights_path=relative,
+        weights_sha256=sha,
     )
     if version is None:
         logger.warning("Run %s was taken over by another worker; its result is discarded.", run.pk)
@@ -313,8 +350,14 @@ def _train(run: TrainingRun) -> int | None:
 
     # 7. predictions and queue order (short transactions; skipped if a newer version is current)
     if promoted:
-        written = services.predictions_write(version=version, example_ids=scored_ids, probs=probs,
-                                             margins=1.0 - margins, entropies=entropies, priorities=priorities)
+        written = services.predictions_write(
+            version=version,
+            example_ids=scored_ids,
+            probs=probs,
+            margins=1.0 - margins,
+            entropies=entropies,
+            priorities=priorities,
+        )
         done = timezone.now()
         progress = {**run.progress, "predictions_written": written, "queue_updated_at": done.isoformat()}
         if run.first_event_at:
@@ -337,8 +380,7 @@ def _priorities(config, run, probs, scored_ids, claimable, margins, entropies, e
         return prio
     sub_scores = np.where(is_gold[sub], -np.inf, scores[sub])
     qc = np.flatnonzero(is_gold[sub])
-    prio[sub] = queue_priorities(sub_scores, qc_share=config.qc_share, rng=rng,
-                                 qc_candidates=qc if len(qc) else None)
+    prio[sub] = queue_priorities(sub_scores, qc_share=config.qc_share, rng=rng, qc_candidates=qc if len(qc) else None)
     return prio
 
 

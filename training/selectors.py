@@ -79,15 +79,23 @@ def predictions_for(
     return qs.order_by(*order)
 
 
-PREDICTION_ORDERINGS = ("confidence", "-confidence", "margin", "-margin", "entropy", "-entropy",
-                        "priority", "-priority", "example")
+PREDICTION_ORDERINGS = (
+    "confidence",
+    "-confidence",
+    "margin",
+    "-margin",
+    "entropy",
+    "-entropy",
+    "priority",
+    "-priority",
+    "example",
+)
 
 
 def embedding_progress(*, project: Project, encoder_key: str) -> dict:
     total = Example.objects.filter(project=project).count()
     embedded = ExampleEmbedding.objects.filter(project=project, encoder_key=encoder_key).count()
-    return {"encoder": encoder_key, "total": total, "embedded": min(embedded, total),
-            "done": embedded >= total}
+    return {"encoder": encoder_key, "total": total, "embedded": min(embedded, total), "done": embedded >= total}
 
 
 def learning_curve(*, version: ModelVersion) -> dict:
@@ -162,8 +170,12 @@ def training_snapshot(*, project: Project, config: ProjectTrainingConfig) -> Sna
         )
         .order_by("annotation_id", "label_id")
         .values_list(
-            "annotation_id", "annotation__example_id", "annotation__annotator_id", "annotation__source",
-            "label_id", "annotation__example__text_hash",
+            "annotation_id",
+            "annotation__example_id",
+            "annotation__annotator_id",
+            "annotation__source",
+            "label_id",
+            "annotation__example__text_hash",
         )
     )
     gold = list(

@@ -47,8 +47,18 @@ def config_get(*, project_id: int) -> ProjectTrainingConfig:
 
 
 CONFIG_FIELDS = {
-    "model_kind", "sampling", "enabled", "retrain_every_n_labels", "deep_every_n_labels", "min_labels",
-    "qc_share", "holdout_share", "max_gold_eval", "train_on_machine_labels", "hyperparams", "seed",
+    "model_kind",
+    "sampling",
+    "enabled",
+    "retrain_every_n_labels",
+    "deep_every_n_labels",
+    "min_labels",
+    "qc_share",
+    "holdout_share",
+    "max_gold_eval",
+    "train_on_machine_labels",
+    "hyperparams",
+    "seed",
 }
 
 
@@ -80,14 +90,16 @@ def _enqueue(run_id: int) -> None:
     TrainingRun.objects.filter(pk=run_id).update(enqueued_at=timezone.now())
 
 
-def _queue_run(*, project_id: int, loop: str, trigger: str, requested_by=None,
-               first_event_at: datetime | None = None) -> tuple[TrainingRun, bool]:
+def _queue_run(
+    *, project_id: int, loop: str, trigger: str, requested_by=None, first_event_at: datetime | None = None
+) -> tuple[TrainingRun, bool]:
     """(the project's queued run, created?). At most one run per project is queued (a partial
     unique index says so); a RUNNING run does not count, so labels arriving during a run queue
     the next one. A deep request upgrades a queued fast run."""
     now = timezone.now()
-    queued = TrainingRun.objects.select_for_update().filter(project_id=project_id,
-                                                             status=TrainingRun.Status.QUEUED).first()
+    queued = (
+        TrainingRun.objects.select_for_update().filter(project_id=project_id, status=TrainingRun.Status.QUEUED).first()
+    )
     if queued is not None:
         if loop == Loop.DEEP and queued.loop == Loop.FAST:
             queued.loop = Loop.DEEP
@@ -97,8 +109,13 @@ def _queue_run(*, project_id: int, loop: str, trigger: str, requested_by=None,
         return queued, False
     try:
         with transaction.atomic():
-            run = TrainingRun.objects.create(project_id=project_id, loop=loop, trigger=trigger,
-                                             requested_by=requested_by, first_event_at=first_event_at or now)
+            run = TrainingRun.objects.create(
+                project_id=project_id,
+                loop=loop,
+                trigger=trigger,
+                requested_by=requested_by,
+                first_event_at=first_event_at or now,
+            )
     except IntegrityError:  # another process queued one between our read and insert
         return TrainingRun.objects.get(project_id=project_id, status=TrainingRun.Status.QUEUED), False
     transaction.on_commit(lambda: _enqueue(run.pk))
@@ -120,10 +137,16 @@ def labels_changed(*, project_id: int) -> None:
         if config.current_version_id is None and not _enough_labels(project_id, config.min_labels):
             config.save(update_fields=fields)
             return
-        deep = (config.model_kind == ModelKind.MINILM and config.deep_every_n_labels
-                and config.label_events_since_deep >= config.deep_every_n_labels)
-        _, created = _queue_run(project_id=project_id, loop=Loop.DEEP if deep else Loop.FAST,
-                                trigger=TrainingRun.Trigger.SCHEDULE if deep else TrainingRun.Trigger.LABELS)
+        deep = (
+            config.model_kind == ModelKind.MINILM
+            and config.deep_every_n_labels
+            and config.label_events_since_deep >= config.deep_every_n_labels
+        )
+        _, created = _queue_run(
+            project_id=project_id,
+            loop=Loop.DEEP if deep else Loop.FAST,
+            trigger=TrainingRun.Trigger.SCHEDULE if deep else TrainingRun.Trigger.LABELS,
+        )
         config.label_events_since_queued = 0
         if deep:
             config.label_events_since_deep = 0
@@ -147,8 +170,9 @@ def training_run_request(*, project: Project, requested_by, loop: str = Loop.FAS
         raise ValidationFailed("The deep loop fine-tunes MiniLM: set the project's model kind to 'minilm' first.")
     existing = TrainingRun.objects.filter(project=project, status=TrainingRun.Status.QUEUED).first()
     upgrade = existing is not None and loop == Loop.DEEP and existing.loop == Loop.FAST
-    run, created = _queue_run(project_id=project.pk, loop=loop, trigger=TrainingRun.Trigger.ADMIN,
-                              requested_by=requested_by)
+    run, created = _queue_run(
+        project_id=project.pk, loop=loop, trigger=TrainingRun.Trigger.ADMIN, requested_by=requested_by
+    )
     if not created and not upgrade:
         error = Conflict(f"Run {run.pk} is already queued for this project.", code="run_already_queued")
         error.run = run
@@ -161,8 +185,9 @@ def training_run_request(*, project: Project, requested_by, loop: str = Loop.FAS
 # --- a run's life: claim, fail, register ------------------------------------------------
 
 
-def run_claim(*, run_id: int, task_id: str = "", worker: str = "", redelivered: bool = False,
-              now: datetime | None = None) -> TrainingRun | None:
+def run_claim(
+    *, run_id: int, task_id: str = "", worker: str = "", redelivered: bool = False, now: datetime | None = None
+) -> TrainingRun | None:
     """Claim a run for this worker with one conditional UPDATE; None if someone else has it or
     it is finished. A RUNNING run is taken over only if its lease ran out, or if this very
     message is being redelivered (its first consumer died: acks_late + reject_on_worker_lost)."""
@@ -175,15 +200,27 @@ def run_claim(*, run_id: int, task_id: str = "", worker: str = "", redelivered: 
     claimed = (
         TrainingRun.objects.filter(pk=run_id, attempts__lt=MAX_ATTEMPTS)
         .filter(Q(status=TrainingRun.Status.QUEUED) | takeover)
-        .update(status=TrainingRun.Status.RUNNING, claim_token=token, claimed_by=worker[:200],
-                celery_task_id=task_id[:64], started_at=now, lease_expires_at=lease,
-                attempts=F("attempts") + 1, stage="starting", error="")
+        .update(
+            status=TrainingRun.Status.RUNNING,
+            claim_token=token,
+            claimed_by=worker[:200],
+            celery_task_id=task_id[:64],
+            started_at=now,
+            lease_expires_at=lease,
+            attempts=F("attempts") + 1,
+            stage="starting",
+            error="",
+        )
     )
     if not claimed:
-        stuck = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING,
-                                           attempts__gte=MAX_ATTEMPTS, lease_expires_at__lt=now)
-        stuck.update(status=TrainingRun.Status.FAILED, finished_at=now,
-                     error=f"Gave up after {MAX_ATTEMPTS} attempts: the workers running it were lost.")
+        stuck = TrainingRun.objects.filter(
+            pk=run_id, status=TrainingRun.Status.RUNNING, attempts__gte=MAX_ATTEMPTS, lease_expires_at__lt=now
+        )
+        stuck.update(
+            status=TrainingRun.Status.FAILED,
+            finished_at=now,
+            error=f"Gave up after {MAX_ATTEMPTS} attempts: the workers running it were lost.",
+        )
         return None
     return TrainingRun.objects.get(pk=run_id)
 
@@ -228,9 +265,11 @@ def version_register(
     """
     from .selectors import manifest_hash
 
-    locked = TrainingRun.objects.select_for_update().filter(
-        pk=run.pk, claim_token=run.claim_token, status=TrainingRun.Status.RUNNING
-    ).first()
+    locked = (
+        TrainingRun.objects.select_for_update()
+        .filter(pk=run.pk, claim_token=run.claim_token, status=TrainingRun.Status.RUNNING)
+        .first()
+    )
     if locked is None or ModelVersion.objects.filter(run_id=run.pk).exists():
         return None, False
     config = ProjectTrainingConfig.objects.select_for_update().get(project_id=run.project_id)
@@ -263,8 +302,10 @@ def version_register(
     version.full_clean(exclude=["parent", "run"])
     version.save()
     ManifestEntry.objects.bulk_create(
-        (ManifestEntry(version=version, annotation_id=a, example_id=e, label_id=lab)
-         for a, e, lab in snapshot.manifest),
+        (
+            ManifestEntry(version=version, annotation_id=a, example_id=e, label_id=lab)
+            for a, e, lab in snapshot.manifest
+        ),
         batch_size=5000,
     )
     now = timezone.now()
@@ -336,14 +377,30 @@ def _upsert_predictions(version, ids, label_ids, conf, margins, entropies, now) 
                     confidence = EXCLUDED.confidence, margin = EXCLUDED.margin,
                     entropy = EXCLUDED.entropy, updated_at = EXCLUDED.updated_at
                 """,  # noqa: S608 (table name from the model, values bound)
-                [version.project_id, version.pk, now, ids.tolist(), label_ids.tolist(),
-                 conf.astype(float).tolist(), margins.astype(float).tolist(), entropies.astype(float).tolist()],
+                [
+                    version.project_id,
+                    version.pk,
+                    now,
+                    ids.tolist(),
+                    label_ids.tolist(),
+                    conf.astype(float).tolist(),
+                    margins.astype(float).tolist(),
+                    entropies.astype(float).tolist(),
+                ],
             )
         return
     Prediction.objects.bulk_create(
         [
-            Prediction(example_id=int(e), project_id=version.project_id, version=version, label_id=int(lab),
-                       confidence=float(c), margin=float(m), entropy=float(h), updated_at=now)
+            Prediction(
+                example_id=int(e),
+                project_id=version.project_id,
+                version=version,
+                label_id=int(lab),
+                confidence=float(c),
+                margin=float(m),
+                entropy=float(h),
+                updated_at=now,
+            )
             for e, lab, c, m, h in zip(ids, label_ids, conf, margins, entropies, strict=True)
         ],
         update_conflicts=True,
@@ -449,18 +506,27 @@ def machine_labels_accept(
     config = ProjectTrainingConfig.objects.select_for_update().filter(project=project).first()
     if config is None or config.current_version_id is None:
         raise Conflict("There is no trained model for this project yet.", code="no_model")
-    qs = Prediction.objects.filter(project=project, version_id=config.current_version_id,
-                                   confidence__gte=min_confidence)
+    qs = Prediction.objects.filter(
+        project=project, version_id=config.current_version_id, confidence__gte=min_confidence
+    )
     if label_ids:
         qs = qs.filter(label_id__in=label_ids)
     if example_ids is not None:
         qs = qs.filter(example_id__in=example_ids)
-    qs = qs.exclude(Exists(Annotation.objects.filter(example=OuterRef("example_id"),
-                                                     status=Annotation.Status.ACCEPTED)))
+    qs = qs.exclude(
+        Exists(Annotation.objects.filter(example=OuterRef("example_id"), status=Annotation.Status.ACCEPTED))
+    )
     picks = list(qs.order_by("-confidence", "example_id").values_list("example_id", "label_id")[:limit])
     annotations = Annotation.objects.bulk_create(
-        Annotation(project=project, example_id=ex, annotator=admin, attempt=None, status=Annotation.Status.ACCEPTED,
-                   source=Annotation.Source.MACHINE, created_at=now)
+        Annotation(
+            project=project,
+            example_id=ex,
+            annotator=admin,
+            attempt=None,
+            status=Annotation.Status.ACCEPTED,
+            source=Annotation.Source.MACHINE,
+            created_at=now,
+        )
         for ex, _ in picks
     )
     Through = Annotation.labels.through
@@ -470,7 +536,6 @@ def machine_labels_accept(
     if annotations:
         transaction.on_commit(lambda: labels_changed(project_id=project.pk))
     return annotations
-
 
 
 def embeddings_done(*, project_id: int) -> None:

@@ -432,7 +432,7 @@ class ExplanationApi(APIView):
                     {"detail": "There is no trained model for this project yet.", "code": "no_model"},
                     status=status.HTTP_404_NOT_FOUND,
                 )
-        key = explain_cache_key(version.pk, example.pk)
+        key = explain_cache_key(version, example.pk)
         result = cache.get(key)
         if result is None or (result.get("status") == "failed" and request.query_params.get("retry")):
             cache.set(key, {"status": "pending", "version": version.sequence, "example": example.pk}, timeout=300)

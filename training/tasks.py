@@ -17,8 +17,9 @@ logger = logging.getLogger(__name__)
 EXPLAIN_TTL = 24 * 3600
 
 
-def explain_cache_key(version_id: int, example_id: int) -> str:
-    return f"training:explain:{version_id}:{example_id}"
+def explain_cache_key(version, example_id: int) -> str:
+    """Keyed by the weights' hash too: a recreated database never meets a stale explanation."""
+    return f"training:explain:{version.pk}:{version.weights_sha256[:16]}:{example_id}"
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, name="training.tasks.run_training")
@@ -46,9 +47,13 @@ def embed_chunk(self, project_id: int, encoder_key: str, example_ids: list[int])
 @shared_task(bind=True, acks_late=True, name="training.tasks.explain_prediction")
 def explain_prediction(self, version_id: int, example_id: int) -> None:
     """Token attributions for one example under one version, left in the cache for the API."""
+    from .models import ModelVersion
     from .pipeline import explain_example
 
-    key = explain_cache_key(version_id, example_id)
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None:
+        return
+    key = explain_cache_key(version, example_id)
     try:
         result = explain_example(version_id=version_id, example_id=example_id)
     except Exception as exc:

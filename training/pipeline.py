@@ -43,22 +43,31 @@ _classifiers: OrderedDict[int, object] = OrderedDict()
 _encoders: dict[tuple[str, str], object] = {}
 
 
-def cached_embeddings(project_id: int, encoder_key: str) -> tuple[dict[int, int], np.ndarray]:
-    """{example id: row} and the float32 matrix of every cached embedding of the project,
-    read incrementally (only rows newer than the last read)."""
+def cached_embeddings(
+    project_id: int, encoder_key: str, ensure: list[int] | None = None
+) -> tuple[dict[int, int], np.ndarray]:
+    """{example id: row} and the float32 matrix of the project's cached embeddings, read
+    incrementally (rows newer than the last read). Rows committed out of id order by parallel
+    chunk tasks are caught by `ensure`: any of those example ids still missing is looked up."""
     entry = _embeddings.setdefault((project_id, encoder_key), {"last": 0, "index": {}, "matrix": None})
-    new = list(
-        ExampleEmbedding.objects.filter(project_id=project_id, encoder_key=encoder_key, id__gt=entry["last"])
-        .order_by("id")
-        .values_list("id", "example_id", "vector")
-    )
+    base = ExampleEmbedding.objects.filter(project_id=project_id, encoder_key=encoder_key)
+    new = list(base.filter(id__gt=entry["last"]).order_by("id").values_list("id", "example_id", "vector"))
+    if new:
+        entry["last"] = new[-1][0]
+    if ensure is not None:
+        missing = [e for e in ensure if e not in entry["index"]]
+        seen = {ex for _, ex, _ in new}
+        for start in range(0, len(missing), 10_000):
+            chunk = [e for e in missing[start : start + 10_000] if e not in seen]
+            if chunk:
+                new += list(base.filter(example_id__in=chunk).values_list("id", "example_id", "vector"))
+    new = [row for row in new if row[1] not in entry["index"]]
     if new:
         block = np.frombuffer(b"".join(bytes(v) for _, _, v in new), dtype=np.float32).reshape(len(new), -1)
-        base = 0 if entry["matrix"] is None else len(entry["matrix"])
+        offset = 0 if entry["matrix"] is None else len(entry["matrix"])
         for i, (_, ex, _) in enumerate(new):
-            entry["index"][ex] = base + i
+            entry["index"][ex] = offset + i
         entry["matrix"] = block.copy() if entry["matrix"] is None else np.vstack([entry["matrix"], block])
-        entry["last"] = new[-1][0]
     return entry["index"], entry["matrix"] if entry["matrix"] is not None else np.zeros((0, 384), np.float32)
 
 
@@ -126,7 +135,7 @@ def _embed_missing(
     project_id: int, encoder_key: str, example_ids: list[int], device: str, run: TrainingRun | None = None
 ) -> float:
     """Embed (and cache) the given examples that have no embedding yet. Returns seconds spent."""
-    index, _ = cached_embeddings(project_id, encoder_key)
+    index, _ = cached_embeddings(project_id, encoder_key, ensure=example_ids)
     missing = [e for e in example_ids if e not in index]
     if not missing:
         return 0.0
@@ -236,7 +245,7 @@ def _train(run: TrainingRun) -> int | None:
             snap.label_names, params, encoder_loader=lambda: encoder_for_key(encoder_key, dev.device)
         )
         timings["embedding"] += _embed_missing(project.pk, encoder_key, train_ids + eval_ids, dev.device, run)
-        index, matrix = cached_embeddings(project.pk, encoder_key)
+        index, matrix = cached_embeddings(project.pk, encoder_key, ensure=train_ids + eval_ids)
         train = Dataset(features=matrix[[index[e] for e in train_ids]], targets=snap.train_targets)
         evaluation = (
             Dataset(features=matrix[[index[e] for e in eval_ids]], targets=np.eye(len(snap.label_ids))[snap.eval_y])
@@ -293,7 +302,7 @@ def _train(run: TrainingRun) -> int | None:
                     run=run, stage="embedding pool", embedded=start + len(chunk), to_embed=len(missing)
                 )
             timings["embedding"] += time.perf_counter() - t0
-        index, matrix = cached_embeddings(project.pk, encoder_key)
+        index, matrix = cached_embeddings(project.pk, encoder_key, ensure=pool["ids"].tolist())
         have = np.asarray([int(e) in index for e in pool["ids"]], dtype=bool)
         scored_ids = pool["ids"][have]
         probs = (
@@ -406,7 +415,7 @@ def embed_examples(*, project_id: int, encoder_key: str, example_ids: list[int])
         vectors = encoder_for_key(encoder_key, dev.device).embed([texts[e] for e in todo], bf16=dev.device == "cuda")
         services.embeddings_store(project_id=project_id, encoder_key=encoder_key, example_ids=todo, vectors=vectors)
     progress = selectors.embedding_progress(project=Project(pk=project_id), encoder_key=encoder_key)
-    if progress["done"] and todo and config.current_version_id is not None and config.enabled:
+    if progress["done"] and todo and config.enabled:
         services.embeddings_done(project_id=project_id)
     return len(todo)
 

@@ -539,6 +539,10 @@ def machine_labels_accept(
 
 
 def embeddings_done(*, project_id: int) -> None:
-    """The pool's last missing embeddings arrived: queue a run to score them."""
+    """The pool's last missing embeddings arrived: queue a run to score them (once the project
+    has a model, or the labels for a first one)."""
+    config = config_get(project_id=project_id)
+    if config.current_version_id is None and not _enough_labels(project_id, config.min_labels):
+        return
     with transaction.atomic():
         _queue_run(project_id=project_id, loop=Loop.FAST, trigger=TrainingRun.Trigger.EMBEDDINGS)

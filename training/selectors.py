@@ -158,8 +158,9 @@ class Snapshot:
 
 def training_snapshot(*, project: Project, config: ProjectTrainingConfig) -> Snapshot:
     """The accepted annotations of this moment (one SQL statement, so one consistent snapshot),
-    split into training data and the evaluation split."""
-    taken_at = timezone.now()
+    split into training data and the evaluation split. `taken_at` is read right after that
+    statement: every annotation in the snapshot was created before it (an annotation created
+    just before it but committed just after is not in it: it did not exist yet for the run)."""
     labels = list(Label.objects.filter(project=project).order_by("order", "id").values_list("id", "name"))
     label_ids = [lid for lid, _ in labels]
     col = {lid: i for i, lid in enumerate(label_ids)}
@@ -178,6 +179,7 @@ def training_snapshot(*, project: Project, config: ProjectTrainingConfig) -> Sna
             "annotation__example__text_hash",
         )
     )
+    taken_at = timezone.now()
     gold = list(
         Example.objects.filter(project=project, gold_label__isnull=False)
         .order_by("text_hash")

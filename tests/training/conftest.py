@@ -1,12 +1,19 @@
 """Fixtures for the training tests: a throwaway model store, projects on a toy data set, and a
 simulated annotator who labels what the queue hands out through annotation.services."""
 
+import os
+import tempfile
+
 import pytest
 
 from annotation import services as annotation_services
 from annotation.models import Label, Membership
 from tests.factories import UserFactory, add_examples, add_member, make_project
 from training import services
+
+# Worker subprocesses started by this session (tests/conftest.py) inherit the environment:
+# give them a throwaway model store instead of the checkout's var/models.
+os.environ.setdefault("TALLY_MODEL_STORE", tempfile.mkdtemp(prefix="tally-models-"))
 
 POSITIVE = ["good", "great", "excellent", "wonderful", "superb", "lovely", "delightful", "brilliant"]
 NEGATIVE = ["bad", "awful", "terrible", "horrible", "dreadful", "poor", "boring", "dismal"]

@@ -92,6 +92,10 @@ class TextClassifier:
         raise NotImplementedError
 
     # -- shared -------------------------------------------------------------------------
+    def _prepare(self, features):
+        """Features as the model consumes them (e.g. one tensor on the device), converted once."""
+        return features
+
     def _features(self, data: Dataset):
         return data.features if data.features is not None else self.featurize(data.texts)
 
@@ -118,6 +122,13 @@ class TextClassifier:
         device: str = "cpu",
         on_epoch: Callable[[dict], None] | None = None,
     ) -> FitResult:
+
+        from .device import small_model_threads
+
+        with small_model_threads(device):
+            return self._fit(train, evaluation, device=device, on_epoch=on_epoch)
+
+    def _fit(self, train, evaluation, *, device, on_epoch) -> FitResult:
         import time
 
         import torch
@@ -126,11 +137,12 @@ class TextClassifier:
 
         started = time.perf_counter()
         seed_everything(self.params.seed)
-        features = self._features(train)
-        targets = torch.as_tensor(np.asarray(train.targets, dtype=np.float32))
-        eval_features = self._features(evaluation) if evaluation is not None and len(evaluation) else None
-        eval_y = np.asarray(evaluation.targets).argmax(1) if eval_features is not None else None
         self.device = device
+        features = self._prepare(self._features(train))
+        targets = torch.as_tensor(np.asarray(train.targets, dtype=np.float32)).to(device)
+        has_eval = evaluation is not None and len(evaluation) > 0
+        eval_features = self._prepare(self._features(evaluation)) if has_eval else None
+        eval_y = torch.as_tensor(np.asarray(evaluation.targets).argmax(1)).to(device) if has_eval else None
         self.net = self._build().to(device)
         optimizers = self._optimizers()
         n = len(targets)
@@ -139,34 +151,50 @@ class TextClassifier:
         history = []
         for epoch in range(1, self._default_epochs(n) + 1):
             self.net.train()
-            perm = torch.randperm(n, generator=generator).numpy()
             total = 0.0
-            for start in range(0, n, bs):
-                idx = perm[start : start + bs]
+            if bs >= n:  # full batch: no shuffling or gathering
+                batches = [None]
+            else:
+                perm = torch.randperm(n, generator=generator).numpy()
+                batches = [perm[start : start + bs] for start in range(0, n, bs)]
+            for idx in batches:
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
                 logits = self._logits(features, self._batches(features, idx))
-                t = targets[idx].to(device)
+                t = targets if idx is None else targets[idx]
                 loss = -(t * torch.log_softmax(logits, dim=1)).sum(1).mean() + self._penalty(n)
                 loss.backward()
                 for opt in optimizers:
                     opt.step()
-                total += float(loss.detach()) * len(idx)
+                total += float(loss.detach()) * len(t)
             row = {"epoch": epoch, "train_loss": total / n, "eval_accuracy": None}
-            if eval_features is not None:
-                probs = self.predict_proba(eval_features)
-                row["eval_accuracy"] = float((probs.argmax(1) == eval_y).mean())
+            if has_eval:
+                self.net.eval()
+                with torch.no_grad():
+                    pred = self._logits(eval_features, self._batches(eval_features, None)).argmax(1)
+                row["eval_accuracy"] = float((pred == eval_y).float().mean())
             history.append(row)
             if on_epoch is not None:
                 on_epoch(row)
+        self.net.eval()
         return FitResult(history=history, seconds=time.perf_counter() - started)
 
     def predict_proba(self, features, *, batch_size: int = 8192) -> np.ndarray:
-        import torch
+
+        from .device import small_model_threads
 
         if self.net is None:
             raise RuntimeError("The model is not trained or loaded.")
+        if not getattr(self, "encoder", None):  # a small model: one thread (see small_model_threads)
+            with small_model_threads(getattr(self, "device", "cpu")):
+                return self._predict(features, batch_size)
+        return self._predict(features, batch_size)
+
+    def _predict(self, features, batch_size):
+        import torch
+
         self.net.eval()
+        features = self._prepare(features)
         n = len(features)
         out = np.zeros((n, len(self.classes)), dtype=np.float32)
         with torch.no_grad():
@@ -288,7 +316,7 @@ class HashedClassifier(TextClassifier):
         ]
 
     def _batches(self, features, idx):
-        return features.take(idx)
+        return features if idx is None else features.take(idx)
 
     def _logits(self, features, batch):
         import torch
@@ -345,15 +373,18 @@ class HeadClassifier(TextClassifier):
 
         return Net(384, self.params.hidden, len(self.classes))
 
-    def _batches(self, features, idx):
-        return features[idx]
-
-    def _logits(self, features, batch):
+    def _prepare(self, features):
         import torch
 
-        return self.net(
-            torch.as_tensor(np.ascontiguousarray(batch, dtype=np.float32), device=getattr(self, "device", "cpu"))
-        )
+        if isinstance(features, torch.Tensor):
+            return features
+        return torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32)).to(getattr(self, "device", "cpu"))
+
+    def _batches(self, features, idx):
+        return features if idx is None else features[idx]
+
+    def _logits(self, features, batch):
+        return self.net(batch)
 
 
 KINDS = {"hashed": HashedClassifier, "minilm": HeadClassifier}

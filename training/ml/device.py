@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 VALID_CHOICES = ("auto", "cpu", "cuda")
@@ -33,6 +34,24 @@ def configure_threads(threads: int | None = None) -> int:
         torch.set_num_threads(n)
         _threads_set = True
     return n
+
+
+@contextmanager
+def small_model_threads(device: str):
+    """One CPU thread while training a small model: its ops are tiny, and on a busy 2-core
+    machine OpenMP threads spinning against each other made a head's 150 epochs 10-30x slower
+    (docs/training.md). Embedding and fine-tuning keep TALLY_TRAINING_THREADS."""
+    import torch
+
+    if device != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _setting_threads() -> int:

@@ -10,6 +10,8 @@ urlpatterns = [
     path("api/", include("annotation.urls")),
     path("api/", include("labor_ledger.urls")),
     path("earnings/", include("labor_ledger.page_urls")),
+
+    path("api/", include("training.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("", include("frontend.urls")),

@@ -194,3 +194,13 @@ TALLY_LEDGER_PERIOD = env("TALLY_LEDGER_PERIOD", default="day")
 TALLY_LEDGER_SESSION_GAP_SECONDS = env.int("TALLY_LEDGER_SESSION_GAP_SECONDS", default=300)
 # Close complete periods (floor top-ups, rounding) every hour; settling is idempotent.
 CELERY_BEAT_SCHEDULE["labor-ledger-settle-due"] = {"task": "labor_ledger.settle_due", "schedule": 3600.0}
+
+# --- Training: the model in the loop (training/, issue #3; docs/training.md) ---
+# auto: cuda when torch sees a GPU, else cpu. cpu or cuda force one (cuda without a GPU fails the run).
+TALLY_TRAINING_DEVICE = env("TALLY_TRAINING_DEVICE", default="auto")
+TALLY_TRAINING_THREADS = env.int("TALLY_TRAINING_THREADS", default=2)
+# Weights (safetensors) are written here and loaded from nowhere else.
+TALLY_MODEL_STORE = Path(env("TALLY_MODEL_STORE", default=str(BASE_DIR / "var" / "models")))
+TALLY_EMBED_CHUNK_SIZE = env.int("TALLY_EMBED_CHUNK_SIZE", default=256)
+# Explanations are interactive: they must not wait behind a long training run.
+CELERY_TASK_ROUTES = {"training.tasks.explain_prediction": {"queue": "default"}, **CELERY_TASK_ROUTES}

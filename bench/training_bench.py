@@ -1,0 +1,598 @@
+"""Training benchmarks (make bench-training): results go to BENCHMARKS-training.md and
+bench-results/training.json, the label-efficiency curve to docs/training_label_efficiency.svg.
+
+    python bench/training_bench.py [throughput] [efficiency] [freshness] [--quick]
+
+- throughput: MiniLM embedding sentences/s on CPU, fp32 and bf16 autocast (and GPU when present).
+- efficiency: held-out accuracy against the number of labels on AG News (pool 6,000, fixed
+  test set 1,600), margin/entropy (the product's queue order, QC share included) vs random,
+  5 seeds; the frozen-MiniLM head and the from-scratch hashed model. Labels come from a
+  simulated annotator who answers with the gold label. Embeddings are cached in var/bench/.
+- freshness: on the real stack (PostgreSQL, Redis, a Celery worker subprocess): from the
+  submission of a label to a new current version whose scores reorder the queue, with 1,000
+  labels and a 6,000-text pool whose embeddings are cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.training_embed_cache import ag_news_embeddings  # noqa: E402
+from training.ml.data import AG_NEWS_CLASSES, read_ag_news  # noqa: E402
+
+RESULTS = ROOT / "bench-results" / "training.json"
+REPORT = ROOT / "BENCHMARKS-training.md"
+CURVE = ROOT / "docs" / "training_label_efficiency.svg"
+POOL, TEST = 6000, 1600
+SPLIT_SEED = 20240601  # the fixed pool/test split
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{os.cpu_count()}-core {platform.machine()} ({cpu}), {gpu}, "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
+
+
+def ag_split():
+    rows = read_ag_news()
+    y = np.asarray([AG_NEWS_CLASSES.index(lab) for lab, _ in rows])
+    perm = np.random.default_rng(SPLIT_SEED).permutation(len(rows))
+    return rows, y, perm[:POOL], perm[POOL : POOL + TEST]
+
+
+# --- throughput -----------------------------------------------------------------------------
+
+
+def bench_throughput(quick: bool) -> dict:
+    import torch
+
+    from training.ml.device import configure_threads
+    from training.ml.encoder import load_encoder
+
+    threads = configure_threads(2)
+    rows, _, pool, _ = ag_split()
+    texts = [rows[i][1] for i in pool[: 256 if quick else 1024]]
+    out = {"texts": len(texts), "threads": threads, "avg_chars": float(np.mean([len(t) for t in texts]))}
+    encoder = load_encoder("cpu")
+    encoder.embed(texts[:64])  # warm-up
+    for name, bf16 in (("cpu_fp32", False), ("cpu_bf16_autocast", True)):
+        started = time.perf_counter()
+        vectors = encoder.embed(texts, batch_size=64, bf16=bf16)
+        seconds = time.perf_counter() - started
+        out[name] = {"sentences_per_s": len(texts) / seconds, "seconds": seconds}
+        if bf16:
+            ref = encoder.embed(texts[:128])
+            out[name]["mean_cosine_to_fp32"] = float((ref * vectors[:128]).sum(1).mean())
+        print(f"  {name}: {len(texts) / seconds:.1f} sentences/s", flush=True)
+    if torch.cuda.is_available():
+        gpu = load_encoder("cuda")
+        gpu.embed(texts[:64], bf16=True)
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        gpu.embed(texts * 4, batch_size=256, bf16=True)
+        torch.cuda.synchronize()
+        out["gpu_bf16"] = {"sentences_per_s": 4 * len(texts) / (time.perf_counter() - started)}
+    else:
+        out["gpu_bf16"] = "not measured: no GPU lent"
+    return out
+
+
+# --- label efficiency -----------------------------------------------------------------------
+
+
+def _fit_head(x, y, seed):
+    from training.ml.classifiers import Dataset, HeadClassifier, HyperParams
+
+    model = HeadClassifier(list(AG_NEWS_CLASSES), HyperParams(seed=seed))
+    model.fit(Dataset(features=x, targets=np.eye(4, dtype=np.float32)[y]))
+    return model
+
+
+def active_curve(emb, y, pool, test, strategy, seed, checkpoints, start=8):
+    """The product's loop: retrain, re-rank the pool by the queue order (uncertainty with a
+    10% QC share of random picks; or random), label the next batch, repeat."""
+    from training.ml.sampling import queue_priorities, uncertainty
+
+    rng = np.random.default_rng(seed)
+    labeled = list(rng.choice(pool, size=start, replace=False))
+    unlabeled = np.setdiff1d(pool, labeled)
+    curve = {}
+    target = max(checkpoints)
+    while True:
+        n = len(labeled)
+        if strategy == "random" and n not in checkpoints:  # the order does not depend on the model
+            picks = rng.choice(unlabeled, size=min(c for c in checkpoints if c > n) - n, replace=False)
+            labeled += list(picks)
+            unlabeled = np.setdiff1d(unlabeled, picks)
+            continue
+        model = _fit_head(emb[labeled], y[labeled], seed)
+        if n in checkpoints:
+            curve[n] = float((model.predict_proba(emb[test]).argmax(1) == y[test]).mean())
+        if n >= target:
+            return curve
+        nxt = min(c for c in checkpoints + [target] if c > n)
+        batch = min(max(4, n // 8), nxt - n)
+        if strategy == "random":
+            picks = rng.choice(unlabeled, size=batch, replace=False)
+        else:
+            scores = uncertainty(model.predict_proba(emb[unlabeled]), strategy)
+            prio = queue_priorities(scores, qc_share=0.1, rng=rng)
+            picks = unlabeled[np.argsort(-prio)[:batch]]
+        labeled += list(picks)
+        unlabeled = np.setdiff1d(unlabeled, picks)
+
+
+def hashed_curve(rows, y, pool, test, seed, checkpoints):
+    from training.ml.classifiers import Dataset, HashedClassifier, HyperParams
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(pool)
+    model = HashedClassifier(list(AG_NEWS_CLASSES), HyperParams(seed=seed))
+    feats = model.featurize([rows[i][1] for i in range(len(rows))])
+    curve = {}
+    for n in checkpoints:
+        idx = order[:n]
+        model.fit(Dataset(features=feats.take(idx), targets=np.eye(4, dtype=np.float32)[y[idx]]))
+        curve[n] = float((model.predict_proba(feats.take(test)).argmax(1) == y[test]).mean())
+    return curve
+
+
+def bench_efficiency(quick: bool) -> dict:
+    from training.ml.device import configure_threads
+
+    configure_threads(2)
+    rows, y, pool, test = ag_split()
+    emb = ag_news_embeddings()
+    checkpoints = [32, 64, 128, 256, 512, 1000] if not quick else [32, 128, 256]
+    seeds = [0, 1, 2, 3, 4] if not quick else [0, 1]
+    out = {"pool": POOL, "test": TEST, "seeds": seeds, "checkpoints": checkpoints, "curves": {}}
+    for strategy in ("margin", "entropy", "random"):
+        started = time.perf_counter()
+        per_seed = [active_curve(emb, y, pool, test, strategy, s, checkpoints) for s in seeds]
+        out["curves"][f"minilm_head_{strategy}"] = {
+            str(n): {
+                "mean": float(np.mean([c[n] for c in per_seed])),
+                "std": float(np.std([c[n] for c in per_seed])),
+                "runs": [c[n] for c in per_seed],
+            }
+            for n in checkpoints
+        }
+        print(
+            f"  minilm head, {strategy}: "
+            + ", ".join(f"{n}: {out['curves'][f'minilm_head_{strategy}'][str(n)]['mean']:.3f}" for n in checkpoints)
+            + f"  ({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
+    # the ceiling: a head on all 6,000 pool labels
+    full = _fit_head(emb[pool], y[pool], 0)
+    out["minilm_head_all_pool"] = float((full.predict_proba(emb[test]).argmax(1) == y[test]).mean())
+    print(f"  minilm head, all {POOL}: {out['minilm_head_all_pool']:.3f}", flush=True)
+    hashed_seeds = seeds[:3]
+    started = time.perf_counter()
+    per_seed = [hashed_curve(rows, y, pool, test, s, checkpoints + [POOL]) for s in hashed_seeds]
+    out["curves"]["hashed_random"] = {
+        str(n): {
+            "mean": float(np.mean([c[n] for c in per_seed])),
+            "std": float(np.std([c[n] for c in per_seed])),
+            "runs": [c[n] for c in per_seed],
+        }
+        for n in checkpoints + [POOL]
+    }
+    print(
+        f"  hashed, random ({len(hashed_seeds)} seeds): "
+        + ", ".join(f"{n}: {out['curves']['hashed_random'][str(n)]['mean']:.3f}" for n in checkpoints + [POOL])
+        + f"  ({time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
+    plot_curve(out)
+    return out
+
+
+def plot_curve(eff: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {
+        "minilm_head_margin": ("MiniLM head, margin (+10% QC)", "tab:blue", "-"),
+        "minilm_head_entropy": ("MiniLM head, entropy (+10% QC)", "tab:green", "-"),
+        "minilm_head_random": ("MiniLM head, random", "tab:orange", "--"),
+        "hashed_random": ("hashed (from scratch), random", "tab:gray", ":"),
+    }
+    for key, (label, color, ls) in styles.items():
+        curve = eff["curves"].get(key)
+        if not curve:
+            continue
+        ns = sorted(int(n) for n in curve)
+        mean = np.array([curve[str(n)]["mean"] for n in ns])
+        std = np.array([curve[str(n)]["std"] for n in ns])
+        ax.plot(ns, mean, ls, color=color, marker="o", ms=3, label=label)
+        ax.fill_between(ns, mean - std, mean + std, color=color, alpha=0.15)
+    ax.axhline(eff["minilm_head_all_pool"], color="black", lw=0.8, label=f"MiniLM head, all {POOL} labels")
+    ax.axhline(0.85, color="red", lw=0.8, ls="--", label="target 0.85 at 256")
+    ax.set_xscale("log")
+    ax.set_xlabel("labels (simulated annotator answering with the gold label)")
+    ax.set_ylabel(f"accuracy on the fixed AG News test set ({TEST})")
+    ax.set_title(f"Label efficiency on AG News (pool {POOL}, {len(eff['seeds'])} seeds, mean ± std)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    CURVE.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(CURVE, format="svg", metadata={"Date": None})
+    plt.close(fig)
+
+
+# --- freshness on the real stack --------------------------------------------------------------
+
+
+def _django(db_url: str, store: str) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
+    os.environ["DATABASE_URL"] = db_url
+    os.environ["TALLY_MODEL_STORE"] = store
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/2")
+    os.environ.setdefault("CACHE_KEY_PREFIX", "bench-training")
+    import django
+
+    django.setup()
+
+
+def _fresh_database(db_url: str) -> None:
+    import psycopg
+
+    name = db_url.rsplit("/", 1)[1]
+    admin_url = db_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _start_worker(log_path: Path) -> subprocess.Popen:
+    from config.celery_app import app
+
+    app.control.purge()
+    log = open(log_path, "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "default,training",
+            "-P",
+            "solo",
+            "-c",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+            "-n",
+            f"bench-training-{os.getpid()}@%h",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited early: {log_path.read_text()[-2000:]}")
+        if app.control.inspect(timeout=1).ping():
+            return proc
+    proc.kill()
+    raise RuntimeError("worker did not answer")
+
+
+def _wait(predicate, timeout=120.0, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError("timed out")
+
+
+def bench_freshness(quick: bool) -> dict:
+    import tempfile
+
+    db_url = os.environ.get("TALLY_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tally_bench_training")
+    _fresh_database(db_url)
+    _django(db_url, tempfile.mkdtemp(prefix="tally-bench-models-"))
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from annotation import services as annotation_services
+    from annotation.models import Annotation, Example, Label
+    from annotation.services import text_hash
+    from tests.factories import UserFactory, add_member, make_project
+    from training import selectors, services
+    from training.ml.encoder import ENCODER_KEY
+    from training.models import ExampleEmbedding, ManifestEntry, ModelVersion, TrainingRun
+
+    call_command("migrate", verbosity=0)
+    rows, y, pool, _ = ag_split()
+    emb = ag_news_embeddings()
+    n_labels = 300 if quick else 1000
+    admin = UserFactory(username="bench-admin")
+    project = make_project(admin=admin, name="AG News bench", labels=AG_NEWS_CLASSES)
+    annotator = add_member(project, "annotator", UserFactory(username="bench-annotator"))
+    examples = Example.objects.bulk_create(
+        (Example(project=project, text=rows[i][1], text_hash=text_hash(rows[i][1])) for i in pool), batch_size=2000
+    )
+    truth = {ex.pk: AG_NEWS_CLASSES[y[i]] for ex, i in zip(examples, pool, strict=True)}
+    services.embeddings_store(
+        project_id=project.pk, encoder_key=ENCODER_KEY, example_ids=[e.pk for e in examples], vectors=emb[pool]
+    )
+    assert ExampleEmbedding.objects.filter(project=project).count() == POOL
+    services.config_update(project=project, model_kind="minilm", enabled=False, holdout_share=0.2)
+    labels = dict(Label.objects.filter(project=project).values_list("name", "id"))
+
+    def submit_one():
+        attempt = annotation_services.claim_next(project=project, annotator=annotator)
+        started = timezone.now()
+        t0 = time.perf_counter()
+        annotation = annotation_services.annotation_submit(
+            attempt_id=attempt.pk, annotator=annotator, label_ids=[labels[truth[attempt.example_id]]]
+        )
+        return annotation, started, time.perf_counter() - t0
+
+    print(f"  labeling {n_labels} examples (training off)...", flush=True)
+    started = time.perf_counter()
+    for _ in range(n_labels):
+        submit_one()
+    setup_label_s = time.perf_counter() - started
+    services.config_update(project=project, enabled=True)
+
+    log_path = ROOT / "bench-results" / "training-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    worker = _start_worker(log_path)
+    try:
+        # warm-up: the worker loads torch and reads the 6,000 cached embeddings once
+        run = services.training_run_request(project=project, requested_by=admin)
+        t = time.perf_counter()
+        _wait(lambda: TrainingRun.objects.get(pk=run.pk).status in ("succeeded", "failed"), timeout=300)
+        run.refresh_from_db()
+        assert run.status == "succeeded", run.error
+        warmup_s = time.perf_counter() - t
+        holdout = services.config_get(project_id=project.pk).holdout_share
+
+        def reflected(annotation):
+            """The newest finished run that read this label, once its scores are written."""
+            in_eval = selectors.in_holdout(annotation.example.text_hash, holdout)
+            for v in (
+                ModelVersion.objects.filter(project=project, snapshot_at__gte=annotation.created_at)
+                .order_by("-run_id")
+                .select_related("run")
+            ):
+                seen = (
+                    ManifestEntry.objects.filter(version=v, annotation=annotation).exists()
+                    if not in_eval
+                    else v.snapshot_at > annotation.created_at
+                )
+                if seen and v.run.progress.get("queue_updated_at"):
+                    return v
+            return None
+
+        samples, stages = [], []
+        n_samples = 10 if quick else 30
+        print(f"  measuring {n_samples} labels, one at a time...", flush=True)
+        for _ in range(n_samples):
+            annotation, submitted_at, submit_s = submit_one()
+            annotation = Annotation.objects.select_related("example").get(pk=annotation.pk)
+            version = _wait(lambda a=annotation: reflected(a), timeout=120)
+            done = timezone.datetime.fromisoformat(version.run.progress["queue_updated_at"])
+            samples.append((done - submitted_at).total_seconds())
+            r = version.run
+            stages.append(
+                {
+                    "submit_s": submit_s,
+                    "queue_wait_s": (r.started_at - r.first_event_at).total_seconds(),
+                    "embedding_s": version.embedding_seconds,
+                    "training_s": version.training_seconds,
+                    "scoring_s": version.scoring_seconds,
+                    "run_s": (r.finished_at - r.started_at).total_seconds(),
+                }
+            )
+            time.sleep(0.2)
+        # paced: labels keep arriving every 0.5 s (runs overlap with labeling, debounce at work)
+        paced = []
+        n_paced = 10 if quick else 30
+        print(f"  measuring {n_paced} labels arriving every 0.5 s...", flush=True)
+        pending = []
+        for _ in range(n_paced):
+            annotation, submitted_at, _ = submit_one()
+            pending.append((annotation.pk, submitted_at))
+            time.sleep(0.5)
+        for pk, submitted_at in pending:
+            annotation = Annotation.objects.select_related("example").get(pk=pk)
+            version = _wait(lambda a=annotation: reflected(a), timeout=120)
+            done = timezone.datetime.fromisoformat(version.run.progress["queue_updated_at"])
+            paced.append((done - submitted_at).total_seconds())
+        runs = TrainingRun.objects.filter(project=project)
+        current = selectors.current_version(project=project)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+    def pct(values, q):
+        return float(np.percentile(values, q))
+
+    out = {
+        "pool": POOL,
+        "labels_before": n_labels,
+        "samples": samples,
+        "paced_samples": paced,
+        "p50_s": pct(samples, 50),
+        "p95_s": pct(samples, 95),
+        "max_s": max(samples),
+        "paced_p50_s": pct(paced, 50),
+        "paced_p95_s": pct(paced, 95),
+        "stage_medians_s": {k: float(np.median([s[k] for s in stages])) for k in stages[0]},
+        "warmup_run_s": warmup_s,
+        "setup_labeling_s": setup_label_s,
+        "runs": runs.count(),
+        "failed_runs": runs.filter(status="failed").count(),
+        "current_version": current.sequence,
+        "current_accuracy": current.metrics.get("accuracy"),
+        "current_eval_size": current.metrics.get("eval_size"),
+    }
+    print(
+        f"  freshness p50 {out['p50_s']:.2f} s, p95 {out['p95_s']:.2f} s; paced p95 {out['paced_p95_s']:.2f} s",
+        flush=True,
+    )
+    return out
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def write_report(results: dict) -> None:
+    lines = [
+        "# Training benchmarks",
+        "",
+        f"Machine: {results['machine']}. Measured {results['date']} with `make bench-training`",
+        "(`python bench/training_bench.py`); raw numbers in `bench-results/training.json`.",
+        "The machine's two cores were shared with other work while measuring; figures are what",
+        "a shared 2-core CPU gives, not a quiet one.",
+        "",
+    ]
+    th = results.get("throughput")
+    if th:
+        lines += [
+            "## Embedding throughput (all-MiniLM-L6-v2, mean pooling)",
+            "",
+            f"{th['texts']} AG News texts (title + description, {th['avg_chars']:.0f} characters on average), "
+            f"batches of 64 sorted by length, {th['threads']} torch threads.",
+            "",
+            "| device | sentences/s |",
+            "| --- | --- |",
+            f"| CPU fp32 | {th['cpu_fp32']['sentences_per_s']:.1f} |",
+            f"| CPU bf16 autocast | {th['cpu_bf16_autocast']['sentences_per_s']:.1f} "
+            f"(mean cosine to fp32: {th['cpu_bf16_autocast']['mean_cosine_to_fp32']:.4f}) |",
+            "| GPU bf16 | "
+            + (f"{th['gpu_bf16']['sentences_per_s']:.0f}" if isinstance(th["gpu_bf16"], dict) else th["gpu_bf16"])
+            + " |",
+            "",
+        ]
+    eff = results.get("efficiency")
+    if eff:
+        lines += [
+            "## Label efficiency (AG News)",
+            "",
+            f"Pool {eff['pool']}, fixed test set {eff['test']} (split seed {SPLIT_SEED}), simulated annotator "
+            f"answering with the gold label, {len(eff['seeds'])} seeds (mean ± std). Active runs start from 8 "
+            "random labels and retrain after every batch (batch = max(4, n/8)), ordering the pool exactly "
+            "as the product's queue does: uncertainty with 10% of positions given to random QC picks. "
+            "The hashed model is the from-scratch baseline (random order, 3 seeds).",
+            "",
+            "![label efficiency](docs/training_label_efficiency.svg)",
+            "",
+            "| labels | " + " | ".join(k.replace("_", " ") for k in eff["curves"]) + " |",
+            "| --- |" + " --- |" * len(eff["curves"]),
+        ]
+        ns = sorted({int(n) for c in eff["curves"].values() for n in c})
+        for n in ns:
+            cells = []
+            for c in eff["curves"].values():
+                v = c.get(str(n))
+                cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "")
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        at256 = eff["curves"]["minilm_head_margin"].get("256", {}).get("mean")
+        lines += [
+            "",
+            f"Frozen MiniLM head with all {eff['pool']} pool labels: {eff['minilm_head_all_pool']:.3f}.",
+            f"Target: at least 0.85 at 256 labels for the frozen-encoder head: margin sampling gives {at256:.3f}."
+            if at256 is not None
+            else "",
+            "",
+            "Deep loop (fine-tuning MiniLM): implemented (`training/ml/finetune.py`) and tested on a tiny CPU run; "
+            "the 500-label accuracy target (0.90) on a GPU: not measured: no GPU lent.",
+            "",
+        ]
+    fr = results.get("freshness")
+    if fr:
+        st = fr["stage_medians_s"]
+        lines += [
+            "## Freshness (real stack: PostgreSQL, Redis, one Celery worker)",
+            "",
+            f"From the submission of a label to a new current version whose scores reorder the queue "
+            f"(predictions and `Example.priority` written), with {fr['labels_before']} labels already given "
+            f"and a {fr['pool']}-text pool whose MiniLM embeddings are cached. Frozen MiniLM head, margin "
+            "sampling, 20% holdout evaluated every run.",
+            "",
+            "| measure | p50 | p95 | max |",
+            "| --- | --- | --- | --- |",
+            f"| one label at a time ({len(fr['samples'])} labels) | {fr['p50_s']:.2f} s | {fr['p95_s']:.2f} s | "
+            f"{fr['max_s']:.2f} s |",
+            f"| a label every 0.5 s ({len(fr['paced_samples'])} labels; runs overlap, debounced) | "
+            f"{fr['paced_p50_s']:.2f} s | {fr['paced_p95_s']:.2f} s | {max(fr['paced_samples']):.2f} s |",
+            "",
+            f"Median stages of a run: submit {st['submit_s'] * 1000:.0f} ms, waiting in the queue "
+            f"{st['queue_wait_s'] * 1000:.0f} ms, training {st['training_s'] * 1000:.0f} ms, evaluation + scoring "
+            f"{st['scoring_s'] * 1000:.0f} ms, whole run {st['run_s'] * 1000:.0f} ms. "
+            f"{fr['runs']} runs, {fr['failed_runs']} failed; held-out accuracy of the last version "
+            f"{fr['current_accuracy']:.3f} on {fr['current_eval_size']} held-out labels. The worker's first run "
+            f"(loading torch and 6,000 cached embeddings) took {fr['warmup_run_s']:.1f} s.",
+            "",
+            "10,000 labels / 100,000-text pool (SST-2): not measured: embedding 67,000+ SST-2 texts takes about "
+            "16 minutes of this shared 2-core CPU.",
+            "",
+        ]
+    REPORT.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("parts", nargs="*", default=["throughput", "efficiency", "freshness"])
+    parser.add_argument("--quick", action="store_true", help="fewer seeds and samples (a smoke run)")
+    args = parser.parse_args()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["machine"] = machine()
+    results["date"] = time.strftime("%Y-%m-%d")
+    for part in args.parts:
+        print(f"{part}:", flush=True)
+        results[part] = {"throughput": bench_throughput, "efficiency": bench_efficiency, "freshness": bench_freshness}[
+            part
+        ](args.quick)
+        RESULTS.write_text(json.dumps(results, indent=2, default=str))
+    write_report(results)
+    print(f"wrote {REPORT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,390 @@
+"""Text classifiers with one interface (featurize, fit, predict_proba, explain, save/load).
+
+- HashedClassifier ("hashed"): fastText-style, from scratch. Lower-cased words and word
+  bigrams are hashed (crc32, stable across processes) into buckets of an EmbeddingBag whose
+  mean feeds a linear layer. Needs no pretrained weights; trains in well under a second.
+- HeadClassifier ("minilm"): a small head (linear, or one hidden layer) on frozen MiniLM
+  sentence embeddings, which the service caches per example and encoder version.
+- FineTunedClassifier ("minilm-ft", the deep loop, in finetune.py): MiniLM itself is trained
+  together with the head.
+
+torch is imported inside methods only (see training/ml/__init__.py).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+WORD_RE = re.compile(r"\w+", re.UNICODE)
+SPAN_RE = re.compile(r"\S+")
+MAX_EXPLAIN_SEGMENTS = 96
+
+
+@dataclass
+class HyperParams:
+    """Defaults chosen on AG News / SST-2 (docs/training.md); stored with every version."""
+
+    seed: int = 0
+    epochs: int = 0  # 0: chosen from the data size
+    learning_rate: float = 0.0  # 0: the model kind's default
+    weight_decay: float = 0.0
+    l2: float = 0.0  # head: penalty l2 / n_train * ||W||^2 (weaker as labels grow)
+    batch_size: int = 0  # 0: full batch for the head, 32 for the hashed model
+    hidden: int = 0  # head: 0 = linear
+    buckets: int = 1 << 18  # hashed
+    dim: int = 64  # hashed
+    max_length: int = 128  # deep loop
+    encoder_learning_rate: float = 3e-5  # deep loop
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Dataset:
+    """Texts and/or precomputed features, with soft targets [n, k] (vote shares) when training."""
+
+    texts: Sequence[str] | None = None
+    features: object | None = None
+    targets: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        if self.targets is not None:
+            return len(self.targets)
+        if self.texts is not None:
+            return len(self.texts)
+        return len(self.features)
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)  # [{"epoch", "train_loss", "eval_accuracy"}]
+    seconds: float = 0.0
+
+
+class TextClassifier:
+    kind: str = ""
+
+    def __init__(self, classes: Sequence[str], params: HyperParams | None = None):
+        if len(classes) < 2:
+            raise ValueError("A classifier needs at least two classes.")
+        self.classes = list(classes)
+        self.params = params or HyperParams()
+        self.net = None
+
+    # -- to implement -------------------------------------------------------------------
+    def featurize(self, texts: Sequence[str]):
+        raise NotImplementedError
+
+    def _build(self):
+        raise NotImplementedError
+
+    def _logits(self, features, batch):
+        raise NotImplementedError
+
+    def _batches(self, features, indices):
+        raise NotImplementedError
+
+    # -- shared -------------------------------------------------------------------------
+    def _prepare(self, features):
+        """Features as the model consumes them (e.g. one tensor on the device), converted once."""
+        return features
+
+    def _features(self, data: Dataset):
+        return data.features if data.features is not None else self.featurize(data.texts)
+
+    def _default_epochs(self, n: int) -> int:
+        return self.params.epochs or 20
+
+    def _penalty(self, n: int):
+        return 0.0
+
+    def _optimizers(self):
+        import torch
+
+        return [
+            torch.optim.AdamW(
+                self.net.parameters(), lr=self.params.learning_rate, weight_decay=self.params.weight_decay
+            )
+        ]
+
+    def fit(
+        self,
+        train: Dataset,
+        evaluation: Dataset | None = None,
+        *,
+        device: str = "cpu",
+        on_epoch: Callable[[dict], None] | None = None,
+    ) -> FitResult:
+
+        from .device import small_model_threads
+
+        with small_model_threads(device):
+            return self._fit(train, evaluation, device=device, on_epoch=on_epoch)
+
+    def _fit(self, train, evaluation, *, device, on_epoch) -> FitResult:
+        import time
+
+        import torch
+
+        from .device import seed_everything
+
+        started = time.perf_counter()
+        seed_everything(self.params.seed)
+        self.device = device
+        features = self._prepare(self._features(train))
+        targets = torch.as_tensor(np.asarray(train.targets, dtype=np.float32)).to(device)
+        has_eval = evaluation is not None and len(evaluation) > 0
+        eval_features = self._prepare(self._features(evaluation)) if has_eval else None
+        eval_y = torch.as_tensor(np.asarray(evaluation.targets).argmax(1)).to(device) if has_eval else None
+        self.net = self._build().to(device)
+        optimizers = self._optimizers()
+        n = len(targets)
+        bs = self.params.batch_size or n
+        generator = torch.Generator().manual_seed(self.params.seed)
+        history = []
+        for epoch in range(1, self._default_epochs(n) + 1):
+            self.net.train()
+            total = 0.0
+            if bs >= n:  # full batch: no shuffling or gathering
+                batches = [None]
+            else:
+                perm = torch.randperm(n, generator=generator).numpy()
+                batches = [perm[start : start + bs] for start in range(0, n, bs)]
+            for idx in batches:
+                for opt in optimizers:
+                    opt.zero_grad(set_to_none=True)
+                logits = self._logits(features, self._batches(features, idx))
+                t = targets if idx is None else targets[idx]
+                loss = -(t * torch.log_softmax(logits, dim=1)).sum(1).mean() + self._penalty(n)
+                loss.backward()
+                for opt in optimizers:
+                    opt.step()
+                total += float(loss.detach()) * len(t)
+            row = {"epoch": epoch, "train_loss": total / n, "eval_accuracy": None}
+            if has_eval:
+                self.net.eval()
+                with torch.no_grad():
+                    pred = self._logits(eval_features, self._batches(eval_features, None)).argmax(1)
+                row["eval_accuracy"] = float((pred == eval_y).float().mean())
+            history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+        self.net.eval()
+        return FitResult(history=history, seconds=time.perf_counter() - started)
+
+    def predict_proba(self, features, *, batch_size: int = 8192) -> np.ndarray:
+
+        from .device import small_model_threads
+
+        if self.net is None:
+            raise RuntimeError("The model is not trained or loaded.")
+        if not getattr(self, "encoder", None):  # a small model: one thread (see small_model_threads)
+            with small_model_threads(getattr(self, "device", "cpu")):
+                return self._predict(features, batch_size)
+        return self._predict(features, batch_size)
+
+    def _predict(self, features, batch_size):
+        import torch
+
+        self.net.eval()
+        features = self._prepare(features)
+        n = len(features)
+        out = np.zeros((n, len(self.classes)), dtype=np.float32)
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                idx = np.arange(start, min(start + batch_size, n))
+                out[idx] = torch.softmax(self._logits(features, self._batches(features, idx)), 1).float().cpu().numpy()
+        return out
+
+    def predict_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.predict_proba(self.featurize(texts))
+
+    def explain(self, text: str, *, label_index: int | None = None) -> dict:
+        """Occlusion: drop each word (or span of words, for long texts) and measure how much the
+        probability of the label falls. Positive weight = the word pushed toward the label."""
+        spans = [(m.start(), m.end()) for m in SPAN_RE.finditer(text)]
+        groups = max(1, math.ceil(len(spans) / MAX_EXPLAIN_SEGMENTS))
+        segments = [(spans[i][0], spans[min(i + groups, len(spans)) - 1][1]) for i in range(0, len(spans), groups)]
+        variants = [text] + [text[:s] + " " + text[e:] for s, e in segments]
+        probs = self.predict_texts(variants)
+        label = int(probs[0].argmax()) if label_index is None else label_index
+        base = float(probs[0, label])
+        tokens = [
+            {"text": text[s:e], "start": s, "end": e, "weight": base - float(probs[i + 1, label])}
+            for i, (s, e) in enumerate(segments)
+        ]
+        return {
+            "label": self.classes[label],
+            "label_index": label,
+            "probability": base,
+            "method": "occlusion",
+            "tokens": tokens,
+        }
+
+    def state(self) -> tuple[dict, dict]:
+        """Tensors and metadata for a safetensors file."""
+        meta = {"kind": self.kind, "classes": self.classes, "params": self.params.as_dict()}
+        return dict(self.net.state_dict()), meta
+
+    @classmethod
+    def from_state(cls, tensors: dict, meta: dict, **kwargs) -> TextClassifier:
+        model = cls(meta["classes"], HyperParams(**meta["params"]), **kwargs)
+        model.device = "cpu"
+        model.net = model._build()
+        model.net.load_state_dict(tensors)
+        model.net.eval()
+        return model
+
+
+# --- from scratch: hashed words and bigrams ---------------------------------------------
+
+
+@dataclass
+class HashedFeatures:
+    ids: np.ndarray  # int64, all texts' bucket ids one after another
+    offsets: np.ndarray  # int64 [n + 1]
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def take(self, idx) -> HashedFeatures:
+        parts = [self.ids[self.offsets[i] : self.offsets[i + 1]] for i in idx]
+        lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+        ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return HashedFeatures(ids=ids, offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+
+
+def hash_tokens(text: str, buckets: int) -> list[int]:
+    words = [w.encode("utf-8") for w in WORD_RE.findall(text.lower())]
+    grams = words + [a + b" " + b for a, b in zip(words, words[1:], strict=False)]
+    return [zlib.crc32(g) % buckets for g in grams]
+
+
+class HashedClassifier(TextClassifier):
+    kind = "hashed"
+
+    def __init__(self, classes, params=None):
+        super().__init__(classes, params)
+        self.params.learning_rate = self.params.learning_rate or 0.05
+        self.params.batch_size = self.params.batch_size or 32
+
+    def featurize(self, texts):
+        ids, lengths = [], []
+        for text in texts:
+            grams = hash_tokens(text, self.params.buckets)
+            ids.extend(grams)
+            lengths.append(len(grams))
+        return HashedFeatures(
+            ids=np.asarray(ids, dtype=np.int64),
+            offsets=np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64),
+        )
+
+    def _default_epochs(self, n):
+        # fastText-like: a few passes over large data, more over small; bounded total steps.
+        return self.params.epochs or int(min(30, max(4, 20_000 // max(n, 1))))
+
+    def _build(self):
+        import torch
+
+        class Net(torch.nn.Module):
+            def __init__(self, buckets, dim, k):
+                super().__init__()
+                self.embedding = torch.nn.EmbeddingBag(buckets, dim, mode="mean", sparse=True)
+                self.fc = torch.nn.Linear(dim, k)
+                torch.nn.init.uniform_(self.embedding.weight, -1.0 / dim, 1.0 / dim)
+
+            def forward(self, ids, offsets):
+                return self.fc(self.embedding(ids, offsets))
+
+        return Net(self.params.buckets, self.params.dim, len(self.classes))
+
+    def _optimizers(self):
+        import torch
+
+        return [
+            torch.optim.SparseAdam(list(self.net.embedding.parameters()), lr=self.params.learning_rate),
+            torch.optim.AdamW(
+                self.net.fc.parameters(), lr=self.params.learning_rate, weight_decay=self.params.weight_decay
+            ),
+        ]
+
+    def _batches(self, features, idx):
+        return features if idx is None else features.take(idx)
+
+    def _logits(self, features, batch):
+        import torch
+
+        dev = getattr(self, "device", "cpu")
+        ids = torch.as_tensor(batch.ids, device=dev)
+        offsets = torch.as_tensor(batch.offsets[:-1], device=dev)
+        return self.net(ids, offsets)
+
+
+# --- a head on frozen sentence embeddings -----------------------------------------------
+
+
+class HeadClassifier(TextClassifier):
+    kind = "minilm"
+
+    def __init__(self, classes, params=None, *, encoder_loader: Callable[[], object] | None = None):
+        super().__init__(classes, params)
+        self.params.learning_rate = self.params.learning_rate or 0.05
+        self.params.l2 = self.params.l2 or 25.0
+        self._encoder_loader = encoder_loader
+
+    def featurize(self, texts):
+        if self._encoder_loader is None:
+            raise RuntimeError("This head has no encoder to embed raw texts with.")
+        return self._encoder_loader().embed(list(texts))
+
+    def _default_epochs(self, n):
+        return self.params.epochs or 150
+
+    def _penalty(self, n):
+        # Measured on AG News (docs/training.md): l2 = 25 / n beats a fixed decay at every size.
+        weights = [p for name, p in self.net.named_parameters() if name.endswith("weight")]
+        return (self.params.l2 / max(n, 1)) * sum((w**2).sum() for w in weights)
+
+    def _build(self):
+        import torch
+
+        # Unit-length MiniLM vectors have small coordinates: scale them so that the head's
+        # logits move at a sensible learning rate.
+        class Net(torch.nn.Module):
+            def __init__(self, dim, hidden, k):
+                super().__init__()
+                self.scale = 10.0
+                if hidden:
+                    self.body = torch.nn.Sequential(
+                        torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Dropout(0.1), torch.nn.Linear(hidden, k)
+                    )
+                else:
+                    self.body = torch.nn.Linear(dim, k)
+
+            def forward(self, x):
+                return self.body(x * self.scale)
+
+        return Net(384, self.params.hidden, len(self.classes))
+
+    def _prepare(self, features):
+        import torch
+
+        if isinstance(features, torch.Tensor):
+            return features
+        return torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32)).to(getattr(self, "device", "cpu"))
+
+    def _batches(self, features, idx):
+        return features if idx is None else features[idx]
+
+    def _logits(self, features, batch):
+        return self.net(batch)
+
+
+KINDS = {"hashed": HashedClassifier, "minilm": HeadClassifier}

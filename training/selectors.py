@@ -1,0 +1,225 @@
+"""Reads for the training domain, each scoped by the project the caller already resolved
+through annotation.permissions.project_for. Imported by the web process: no torch here."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+
+from annotation.models import Annotation, Example, Label, Project
+
+from .models import ExampleEmbedding, ManifestEntry, ModelVersion, Prediction, ProjectTrainingConfig, TrainingRun
+
+
+def training_config(*, project: Project) -> ProjectTrainingConfig:
+    """The saved config, or the defaults (unsaved) when the project has none yet."""
+    return ProjectTrainingConfig.objects.filter(project=project).first() or ProjectTrainingConfig(project=project)
+
+
+def runs_for(*, project: Project) -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.filter(project=project).select_related("model_version").order_by("-id")
+
+
+def versions_for(*, project: Project) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(project=project).select_related("parent", "run").order_by("-sequence")
+
+
+def current_version(*, project: Project) -> ModelVersion | None:
+    config = ProjectTrainingConfig.objects.filter(project=project).select_related("current_version").first()
+    return config.current_version if config else None
+
+
+def manifest_for(*, version: ModelVersion) -> QuerySet[ManifestEntry]:
+    return ManifestEntry.objects.filter(version=version).order_by("annotation_id", "label_id")
+
+
+def manifest_hash(entries) -> str:
+    """sha256 over sorted "annotation:example:label" lines: equal sets give equal hashes."""
+    digest = hashlib.sha256()
+    for annotation_id, example_id, label_id in sorted(entries):
+        digest.update(f"{annotation_id}:{example_id}:{label_id}\n".encode())
+    return digest.hexdigest()
+
+
+def predictions_for(
+    *,
+    project: Project,
+    label_id: int | None = None,
+    min_confidence: float | None = None,
+    max_confidence: float | None = None,
+    labeled: bool | None = None,
+    ordering: str = "-confidence",
+) -> QuerySet[Prediction]:
+    qs = Prediction.objects.filter(project=project).select_related("example", "label", "version")
+    if label_id is not None:
+        qs = qs.filter(label_id=label_id)
+    if min_confidence is not None:
+        qs = qs.filter(confidence__gte=min_confidence)
+    if max_confidence is not None:
+        qs = qs.filter(confidence__lte=max_confidence)
+    if labeled is not None:
+        has_label = Exists(Annotation.objects.filter(example=OuterRef("example_id"), status=Annotation.Status.ACCEPTED))
+        qs = qs.filter(has_label) if labeled else qs.exclude(has_label)
+    order = {
+        "confidence": ("confidence", "example_id"),
+        "-confidence": ("-confidence", "example_id"),
+        "margin": ("margin", "example_id"),
+        "-margin": ("-margin", "example_id"),
+        "entropy": ("entropy", "example_id"),
+        "-entropy": ("-entropy", "example_id"),
+        "priority": ("example__priority", "example_id"),
+        "-priority": ("-example__priority", "example_id"),
+        "example": ("example_id",),
+    }[ordering]
+    return qs.order_by(*order)
+
+
+PREDICTION_ORDERINGS = (
+    "confidence",
+    "-confidence",
+    "margin",
+    "-margin",
+    "entropy",
+    "-entropy",
+    "priority",
+    "-priority",
+    "example",
+)
+
+
+def embedding_progress(*, project: Project, encoder_key: str) -> dict:
+    total = Example.objects.filter(project=project).count()
+    embedded = ExampleEmbedding.objects.filter(project=project, encoder_key=encoder_key).count()
+    return {"encoder": encoder_key, "total": total, "embedded": min(embedded, total), "done": embedded >= total}
+
+
+def learning_curve(*, version: ModelVersion) -> dict:
+    """Per-epoch loss and held-out accuracy of this version, and held-out accuracy against the
+    number of labels across this version and its predecessors."""
+    earlier = (
+        ModelVersion.objects.filter(project_id=version.project_id, sequence__lte=version.sequence)
+        .order_by("sequence")
+        .values("sequence", "n_annotations", "n_examples", "metrics", "created_at", "loop", "kind")
+    )
+    return {
+        "version": version.sequence,
+        "epochs": version.metrics.get("history", []),
+        "versions": [
+            {
+                "sequence": v["sequence"],
+                "n_annotations": v["n_annotations"],
+                "n_examples": v["n_examples"],
+                "accuracy": v["metrics"].get("accuracy"),
+                "macro_f1": v["metrics"].get("macro_f1"),
+                "eval_size": v["metrics"].get("eval_size"),
+                "created_at": v["created_at"],
+                "loop": v["loop"],
+                "kind": v["kind"],
+            }
+            for v in earlier
+        ],
+    }
+
+
+# --- what a run trains and evaluates on -------------------------------------------------
+
+
+def in_holdout(text_hash: str, share: float) -> bool:
+    """The fixed rule: an example is held out when the first 32 bits of its text hash fall in
+    the lowest `share` of the range. It never changes for an example, whatever its labels."""
+    return int(text_hash[:8], 16) < share * 0x1_0000_0000
+
+
+@dataclass
+class Snapshot:
+    taken_at: datetime
+    label_ids: list[int]
+    label_names: list[str]
+    train_example_ids: list[int] = field(default_factory=list)
+    train_targets: np.ndarray | None = None  # [n, k] vote shares
+    manifest: list[tuple[int, int, int]] = field(default_factory=list)  # (annotation, example, label)
+    n_annotators: int = 0
+    eval_example_ids: list[int] = field(default_factory=list)
+    eval_y: np.ndarray | None = None  # [m] class index
+    eval_source: str = "none"  # gold | holdout | none
+    n_machine_labels: int = 0
+
+    @property
+    def n_classes_labeled(self) -> int:
+        if self.train_targets is None or not len(self.train_targets):
+            return 0
+        return int((self.train_targets.sum(0) > 0).sum())
+
+
+def training_snapshot(*, project: Project, config: ProjectTrainingConfig) -> Snapshot:
+    """The accepted annotations of this moment (one SQL statement, so one consistent snapshot),
+    split into training data and the evaluation split. `taken_at` is read right after that
+    statement: every annotation in the snapshot was created before it (an annotation created
+    just before it but committed just after is not in it: it did not exist yet for the run)."""
+    labels = list(Label.objects.filter(project=project).order_by("order", "id").values_list("id", "name"))
+    label_ids = [lid for lid, _ in labels]
+    col = {lid: i for i, lid in enumerate(label_ids)}
+    k = len(label_ids)
+    rows = list(
+        Annotation.labels.through.objects.filter(
+            annotation__project=project, annotation__status=Annotation.Status.ACCEPTED
+        )
+        .order_by("annotation_id", "label_id")
+        .values_list(
+            "annotation_id",
+            "annotation__example_id",
+            "annotation__annotator_id",
+            "annotation__source",
+            "label_id",
+            "annotation__example__text_hash",
+        )
+    )
+    taken_at = timezone.now()
+    gold = list(
+        Example.objects.filter(project=project, gold_label__isnull=False)
+        .order_by("text_hash")
+        .values_list("id", "gold_label_id")[: config.max_gold_eval]
+    )
+    snap = Snapshot(taken_at=taken_at, label_ids=label_ids, label_names=[n for _, n in labels])
+
+    human_examples = {ex for _, ex, _, source, _, _ in rows if source == Annotation.Source.HUMAN}
+    usable = []
+    for ann, ex, annotator, source, label, thash in rows:
+        if source == Annotation.Source.MACHINE and (ex in human_examples or not config.train_on_machine_labels):
+            continue  # a human label outranks the machine's; machine labels may be switched off
+        usable.append((ann, ex, annotator, source, label, thash))
+
+    votes: dict[int, np.ndarray] = {}
+    hashes: dict[int, str] = {}
+    for _, ex, _, _, label, thash in usable:
+        votes.setdefault(ex, np.zeros(k, dtype=np.float32))[col[label]] += 1.0
+        hashes[ex] = thash
+
+    if gold:
+        snap.eval_source = "gold"
+        eval_ids = {ex for ex, _ in gold}
+        snap.eval_example_ids = [ex for ex, _ in gold]
+        snap.eval_y = np.asarray([col[g] for _, g in gold], dtype=np.int64)
+    else:
+        eval_ids = {ex for ex in votes if in_holdout(hashes[ex], config.holdout_share)}
+        ordered = sorted(eval_ids)
+        snap.eval_source = "holdout" if ordered else "none"
+        snap.eval_example_ids = ordered
+        # Ties go to the label listed first in the project (deterministic).
+        snap.eval_y = np.asarray([int(votes[ex].argmax()) for ex in ordered], dtype=np.int64)
+
+    train_ids = sorted(ex for ex in votes if ex not in eval_ids)
+    snap.train_example_ids = train_ids
+    snap.train_targets = (
+        np.stack([votes[ex] / votes[ex].sum() for ex in train_ids]) if train_ids else np.zeros((0, k), np.float32)
+    )
+    train_set = set(train_ids)
+    snap.manifest = [(ann, ex, label) for ann, ex, _, _, label, _ in usable if ex in train_set]
+    snap.n_annotators = len({a for _, ex, a, s, _, _ in usable if ex in train_set and s == Annotation.Source.HUMAN})
+    snap.n_machine_labels = len({ann for ann, ex, _, s, _, _ in usable if ex in train_set and s != "human"})
+    return snap

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import apis
 
@@ -16,4 +16,5 @@ urlpatterns = [
     path("attempts/<int:attempt_id>/heartbeat/", apis.AttemptHeartbeatApi.as_view(), name="attempt-heartbeat"),
     path("attempts/<int:attempt_id>/submit/", apis.AttemptSubmitApi.as_view(), name="attempt-submit"),
     path("attempts/<int:attempt_id>/skip/", apis.AttemptSkipApi.as_view(), name="attempt-skip"),
+    path("", include("annotation.apis_export")),
 ]

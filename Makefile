@@ -39,5 +39,9 @@ lint: install
 bench: install services  ## benchmarks; results go to bench-results/ and BENCHMARKS.md
 	@bash scripts/bench.sh
 
+.PHONY: bench-peers
+bench-peers: install services  ## Tally vs Label Studio side by side (about 15 min); BENCHMARKS-peers.md
+	@bash scripts/bench_peers.sh $(BENCH_PEERS_ARGS)
+
 clean:
 	rm -rf $(VENV) staticfiles var tally.sqlite3 bench-results

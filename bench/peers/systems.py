@@ -445,9 +445,11 @@ class Tally(System):
         return project
 
     def import_file(self, project: Project, path: Path) -> dict:
-        """The import API (issue 2): a multipart upload answered at once with an ImportBatch,
-        run by a Celery worker; timed from the upload's first byte until the batch is seen
-        finished (polled every 50 ms, so up to 50 ms of the figure is polling)."""
+        """The import API (issue 2, annotation/apis_imports.py): POST /api/projects/<slug>/imports/
+        takes a multipart upload and answers 202 with an ImportBatch at once; a Celery worker
+        imports it. Timed from the upload's first byte until GET .../imports/<id>/ shows the batch
+        finished (polled every 50 ms, so up to 50 ms of the figure is polling). A build without
+        that API (404/405) falls back to seeding the rows untimed, and the row says so."""
         http = Http(self.base_url, auth_header=self.auth_header(self.admin_token), timeout=IMPORT_TIMEOUT_SECONDS)
         fields = {"file_format": "csv", "text_column": "text", "label_column": "label"}
         body, content_type = multipart(fields, {"file": (path.name, path.read_bytes(), "text/csv")})
@@ -460,7 +462,8 @@ class Tally(System):
                 raise
             return self._seed_without_api(project, path, reason=f"POST {endpoint} answered {exc.status}")
         batch = reply.json()
-        status_path = batch.get("url") or f"{endpoint}{batch['id']}/"
+        # The batch's own URL: the Location header of the 202, else built like the API builds it.
+        status_path = reply.headers.get("Location") or f"{endpoint}{batch['id']}/"
         if status_path.startswith("http"):
             status_path = "/" + status_path.split("/", 3)[3]
         while batch.get("status") not in ("succeeded", "failed"):

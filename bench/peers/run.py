@@ -98,7 +98,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench-results")
     parser.add_argument("--report", type=Path, default=ROOT / "BENCHMARKS-peers.md")
     parser.add_argument("--no-report", action="store_true", help="keep BENCHMARKS-peers.md as it is (dev runs)")
-    parser.add_argument("--keep-workdir", action="store_true", help="keep server logs and databases for debugging")
+    parser.add_argument(
+        "--keep-workdir",
+        action="store_true",
+        help="keep server logs and databases (the PostgreSQL one too) for debugging",
+    )
     args = parser.parse_args(argv)
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(args.systems) - set(ALL_SYSTEMS)
@@ -194,7 +198,7 @@ def main(argv: list[str]) -> int:
     finally:
         stop_all()
         for system in systems:
-            system.cleanup()
+            system.cleanup(keep_data=args.keep_workdir)
         if not args.keep_workdir:
             remove_tree(workdir)
         else:

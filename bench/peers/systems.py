@@ -102,7 +102,7 @@ class System:
             server.stop()
         self.servers = []
 
-    def cleanup(self) -> None:
+    def cleanup(self, *, keep_data: bool = False) -> None:
         self.stop()
 
     def memory(self) -> dict:
@@ -396,7 +396,7 @@ class Tally(System):
     def worker_memory(self) -> dict | None:
         return tree_memory(self.servers[1].pid) if len(self.servers) > 1 else None
 
-    def cleanup(self) -> None:
+    def cleanup(self, *, keep_data: bool = False) -> None:
         self.stop()
         try:
             import redis
@@ -567,8 +567,11 @@ class TallyPostgres(Tally):
             conn.execute(f'CREATE DATABASE "{name}"')
         return super().prepare()
 
-    def cleanup(self) -> None:
+    def cleanup(self, *, keep_data: bool = False) -> None:
         super().cleanup()
+        if keep_data:
+            print(f"kept the database {self.pg_url}", file=sys.stderr)
+            return
         try:
             conn, name = self._admin_connection()
             with conn:

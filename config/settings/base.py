@@ -165,13 +165,3 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
-
-# --- SQLite (the demo, the like-for-like benchmark): concurrent writers wait, never fail ---
-# Django opens SQLite transactions DEFERRED: two annotators claiming at once both start reading,
-# one cannot upgrade to the write lock and gets "database is locked" at once (HTTP 500).
-# IMMEDIATE takes the write lock at BEGIN and waits up to `timeout` s for it; WAL lets reads
-# run beside the one writer. PostgreSQL (production, tests) is unaffected.
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        transaction_mode="IMMEDIATE", timeout=20, init_command="PRAGMA journal_mode=WAL;"
-    )

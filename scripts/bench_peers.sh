@@ -58,6 +58,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
-TALLY_DATASETS_DIR="$DATASETS" "$PY" -m bench.peers.run --ls-venv "$LS_VENV" "$@" &
+TALLY_DATASETS_DIR="$DATASETS" "$PY" -m bench.peers.run --ls-venv "$(realpath -m "$LS_VENV")" "$@" &
 harness=$!
 wait "$harness"

@@ -98,6 +98,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench-results")
     parser.add_argument("--report", type=Path, default=ROOT / "BENCHMARKS-peers.md")
     parser.add_argument("--no-report", action="store_true", help="keep BENCHMARKS-peers.md as it is (dev runs)")
+    parser.add_argument("--note", default="", help="a line printed at the top of the table (e.g. why it is noisy)")
     parser.add_argument(
         "--keep-workdir",
         action="store_true",
@@ -134,7 +135,7 @@ def main(argv: list[str]) -> int:
     systems = []
     for key in args.systems:
         if key == "ls":
-            systems.append(LabelStudio(workdir, annotators, venv=args.ls_venv))
+            systems.append(LabelStudio(workdir, annotators, venv=args.ls_venv.resolve()))
         elif key == "tally-sqlite":
             systems.append(
                 TallySqlite(workdir, annotators, redis_url=args.redis_url, run_id=run_id, python=sys.executable)
@@ -152,7 +153,13 @@ def main(argv: list[str]) -> int:
             )
 
     data = {
-        "meta": {**machine(), "date": started.strftime("%Y-%m-%d %H:%M UTC"), "run_id": run_id, "versions": {}},
+        "meta": {
+            **machine(),
+            "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+            "run_id": run_id,
+            "versions": {},
+            "note": args.note,
+        },
         "config": {
             "texts": texts,
             "dataset": "../shared/datasets/ag_news_test.csv",

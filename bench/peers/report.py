@@ -186,6 +186,12 @@ def targets(data: dict) -> list[str]:
     return out
 
 
+def _short_error(sample: str) -> str:
+    """'HttpError: GET /x answered 500: b"<html>..."' -> 'GET /x answered 500' (the body is in the raw JSON)."""
+    head, sep, _ = sample.partition(": b")
+    return head.removeprefix("HttpError: ") if sep else sample[:160]
+
+
 def notes(data: dict) -> list[str]:
     """Facts a reader needs to trust the medians: caps hit, errors, what was not measured."""
     out = []
@@ -204,9 +210,8 @@ def notes(data: dict) -> list[str]:
                     f"- {where}: {phase} stopped by {result['stopped_by']} after {done} of {result['requested']}"
                 )
             if result.get("errors"):
-                out.append(
-                    f"- {where}: {phase}: {result['errors']} failed requests, e.g. {result['error_samples'][:1]}"
-                )
+                first = _short_error(result["error_samples"][0]) if result.get("error_samples") else "?"
+                out.append(f"- {where}: {phase}: {result['errors']} failed requests, e.g. {first}")
         for kind in ("export_csv", "export_json"):
             if run.get(kind, {}).get("error"):
                 out.append(f"- {where}: {kind} failed: {run[kind]['error']}")
@@ -239,6 +244,9 @@ on {meta["date"]}. Raw data: `{meta.get("raw_file", "bench-results/")}`.
 ## Targets (issue 6)
 
 {chr(10).join(targets(data))}
+
+What limits the missed ones and what would fix them: docs/benchmarks-peers.md, "What limits
+Tally, and what would fix it" (the next-task query is the largest part of each annotate loop).
 
 ## Run notes
 

@@ -131,3 +131,12 @@ def test_targets_are_checked_against_the_medians(data):
     assert "import rate >= 2x Label Studio's: 3.0x: **met**" in lines
     assert "1 client >= 10x Label Studio's: 16.7x: **met**" in lines
     assert "submit p95 at 8 clients < 50 ms: 41.0 ms: **met**" in lines
+
+
+def test_notes_name_capped_phases_and_failures_briefly(data):
+    data["runs"][0]["annotate_1"].update(stopped_by="time cap", completed=4)
+    data["runs"][0]["annotate_n"].update(errors=2, error_samples=["HttpError: GET /api/x answered 500: b'<html>...'"])
+    lines = "\n".join(report.notes(data))
+    assert "Label Studio, repetition 1: annotate_1 stopped by time cap after 4 of 10" in lines
+    assert "2 failed requests, e.g. GET /api/x answered 500" in lines
+    assert "<html>" not in lines

@@ -44,6 +44,10 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally_bench_import
 bench-import: services  ## 100,000 rows of SST-2 into PostgreSQL and SQLite -> BENCHMARKS-import.md
 	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/import_bench.py
 
+.PHONY: bench-peers
+bench-peers: install services  ## Tally vs Label Studio side by side (about 15 min); BENCHMARKS-peers.md
+	@bash scripts/bench_peers.sh $(BENCH_PEERS_ARGS)
+
 clean:
 	rm -rf $(VENV) staticfiles var tally.sqlite3 bench-results
 

@@ -165,7 +165,15 @@ def claim_next(
 
 
 def _locked_open_attempt(*, attempt_id: int, annotator) -> Attempt:
-    attempt = Attempt.objects.select_for_update().select_related("project", "example").filter(pk=attempt_id).first()
+    # Lock the attempt row only (`of`): without it PostgreSQL also locks the joined project and
+    # example rows, so every submit in a project queued behind the others on the one project
+    # row and deadlocked against claims (found by `make bench-peers` at 8 clients).
+    attempt = (
+        Attempt.objects.select_for_update(of=("self",))
+        .select_related("project", "example")
+        .filter(pk=attempt_id)
+        .first()
+    )
     # Someone else's attempt is answered exactly like a missing one: ids leak nothing.
     if attempt is None or attempt.annotator_id != annotator.pk:
         raise NotFound("No such attempt.")
@@ -347,7 +355,7 @@ def attempts_expire(*, project: Project | None = None, now: datetime | None = No
     if project is not None:
         qs = qs.filter(project=project)
     expired = 0
-    for attempt in qs.select_for_update(skip_locked=True).select_related("project"):
+    for attempt in qs.select_for_update(skip_locked=True, of=("self",)).select_related("project"):
         _expire_one(attempt, now)
         expired += 1
     return expired

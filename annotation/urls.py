@@ -17,6 +17,5 @@ urlpatterns = [
     path("attempts/<int:attempt_id>/submit/", apis.AttemptSubmitApi.as_view(), name="attempt-submit"),
     path("attempts/<int:attempt_id>/skip/", apis.AttemptSkipApi.as_view(), name="attempt-skip"),
     path("", include("annotation.urls_imports")),
-
     path("", include("annotation.apis_export")),
 ]

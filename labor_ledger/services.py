@@ -17,6 +17,7 @@ A call that finds the ledger already in step writes nothing, so retries and dupl
 can never pay twice. Lock order is always: the work's own rows first, the chain head last.
 """
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -46,6 +47,7 @@ from .models import (
     TimeCategory,
 )
 
+logger = logging.getLogger(__name__)
 Kind = LedgerEntry.Kind
 ZERO = money.ZERO
 TIME_KINDS = {Kind.HOURLY_PAY, Kind.WORK_TIME, Kind.UNPAID_TIME}
@@ -915,6 +917,17 @@ def settle_due(*, project: Project | None = None, now: datetime | None = None, a
         else list(Project.objects.filter(pk__in=LedgerEntry.objects.values("project_id").distinct()).order_by("pk"))
     )
     settlements: list[Settlement] = []
+    failed = []
     for p in projects:
-        settlements += project_settle(project=p, now=now, actor=actor)
+        try:
+            settlements += project_settle(project=p, now=now, actor=actor)
+        except Exception:  # one project's trouble must not hold back everyone else's pay
+            logger.exception("labor ledger: settling project %s failed", p.slug)
+            failed.append(p.slug)
+    if failed:
+        raise SettlementFailed(f"Settling failed for: {', '.join(failed)} (the others were settled; see the log).")
     return settlements
+
+
+class SettlementFailed(RuntimeError):
+    """Some projects could not be settled; the rest were."""

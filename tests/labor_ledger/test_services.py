@@ -48,6 +48,22 @@ def test_a_failed_submission_leaves_no_entry(project, examples, annotator, polic
     assert not LedgerEntry.objects.exists()
 
 
+def test_work_and_its_entries_commit_together_or_not_at_all(project, examples, annotator, policy, monkeypatch):
+    attempt = annotation_services.claim_next(project=project, annotator=annotator, now=at(0))
+
+    def broken(entry):
+        raise RuntimeError("the ledger is down")
+
+    monkeypatch.setattr(chain, "entry_hash", broken)
+    with pytest.raises(RuntimeError):
+        annotation_services.annotation_submit(
+            attempt_id=attempt.pk, annotator=annotator, label_ids=[project.labels.first().pk], now=at(5)
+        )
+    attempt.refresh_from_db()
+    assert attempt.status == Attempt.Status.CLAIMED  # the submission was rolled back with the entry
+    assert not Annotation.objects.exists() and not LedgerEntry.objects.exists()
+
+
 def test_a_retry_with_the_same_idempotency_key_pays_once(project, examples, annotator, policy):
     attempt, annotation = work(project, annotator, start=at(0), key="submit-1")
     again = annotation_services.annotation_submit(

@@ -12,7 +12,7 @@ from annotation import services as annotation_services
 from annotation.errors import ValidationFailed
 from labor_ledger import money, selectors, services
 from labor_ledger.models import ChainHead, LedgerEntry, Settlement
-from tests.factories import add_member
+from tests.factories import add_examples, add_member, make_project
 
 from .conftest import at
 from .util import net, work
@@ -181,3 +181,25 @@ def test_earnings_show_a_settled_period_as_earned_plus_top_up(project, examples,
     assert yesterday.effective_hourly_rate == Decimal("12")
     assert today.projected_top_up == 0 and today.earned == Decimal("0.1")  # 0.10 for 30 s is above the floor
     assert today.examples == 1 and today.active_seconds == Decimal("30")
+
+
+def test_one_failing_project_does_not_hold_back_the_others(
+    project, examples, annotator, policy, admin_user, monkeypatch
+):
+    other = make_project(admin=admin_user, name="Other")
+    add_examples(other, ["another text"])
+    add_member(other, user=annotator)
+    work(project, annotator, start=at(0))
+    work(other, annotator, start=at(0))
+    real = services.project_settle
+
+    def flaky(*, project, **kwargs):
+        if project.pk == other.pk:
+            raise RuntimeError("disk full")
+        return real(project=project, **kwargs)
+
+    monkeypatch.setattr(services, "project_settle", flaky)
+    with pytest.raises(services.SettlementFailed, match="other"):
+        services.settle_due(now=at(days=1))
+    assert Settlement.objects.filter(project=project).count() == 1
+    assert not Settlement.objects.filter(project=other).exists()

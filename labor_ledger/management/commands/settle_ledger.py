@@ -35,6 +35,8 @@ class Command(BaseCommand):
             raise CommandError(f"Bad --period: {exc}") from exc
         except TallyError as exc:
             raise CommandError(exc.message) from exc
+        except services.SettlementFailed as exc:
+            raise CommandError(str(exc)) from exc
         for s in settlements:
             self.stdout.write(
                 f"{s.project.slug} {s.period} {s.annotator.get_username()}: pay {s.gross:.6f} + top-up {s.top_up:.6f}"

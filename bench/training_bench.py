@@ -388,11 +388,11 @@ def bench_freshness(quick: bool) -> dict:
         holdout = services.config_get(project_id=project.pk).holdout_share
 
         def reflected(annotation):
-            """The newest finished run that read this label, once its scores are written."""
+            """The first run that read this label and made its version current with scores written."""
             in_eval = selectors.in_holdout(annotation.example.text_hash, holdout)
             for v in (
                 ModelVersion.objects.filter(project=project, snapshot_at__gte=annotation.created_at)
-                .order_by("-run_id")
+                .order_by("run_id")
                 .select_related("run")
             ):
                 seen = (
@@ -422,6 +422,7 @@ def bench_freshness(quick: bool) -> dict:
                     "training_s": version.training_seconds,
                     "scoring_s": version.scoring_seconds,
                     "run_s": (r.finished_at - r.started_at).total_seconds(),
+                    "write_s": r.progress.get("write_seconds", 0.0),
                 }
             )
             time.sleep(0.2)
@@ -563,7 +564,8 @@ def write_report(results: dict) -> None:
             "",
             f"Median stages of a run: submit {st['submit_s'] * 1000:.0f} ms, waiting in the queue "
             f"{st['queue_wait_s'] * 1000:.0f} ms, training {st['training_s'] * 1000:.0f} ms, evaluation + scoring "
-            f"{st['scoring_s'] * 1000:.0f} ms, whole run {st['run_s'] * 1000:.0f} ms. "
+            f"{st['scoring_s'] * 1000:.0f} ms, claim to registration {st['run_s'] * 1000:.0f} ms, writing "
+            f"{fr['pool']} predictions and queue priorities {st['write_s'] * 1000:.0f} ms. "
             f"{fr['runs']} runs, {fr['failed_runs']} failed; held-out accuracy of the last version "
             f"{fr['current_accuracy']:.3f} on {fr['current_eval_size']} held-out labels. The worker's first run "
             f"(loading torch and 6,000 cached embeddings) took {fr['warmup_run_s']:.1f} s.",

@@ -357,20 +357,24 @@ def _train(run: TrainingRun) -> int | None:
         logger.warning("Run %s was taken over by another worker; its result is discarded.", run.pk)
         return None
 
-    # 7. predictions and queue order (short transactions; skipped if a newer version is current)
+    # 7. queue order first (what annotators feel), then the predictions admins see; short
+    #    transactions, skipped if a newer version became current meanwhile
     if promoted:
-        written = services.predictions_write(
-            version=version,
-            example_ids=scored_ids,
-            probs=probs,
-            margins=1.0 - margins,
-            entropies=entropies,
-            priorities=priorities,
+        write_started = time.perf_counter()
+        reordered = services.priorities_write(version=version, example_ids=scored_ids, priorities=priorities)
+        queue_updated_at = timezone.now()
+        written = reordered and services.predictions_write(
+            version=version, example_ids=scored_ids, probs=probs, margins=1.0 - margins, entropies=entropies
         )
-        done = timezone.now()
-        progress = {**run.progress, "predictions_written": written, "queue_updated_at": done.isoformat()}
-        if run.first_event_at:
-            progress["freshness_seconds"] = (done - run.first_event_at).total_seconds()
+        progress = {
+            **run.progress,
+            "predictions_written": written,
+            "write_seconds": round(time.perf_counter() - write_started, 4),
+        }
+        if reordered:
+            progress["queue_updated_at"] = queue_updated_at.isoformat()
+            if run.first_event_at:
+                progress["freshness_seconds"] = (queue_updated_at - run.first_event_at).total_seconds()
         TrainingRun.objects.filter(pk=run.pk).update(progress=progress)
     return version.pk
 

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 REENQUEUE_AFTER = timedelta(seconds=60)
 MAX_ATTEMPTS = 3
 WRITE_CHUNK = 2000
+PRIORITY_CHUNK = 5000
 
 
 def config_get(*, project_id: int) -> ProjectTrainingConfig:
@@ -330,6 +331,31 @@ def _still_current(project_id: int, version_id: int) -> bool:
     )
 
 
+def _write_chunks(version: ModelVersion, n: int, chunk: int, write) -> bool:
+    """Run `write(slice)` in short transactions, each first checking (under the config row's
+    lock) that `version` is still current: annotators never wait long on a locked row, and an
+    older version never overwrites a newer one's rows. These rows are derived data, recomputed
+    by every run, so their commits need not wait for the disk (synchronous_commit off)."""
+    for start in range(0, n, chunk):
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cur:
+                    cur.execute("SET LOCAL synchronous_commit TO OFF")
+            if not _still_current(version.project_id, version.pk):
+                return False
+            write(slice(start, start + chunk))
+    return True
+
+
+def priorities_write(*, version: ModelVersion, example_ids: Sequence[int], priorities: np.ndarray) -> bool:
+    """Set Example.priority (the queue order) from a version's scores. False if a newer
+    version took over midway (it writes its own)."""
+    order = np.argsort(np.asarray(example_ids))
+    ids = np.asarray(example_ids, dtype=np.int64)[order]
+    prio = np.asarray(priorities, dtype=np.float64)[order]
+    return _write_chunks(version, len(ids), PRIORITY_CHUNK, lambda sl: _update_priorities(ids[sl], prio[sl]))
+
+
 def predictions_write(
     *,
     version: ModelVersion,
@@ -337,12 +363,8 @@ def predictions_write(
     probs: np.ndarray,
     margins: np.ndarray,
     entropies: np.ndarray,
-    priorities: np.ndarray | None,
 ) -> bool:
-    """Write the pool's predictions and queue priorities in short transactions of WRITE_CHUNK
-    rows (ordered by id), each checking that `version` is still current, so annotators never
-    wait long on a locked row and an older version never overwrites a newer one. Returns
-    False when a newer version took over midway (it writes its own)."""
+    """Upsert each example's prediction (label, confidence, margin, entropy) under `version`."""
     now = timezone.now()
     order = np.argsort(np.asarray(example_ids))
     ids = np.asarray(example_ids, dtype=np.int64)[order]
@@ -350,16 +372,12 @@ def predictions_write(
     label_ids = classes[probs[order].argmax(1)] if len(ids) else np.zeros(0, np.int64)
     conf = probs[order].max(1) if len(ids) else np.zeros(0)
     margins, entropies = np.asarray(margins)[order], np.asarray(entropies)[order]
-    prio = np.asarray(priorities)[order] if priorities is not None else None
-    for start in range(0, len(ids), WRITE_CHUNK):
-        sl = slice(start, start + WRITE_CHUNK)
-        with transaction.atomic():
-            if not _still_current(version.project_id, version.pk):
-                return False
-            _upsert_predictions(version, ids[sl], label_ids[sl], conf[sl], margins[sl], entropies[sl], now)
-            if prio is not None:
-                _update_priorities(ids[sl], prio[sl])
-    return True
+    return _write_chunks(
+        version,
+        len(ids),
+        WRITE_CHUNK,
+        lambda sl: _upsert_predictions(version, ids[sl], label_ids[sl], conf[sl], margins[sl], entropies[sl], now),
+    )
 
 
 def _upsert_predictions(version, ids, label_ids, conf, margins, entropies, now) -> None:

@@ -41,3 +41,7 @@ bench: install services  ## benchmarks; results go to bench-results/ and BENCHMA
 
 clean:
 	rm -rf $(VENV) staticfiles var tally.sqlite3 bench-results
+
+.PHONY: bench-training
+bench-training: install services  ## training benchmarks (freshness, label efficiency, embedding speed) -> BENCHMARKS-training.md
+	TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} $(PY) bench/training_bench.py $(BENCH_ARGS)

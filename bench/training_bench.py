@@ -75,19 +75,25 @@ def bench_throughput(quick: bool) -> dict:
 
     threads = configure_threads(2)
     rows, _, pool, _ = ag_split()
-    texts = [rows[i][1] for i in pool[: 256 if quick else 1024]]
+    texts = [rows[i][1] for i in pool[: 256 if quick else 512]]
     out = {"texts": len(texts), "threads": threads, "avg_chars": float(np.mean([len(t) for t in texts]))}
     encoder = load_encoder("cpu")
     encoder.embed(texts[:64])  # warm-up
-    for name, bf16 in (("cpu_fp32", False), ("cpu_bf16_autocast", True)):
-        started = time.perf_counter()
-        vectors = encoder.embed(texts, batch_size=64, bf16=bf16)
-        seconds = time.perf_counter() - started
-        out[name] = {"sentences_per_s": len(texts) / seconds, "seconds": seconds}
+    # bf16 autocast is measured on fewer texts: without AVX-512 BF16/AMX (this machine's AMD EPYC
+    # has AVX2 only) torch emulates it and it is far slower than fp32.
+    for name, bf16, sample in (("cpu_fp32", False, texts), ("cpu_bf16_autocast", True, texts[:128])):
+        passes = []
+        for _ in range(2):  # the cores are shared: report the better of two passes, and the load
+            load = os.getloadavg()[0]
+            started = time.perf_counter()
+            vectors = encoder.embed(sample, batch_size=64, bf16=bf16)
+            passes.append((len(sample) / (time.perf_counter() - started), load))
+        best = max(passes)
+        out[name] = {"sentences_per_s": best[0], "passes": passes, "load_avg_1m": best[1], "texts": len(sample)}
         if bf16:
-            ref = encoder.embed(texts[:128])
-            out[name]["mean_cosine_to_fp32"] = float((ref * vectors[:128]).sum(1).mean())
-        print(f"  {name}: {len(texts) / seconds:.1f} sentences/s", flush=True)
+            ref = encoder.embed(sample)
+            out[name]["mean_cosine_to_fp32"] = float((ref * vectors).sum(1).mean())
+        print(f"  {name}: {best[0]:.1f} sentences/s (passes: {passes})", flush=True)
     if torch.cuda.is_available():
         gpu = load_encoder("cuda")
         gpu.embed(texts[:64], bf16=True)
@@ -497,13 +503,18 @@ def write_report(results: dict) -> None:
             "## Embedding throughput (all-MiniLM-L6-v2, mean pooling)",
             "",
             f"{th['texts']} AG News texts (title + description, {th['avg_chars']:.0f} characters on average), "
-            f"batches of 64 sorted by length, {th['threads']} torch threads.",
+            f"batches of 64 sorted by length, {th['threads']} torch threads. This CPU (AMD EPYC, AVX2, no "
+            "AVX-512 BF16/AMX) has no native bf16: autocast to bf16 is emulated and slower than fp32 here; "
+            "the reference probe's 112/s came from a CPU with native bf16.",
             "",
             "| device | sentences/s |",
             "| --- | --- |",
-            f"| CPU fp32 | {th['cpu_fp32']['sentences_per_s']:.1f} |",
-            f"| CPU bf16 autocast | {th['cpu_bf16_autocast']['sentences_per_s']:.1f} "
-            f"(mean cosine to fp32: {th['cpu_bf16_autocast']['mean_cosine_to_fp32']:.4f}) |",
+            f"| CPU fp32 ({th['cpu_fp32']['texts']} texts) | {th['cpu_fp32']['sentences_per_s']:.1f} "
+            f"(1-minute load average {th['cpu_fp32']['load_avg_1m']:.1f} on 2 cores) |",
+            f"| CPU bf16 autocast ({th['cpu_bf16_autocast']['texts']} texts) | "
+            f"{th['cpu_bf16_autocast']['sentences_per_s']:.1f} "
+            f"(load {th['cpu_bf16_autocast']['load_avg_1m']:.1f}; mean cosine to fp32: "
+            f"{th['cpu_bf16_autocast']['mean_cosine_to_fp32']:.4f}) |",
             "| GPU bf16 | "
             + (f"{th['gpu_bf16']['sentences_per_s']:.0f}" if isinstance(th["gpu_bf16"], dict) else th["gpu_bf16"])
             + " |",

@@ -68,6 +68,17 @@ def config_update(*, project: Project, **fields) -> ProjectTrainingConfig:
     unknown = set(fields) - CONFIG_FIELDS
     if unknown:
         raise ValidationFailed(f"These training settings do not exist: {', '.join(sorted(unknown))}.")
+    if "hyperparams" in fields:
+        from dataclasses import fields as dataclass_fields
+
+        from .ml.classifiers import HyperParams
+
+        known = {f.name for f in dataclass_fields(HyperParams)} - {"seed"}
+        extra = set(fields["hyperparams"] or {}) - known
+        if extra:
+            raise ValidationFailed(
+                f"Unknown hyper-parameters: {', '.join(sorted(extra))}; use {', '.join(sorted(known))}."
+            )
     config = ProjectTrainingConfig.objects.select_for_update().get(pk=config_get(project_id=project.pk).pk)
     for name, value in fields.items():
         setattr(config, name, value)

@@ -250,7 +250,7 @@ def plot_curve(eff: dict) -> None:
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     CURVE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(CURVE, format="svg", metadata={"Date": None})
+    fig.savefig(CURVE, format=CURVE.suffix[1:], **({"metadata": {"Date": None}} if CURVE.suffix == ".svg" else {}))
     plt.close(fig)
 
 

@@ -241,9 +241,19 @@ def run_progress(*, run: TrainingRun, stage: str, **progress) -> None:
     """Show where a run is (only while it is still ours)."""
     run.stage = stage
     run.progress = {**run.progress, **progress}
-    TrainingRun.objects.filter(pk=run.pk, claim_token=run.claim_token, status=TrainingRun.Status.RUNNING).update(
-        stage=stage, progress=run.progress
-    )
+    with transaction.atomic():
+        _no_fsync_wait()  # display-only: a crash may lose the last progress note, nothing else
+        TrainingRun.objects.filter(pk=run.pk, claim_token=run.claim_token, status=TrainingRun.Status.RUNNING).update(
+            stage=stage, progress=run.progress
+        )
+
+
+def _no_fsync_wait() -> None:
+    """Inside a transaction that writes only derived or display data: commit without waiting
+    for the WAL flush (PostgreSQL `synchronous_commit = off`; durable a moment later)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def run_fail(*, run: TrainingRun, error: str) -> bool:
@@ -349,9 +359,7 @@ def _write_chunks(version: ModelVersion, n: int, chunk: int, write) -> bool:
     by every run, so their commits need not wait for the disk (synchronous_commit off)."""
     for start in range(0, n, chunk):
         with transaction.atomic():
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cur:
-                    cur.execute("SET LOCAL synchronous_commit TO OFF")
+            _no_fsync_wait()
             if not _still_current(version.project_id, version.pk):
                 return False
             write(slice(start, start + chunk))

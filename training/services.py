@@ -40,6 +40,12 @@ REENQUEUE_AFTER = timedelta(seconds=60)
 MAX_ATTEMPTS = 3
 WRITE_CHUNK = 2000
 PRIORITY_CHUNK = 5000
+# A prediction is rewritten only when its label changes or its confidence or margin moves by
+# more than this: its `version` is the version that last changed it (most rows barely move
+# from one label to the next, and rewriting 100,000 rows per run would cost seconds).
+PREDICTION_TOLERANCE = 0.005
+# The first queue positions a run writes (in one transaction) before the rest of the pool.
+QUEUE_HEAD = 1000
 
 
 def config_get(*, project_id: int) -> ProjectTrainingConfig:
@@ -323,13 +329,7 @@ def version_register(
     )
     version.full_clean(exclude=["parent", "run"])
     version.save()
-    ManifestEntry.objects.bulk_create(
-        (
-            ManifestEntry(version=version, annotation_id=a, example_id=e, label_id=lab)
-            for a, e, lab in snapshot.manifest
-        ),
-        batch_size=5000,
-    )
+    _manifest_insert(version, snapshot.manifest)
     now = timezone.now()
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.SUCCEEDED, finished_at=now, stage="done")
     promoted = parent is None or parent.run_id < run.pk
@@ -339,6 +339,24 @@ def version_register(
             config.encoder_key = encoder_key
         config.save(update_fields=["current_version", "encoder_key", "updated_at"])
     return version, promoted
+
+
+def _manifest_insert(version: ModelVersion, entries: Sequence[tuple[int, int, int]]) -> None:
+    if connection.vendor == "postgresql" and entries:
+        annotation_ids, example_ids, label_ids = (list(col) for col in zip(*entries, strict=True))
+        with connection.cursor() as cur:
+            cur.execute(
+                f"""
+                INSERT INTO {ManifestEntry._meta.db_table} (version_id, annotation_id, example_id, label_id)
+                SELECT %s, a, e, lab FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS v(a, e, lab)
+                """,  # noqa: S608 (table name from the model, values bound)
+                [version.pk, annotation_ids, example_ids, label_ids],
+            )
+        return
+    ManifestEntry.objects.bulk_create(
+        (ManifestEntry(version=version, annotation_id=a, example_id=e, label_id=lab) for a, e, lab in entries),
+        batch_size=5000,
+    )
 
 
 # --- predictions and the queue ----------------------------------------------------------
@@ -366,13 +384,28 @@ def _write_chunks(version: ModelVersion, n: int, chunk: int, write) -> bool:
     return True
 
 
-def priorities_write(*, version: ModelVersion, example_ids: Sequence[int], priorities: np.ndarray) -> bool:
-    """Set Example.priority (the queue order) from a version's scores. False if a newer
-    version took over midway (it writes its own)."""
-    order = np.argsort(np.asarray(example_ids))
-    ids = np.asarray(example_ids, dtype=np.int64)[order]
-    prio = np.asarray(priorities, dtype=np.float64)[order]
-    return _write_chunks(version, len(ids), PRIORITY_CHUNK, lambda sl: _update_priorities(ids[sl], prio[sl]))
+def priorities_write(
+    *, version: ModelVersion, example_ids: Sequence[int], priorities: np.ndarray, head: int = QUEUE_HEAD
+) -> bool:
+    """Set Example.priority (the queue order) from a version's ranking (`priorities` in (0, 1]
+    for claimable examples, 0 for the rest). Each version lifts its ranks by 2 x its sequence,
+    so the `head` best positions, written first in one short transaction, already outrank
+    every position an older version wrote: the queue is reordered at once, and the long tail
+    follows in chunks. False if a newer version took over midway (it writes its own)."""
+    ids = np.asarray(example_ids, dtype=np.int64)
+    prio = np.asarray(priorities, dtype=np.float64)
+    prio = np.where(prio > 0, prio + 2.0 * version.sequence, 0.0)
+    ranked = np.argsort(-prio, kind="stable")
+    first, rest = ranked[:head], np.sort(ranked[head:])
+    first = first[np.argsort(ids[first])]  # lock rows in id order
+    if not _write_chunks(version, len(first), len(first) or 1, lambda sl: _update_priorities(ids[first], prio[first])):
+        return False
+    rest_ids, rest_prio = ids[rest], prio[rest]
+    order = np.argsort(rest_ids)
+    rest_ids, rest_prio = rest_ids[order], rest_prio[order]
+    return _write_chunks(
+        version, len(rest_ids), PRIORITY_CHUNK, lambda sl: _update_priorities(rest_ids[sl], rest_prio[sl])
+    )
 
 
 def predictions_write(
@@ -413,6 +446,9 @@ def _upsert_predictions(version, ids, label_ids, conf, margins, entropies, now) 
                     version_id = EXCLUDED.version_id, label_id = EXCLUDED.label_id,
                     confidence = EXCLUDED.confidence, margin = EXCLUDED.margin,
                     entropy = EXCLUDED.entropy, updated_at = EXCLUDED.updated_at
+                WHERE {Prediction._meta.db_table}.label_id <> EXCLUDED.label_id
+                    OR abs({Prediction._meta.db_table}.confidence - EXCLUDED.confidence) > %s
+                    OR abs({Prediction._meta.db_table}.margin - EXCLUDED.margin) > %s
                 """,  # noqa: S608 (table name from the model, values bound)
                 [
                     version.project_id,
@@ -423,6 +459,8 @@ def _upsert_predictions(version, ids, label_ids, conf, margins, entropies, now) 
                     conf.astype(float).tolist(),
                     margins.astype(float).tolist(),
                     entropies.astype(float).tolist(),
+                    PREDICTION_TOLERANCE,
+                    PREDICTION_TOLERANCE,
                 ],
             )
         return
@@ -543,9 +581,7 @@ def machine_labels_accept(
     config = ProjectTrainingConfig.objects.select_for_update().filter(project=project).first()
     if config is None or config.current_version_id is None:
         raise Conflict("There is no trained model for this project yet.", code="no_model")
-    qs = Prediction.objects.filter(
-        project=project, version_id=config.current_version_id, confidence__gte=min_confidence
-    )
+    qs = Prediction.objects.filter(project=project, confidence__gte=min_confidence)
     if label_ids:
         qs = qs.filter(label_id__in=label_ids)
     if example_ids is not None:

@@ -24,12 +24,12 @@ def version_page(request, slug, sequence):
     parent = version.parent.metrics if version.parent_id else {}
     names = dict(Label.objects.filter(project=project).values_list("id", "name"))
     rows = [
-        (title, metrics.get(key), parent.get(key) if parent else None)
-        for title, key in (
-            ("Accuracy", "accuracy"),
-            ("Macro-F1", "macro_f1"),
-            ("Expected calibration error", "ece"),
-            ("Held-out examples", "eval_size"),
+        (title, metrics.get(key), parent.get(key) if parent else None, digits)
+        for title, key, digits in (
+            ("Accuracy", "accuracy", 3),
+            ("Macro-F1", "macro_f1", 3),
+            ("Expected calibration error", "ece", 3),
+            ("Held-out examples", "eval_size", 0),
         )
     ]
     per_class = [

@@ -384,28 +384,32 @@ def _write_chunks(version: ModelVersion, n: int, chunk: int, write) -> bool:
     return True
 
 
-def priorities_write(
-    *, version: ModelVersion, example_ids: Sequence[int], priorities: np.ndarray, head: int = QUEUE_HEAD
-) -> bool:
-    """Set Example.priority (the queue order) from a version's ranking (`priorities` in (0, 1]
-    for claimable examples, 0 for the rest). Each version lifts its ranks by 2 x its sequence,
-    so the `head` best positions, written first in one short transaction, already outrank
-    every position an older version wrote: the queue is reordered at once, and the long tail
-    follows in chunks. False if a newer version took over midway (it writes its own)."""
-    ids = np.asarray(example_ids, dtype=np.int64)
+def queue_positions(*, version: ModelVersion, priorities: np.ndarray) -> np.ndarray:
+    """A version's ranking (in (0, 1] for claimable examples, 0 for the rest) lifted by
+    2 x its sequence, so that any position it writes outranks every position an older
+    version wrote."""
     prio = np.asarray(priorities, dtype=np.float64)
-    prio = np.where(prio > 0, prio + 2.0 * version.sequence, 0.0)
-    ranked = np.argsort(-prio, kind="stable")
-    first, rest = ranked[:head], np.sort(ranked[head:])
-    first = first[np.argsort(ids[first])]  # lock rows in id order
-    if not _write_chunks(version, len(first), len(first) or 1, lambda sl: _update_priorities(ids[first], prio[first])):
-        return False
-    rest_ids, rest_prio = ids[rest], prio[rest]
-    order = np.argsort(rest_ids)
-    rest_ids, rest_prio = rest_ids[order], rest_prio[order]
-    return _write_chunks(
-        version, len(rest_ids), PRIORITY_CHUNK, lambda sl: _update_priorities(rest_ids[sl], rest_prio[sl])
-    )
+    return np.where(prio > 0, prio + 2.0 * version.sequence, 0.0)
+
+
+def priorities_write(
+    *, version: ModelVersion, example_ids: Sequence[int], priorities: np.ndarray, head: int | None = None
+) -> bool:
+    """Set Example.priority (the queue order) from `queue_positions`. With `head`, only the
+    `head` best positions, in one short transaction: thanks to the lift they already lead the
+    queue, so annotators get the new order at once while the rest of the pool may follow
+    later. Without it, every row, in chunks (rows already right are skipped). False if a newer
+    version took over (it writes its own)."""
+    ids = np.asarray(example_ids, dtype=np.int64)
+    prio = queue_positions(version=version, priorities=priorities)
+    if head is not None:
+        top = np.argsort(-prio, kind="stable")[:head]
+        top = top[prio[top] > 0]
+        ids, prio = ids[top], prio[top]
+    order = np.argsort(ids)  # rows are locked in id order
+    ids, prio = ids[order], prio[order]
+    chunk = max(len(ids), 1) if head is not None else PRIORITY_CHUNK
+    return _write_chunks(version, len(ids), chunk, lambda sl: _update_priorities(ids[sl], prio[sl]))
 
 
 def predictions_write(

@@ -54,3 +54,7 @@ clean:
 .PHONY: bench-ledger
 bench-ledger: install services  ## ledger: submissions with the ledger, verify/settle/report on 100,000 entries (PostgreSQL)
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/ledger_bench.py
+
+.PHONY: bench-training
+bench-training: install services  ## training benchmarks (freshness, label efficiency, embedding speed) -> BENCHMARKS-training.md
+	TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} $(PY) bench/training_bench.py $(BENCH_ARGS)

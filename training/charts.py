@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 
+from frontend.svg import csp_safe_svg
+
 
 def _svg(fig) -> str:
     buf = io.StringIO()
@@ -13,7 +15,8 @@ def _svg(fig) -> str:
 
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg") :]  # drop the XML prolog and doctype: it is inlined in HTML
+    # Drop the XML prolog and doctype (it is inlined in HTML); styles as attributes for the CSP.
+    return csp_safe_svg(text[text.index("<svg") :])
 
 
 def _pyplot():

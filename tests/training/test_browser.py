@@ -47,10 +47,15 @@ def test_admin_sees_a_prediction_with_its_highlighted_tokens(live_server, traine
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # the live server thread uses the ORM
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium) if chromium else p.chromium.launch()
+        browser = p.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
         context = browser.new_context()
         context.add_cookies([{"name": "sessionid", "value": session, "url": live_server.url}])
         page = context.new_page()
+        errors = []  # script errors and CSP refusals (inline script or style) both land here
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
         page.goto(url)
         assert page.locator("h1").inner_text().endswith("model v1 (current)")
         assert page.locator(".chart svg").count() == 2
@@ -59,6 +64,7 @@ def test_admin_sees_a_prediction_with_its_highlighted_tokens(live_server, traine
         cell.wait_for(timeout=15_000)
         strong = cell.locator("span.tok[data-strong]").all_inner_texts()
         browser.close()
+    assert errors == []
     sentiment_words = {
         "good",
         "great",

@@ -204,3 +204,14 @@ TALLY_MODEL_STORE = Path(env("TALLY_MODEL_STORE", default=str(BASE_DIR / "var" /
 TALLY_EMBED_CHUNK_SIZE = env.int("TALLY_EMBED_CHUNK_SIZE", default=256)
 # Explanations are interactive: they must not wait behind a long training run.
 CELERY_TASK_ROUTES = {"training.tasks.explain_prediction": {"queue": "default"}, **CELERY_TASK_ROUTES}
+
+# --- Security (tests/security, docs/security-operations.md) ---
+# One name per choice set in the schema: `check --deploy --fail-level WARNING` must stay clean.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "PayClockEnum": "labor_ledger.models.Clock",
+        "TimeCategoryEnum": "labor_ledger.models.TimeCategory",
+        "LedgerEntryKindEnum": "labor_ledger.models.LedgerEntry.Kind",
+        "ModelKindEnum": "training.models.ModelKind",
+    }
+)

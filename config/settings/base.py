@@ -215,3 +215,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
         "ModelKindEnum": "training.models.ModelKind",
     }
 )
+# Failed logins per username and client address before that pair is locked out for the
+# window (frontend/login.py: the login page and the admin's).
+TALLY_LOGIN_MAX_FAILURES = env.int("TALLY_LOGIN_MAX_FAILURES", default=5)
+TALLY_LOGIN_LOCKOUT_SECONDS = env.int("TALLY_LOGIN_LOCKOUT_SECONDS", default=15 * 60)

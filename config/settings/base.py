@@ -219,3 +219,12 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
 # window (frontend/login.py: the login page and the admin's).
 TALLY_LOGIN_MAX_FAILURES = env.int("TALLY_LOGIN_MAX_FAILURES", default=5)
 TALLY_LOGIN_LOCKOUT_SECONDS = env.int("TALLY_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+# The sweeper re-sends training runs whose broker message was lost (training.services.runs_resend_lost).
+TALLY_TRAINING_RESEND_AFTER_SECONDS = env.int("TALLY_TRAINING_RESEND_AFTER_SECONDS", default=120)
+TALLY_TRAINING_SWEEP_SECONDS = env.float("TALLY_TRAINING_SWEEP_SECONDS", default=60.0)
+CELERY_BEAT_SCHEDULE["training-sweep-lost-runs"] = {
+    "task": "training.tasks.sweep_lost_runs",
+    "schedule": TALLY_TRAINING_SWEEP_SECONDS,
+}
+# The sweeper is quick: it must not wait behind a long run on the training queue.
+CELERY_TASK_ROUTES = {"training.tasks.sweep_lost_runs": {"queue": "default"}, **CELERY_TASK_ROUTES}

@@ -247,11 +247,9 @@ class TcpProxy:
                 self.sockets.discard(dst)
 
     def cut(self):
+        """New connections are accepted and closed at once (the client sees the server hang up)."""
         self.up.clear()
         self.cuts += 1
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
         with self.lock:
             for s in list(self.sockets):
                 try:
@@ -268,6 +266,13 @@ class TcpProxy:
 
     def close(self):
         self.cut()
+        if self.listener is not None:
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.listener.close()
+            self.listener = None
 
 
 def env_for(**extra) -> dict:

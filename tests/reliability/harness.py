@@ -275,6 +275,29 @@ class TcpProxy:
             self.listener = None
 
 
+def wait_for_other_sessions_to_end(timeout=15.0) -> None:
+    """Backends of processes we stopped can outlive them by a moment; the test database can
+    only be dropped at the end of the session once they are gone."""
+    from django.db import connection
+
+    def alone():
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return cur.fetchone()[0] == 0
+
+    try:
+        wait_for(alone, timeout, 0.2, "the stopped processes' database sessions to end")
+    except AssertionError:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT pid, application_name, client_addr, client_port, state, backend_start, query "
+                "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            print("still connected:", cur.fetchall(), file=sys.stderr)
+
+
 def env_for(**extra) -> dict:
     """A subprocess environment on the test database (tests/conftest.py), plus `extra`."""
     return subprocess_env(**{k: str(v) for k, v in extra.items()})

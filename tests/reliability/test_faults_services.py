@@ -23,7 +23,7 @@ from training.models import ModelVersion, TrainingRun
 
 from .annotators import Annotator, run_annotators
 from .conftest import ledger_totals, make_toy_project
-from .harness import Gunicorn, OwnRedis, TcpProxy, Worker, env_for, wait_for
+from .harness import Gunicorn, OwnRedis, TcpProxy, Worker, env_for, wait_for, wait_for_other_sessions_to_end
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -34,6 +34,7 @@ def procs():
     yield started
     for proc in reversed(started):
         proc.stop() if hasattr(proc, "stop") else proc.close()
+    wait_for_other_sessions_to_end()
 
 
 def annotators_for(project, n, base_url, stop, **kwargs):

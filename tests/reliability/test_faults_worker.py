@@ -16,7 +16,7 @@ from training.ml import store
 from training.models import ModelVersion, TrainingRun
 
 from .conftest import ledger_totals, make_toy_project
-from .harness import OwnRedis, Worker, env_for, wait_for
+from .harness import OwnRedis, Worker, env_for, wait_for, wait_for_other_sessions_to_end
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -30,6 +30,7 @@ def procs(tmp_path):
     yield started
     for proc in reversed(started):
         proc.stop()
+    wait_for_other_sessions_to_end()
 
 
 @pytest.fixture

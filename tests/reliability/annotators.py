@@ -21,6 +21,7 @@ class Tally:
     accepted: dict = field(default_factory=dict)  # idempotency key -> annotation id (201)
     statuses: dict = field(default_factory=dict)  # HTTP status -> count (0: no answer)
     latencies: list = field(default_factory=list)  # seconds of every answered request
+    by_kind: dict = field(default_factory=dict)  # "claim", "heartbeat", "submit" -> [seconds]
     retries: int = 0
     gave_up: list = field(default_factory=list)  # (key, last status) never acknowledged
     exhausted: bool = False
@@ -53,8 +54,11 @@ def request(base_url, method, path, token, body=None, timeout=30.0):
 
 
 class Annotator(threading.Thread):
-    def __init__(self, *, base_url, token, slug, label_ids, stop: threading.Event, pause=(0.0, 0.0), seed=0):
+    def __init__(
+        self, *, base_url, token, slug, label_ids, stop: threading.Event, pause=(0.0, 0.0), seed=0, heartbeat=False
+    ):
         super().__init__(daemon=True)
+        self.heartbeat = heartbeat
         self.base_url, self.token, self.slug = base_url, token, slug
         self.label_ids = label_ids
         self.stop_event = stop
@@ -62,18 +66,19 @@ class Annotator(threading.Thread):
         self.rng = random.Random(seed)  # noqa: S311
         self.tally = Tally()
 
-    def call(self, method, path, body=None):
+    def call(self, method, path, body=None, kind="other"):
         status, payload, elapsed = request(self.base_url, method, path, self.token, body)
         self.tally.count(status)
         if status:
             self.tally.latencies.append(elapsed)
+            self.tally.by_kind.setdefault(kind, []).append(elapsed)
         return status, payload
 
-    def retrying(self, method, path, body, *, deadline_s=60.0):
+    def retrying(self, method, path, body, *, kind="other", deadline_s=60.0):
         """Until acknowledged: no answer, 5xx or 429 are retried with backoff (same body)."""
         delay, deadline = 0.2, time.monotonic() + deadline_s
         while True:
-            status, payload = self.call(method, path, body)
+            status, payload = self.call(method, path, body, kind)
             if status and status < 500 and status != 429:
                 return status, payload
             if time.monotonic() > deadline:
@@ -84,18 +89,20 @@ class Annotator(threading.Thread):
 
     def run(self):
         while not self.stop_event.is_set():
-            status, attempt = self.retrying("POST", f"/api/projects/{self.slug}/queue/next/", {})
+            status, attempt = self.retrying("POST", f"/api/projects/{self.slug}/queue/next/", {}, kind="claim")
             if status == 204:
                 self.tally.exhausted = True
                 return
             if status != 200:
                 time.sleep(0.5)
                 continue
+            if self.heartbeat:  # the page's first heartbeat: the text is on screen
+                self.call("POST", f"/api/attempts/{attempt['id']}/heartbeat/", {}, "heartbeat")
             if self.pause[1]:
                 time.sleep(self.rng.uniform(*self.pause))
             key = str(uuid.uuid4())
             body = {"labels": [self.rng.choice(self.label_ids)], "idempotency_key": key}
-            status, annotation = self.retrying("POST", f"/api/attempts/{attempt['id']}/submit/", body)
+            status, annotation = self.retrying("POST", f"/api/attempts/{attempt['id']}/submit/", body, kind="submit")
             if status == 201:
                 self.tally.accepted[key] = annotation["id"]
             else:

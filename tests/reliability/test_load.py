@@ -120,7 +120,9 @@ def test_fifty_annotators_for_two_minutes(admin_user, tmp_path, procs, settings)
         for i, token in enumerate(tokens)
     ]
     began = timezone.now()
+    load_before = os.getloadavg()[0]
     elapsed = run_annotators(crowd, SECONDS)
+    load_after = os.getloadavg()[0]
     ended = timezone.now()
     versions_during = ModelVersion.objects.filter(project=project, created_at__lte=ended).count()
     runs_started_during = TrainingRun.objects.filter(project=project, started_at__lte=ended).count()
@@ -186,6 +188,7 @@ def test_fifty_annotators_for_two_minutes(admin_user, tmp_path, procs, settings)
         "gunicorn": f"{GUNICORN_WORKERS} workers x {GUNICORN_THREADS} threads",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} (shared with other jobs)",
         "started": began.isoformat(),
+        "load_average_1min": [round(load_before, 1), round(load_after, 1)],
     }
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
@@ -207,7 +210,8 @@ def render(f) -> str:
 
 Machine: {f["machine"]}: the client threads, gunicorn ({f["gunicorn"]}), PostgreSQL, Redis
 and the Celery worker all share these cores, and other helpers' test runs were using the
-same machine at the time: read the figures as a floor, not a capacity.
+same machine at the time (1-minute load average {f["load_average_1min"][0]} before the run,
+{f["load_average_1min"][1]} at its end): read the figures as a floor, not a capacity.
 
 Each simulated annotator (stdlib threads + urllib, 127.0.0.1 only) claims the next text,
 sends the page's first heartbeat, reads for 0.3-1.0 s and submits with an idempotency key,

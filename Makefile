@@ -54,3 +54,8 @@ clean:
 .PHONY: bench-ledger
 bench-ledger: install services  ## ledger: submissions with the ledger, verify/settle/report on 100,000 entries (PostgreSQL)
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/ledger_bench.py
+
+.PHONY: bench-load
+bench-load: install services  ## 50 simulated annotators for 2 minutes (gunicorn + PostgreSQL + worker) -> BENCHMARKS-load.md
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) TALLY_LOAD_REPORT=BENCHMARKS-load.md \
+		$(PY) -m pytest tests/reliability/test_load.py -m faults -s $(PYTEST_ARGS)

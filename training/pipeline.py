@@ -273,7 +273,10 @@ def _train(run: TrainingRun) -> int | None:
     # 4. weights (the deep loop's encoder key is its weights' content hash)
     services.run_progress(run=run, stage="saving")
     tensors, meta = model.state()
-    relative = f"project-{project.pk}/run-{run.pk}-{kind}.safetensors"
+    # One file per claim: a worker fenced out of this run (another took it over after its
+    # lease or the broker's visibility timeout ran out) must not overwrite the weights the
+    # registered version's sha256 names.
+    relative = f"project-{project.pk}/run-{run.pk}-{run.claim_token[:8]}-{kind}.safetensors"
     sha = store.save_weights(store=settings.TALLY_MODEL_STORE, relative=relative, tensors=tensors, metadata=meta)
     if deep:
         encoder_key = f"minilm-ft@{sha[:12]}"

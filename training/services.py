@@ -140,6 +140,32 @@ def _queue_run(
     return run, True
 
 
+def runs_resend_lost(*, now: datetime | None = None) -> list[int]:
+    """The sweeper (training.tasks.sweep_lost_runs, every TALLY_TRAINING_SWEEP_SECONDS): ring
+    the doorbell again for every run whose message the broker may have lost -- a QUEUED run
+    not (re)sent for TALLY_TRAINING_RESEND_AFTER_SECONDS (Redis restarted without its AOF, a
+    purge, a failed send), and a RUNNING run whose lease ran out (its worker died and the
+    message went with it; the claim takes it over, or fails it after MAX_ATTEMPTS). A message
+    that was not lost after all is harmless: a run is claimed by one conditional UPDATE, so
+    the duplicate finds it taken or finished and returns. Returns the runs re-sent."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.TALLY_TRAINING_RESEND_AFTER_SECONDS)
+    stale = Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff)
+    lost = list(
+        TrainingRun.objects.filter(
+            Q(status=TrainingRun.Status.QUEUED) | Q(status=TrainingRun.Status.RUNNING, lease_expires_at__lt=now)
+        )
+        .filter(stale)
+        .order_by("id")
+        .values_list("pk", flat=True)
+    )
+    for run_id in lost:
+        _enqueue(run_id)
+    if lost:
+        logger.warning("Re-sent %d training run(s) whose message may have been lost: %s", len(lost), lost)
+    return lost
+
+
 def labels_changed(*, project_id: int) -> None:
     """New, retracted or rejected labels in a project (annotation.services calls this after its
     transaction commits): queue a retraining run, debounced."""

@@ -36,6 +36,14 @@ def run_training(self, run_id: int) -> int | None:
     )
 
 
+@shared_task(name="training.tasks.sweep_lost_runs", ignore_result=True)
+def sweep_lost_runs() -> int:
+    """Periodic (CELERY_BEAT_SCHEDULE): re-send the runs whose message the broker lost."""
+    from .services import runs_resend_lost
+
+    return len(runs_resend_lost())
+
+
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, name="training.tasks.embed_chunk")
 def embed_chunk(self, project_id: int, encoder_key: str, example_ids: list[int]) -> int:
     """Embed one chunk of a project's examples (idempotent: cached ones are skipped)."""

@@ -209,3 +209,27 @@ TALLY_MODEL_STORE = Path(env("TALLY_MODEL_STORE", default=str(BASE_DIR / "var" /
 TALLY_EMBED_CHUNK_SIZE = env.int("TALLY_EMBED_CHUNK_SIZE", default=256)
 # Explanations are interactive: they must not wait behind a long training run.
 CELERY_TASK_ROUTES = {"training.tasks.explain_prediction": {"queue": "default"}, **CELERY_TASK_ROUTES}
+
+# --- Security (tests/security, docs/security-operations.md) ---
+# One name per choice set in the schema: `check --deploy --fail-level WARNING` must stay clean.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "PayClockEnum": "labor_ledger.models.Clock",
+        "TimeCategoryEnum": "labor_ledger.models.TimeCategory",
+        "LedgerEntryKindEnum": "labor_ledger.models.LedgerEntry.Kind",
+        "ModelKindEnum": "training.models.ModelKind",
+    }
+)
+# Failed logins per username and client address before that pair is locked out for the
+# window (frontend/login.py: the login page and the admin's).
+TALLY_LOGIN_MAX_FAILURES = env.int("TALLY_LOGIN_MAX_FAILURES", default=5)
+TALLY_LOGIN_LOCKOUT_SECONDS = env.int("TALLY_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+# The sweeper re-sends training runs whose broker message was lost (training.services.runs_resend_lost).
+TALLY_TRAINING_RESEND_AFTER_SECONDS = env.int("TALLY_TRAINING_RESEND_AFTER_SECONDS", default=120)
+TALLY_TRAINING_SWEEP_SECONDS = env.float("TALLY_TRAINING_SWEEP_SECONDS", default=60.0)
+CELERY_BEAT_SCHEDULE["training-sweep-lost-runs"] = {
+    "task": "training.tasks.sweep_lost_runs",
+    "schedule": TALLY_TRAINING_SWEEP_SECONDS,
+}
+# The sweeper is quick: it must not wait behind a long run on the training queue.
+CELERY_TASK_ROUTES = {"training.tasks.sweep_lost_runs": {"queue": "default"}, **CELERY_TASK_ROUTES}

@@ -1,0 +1,117 @@
+"""Logging in, with repeated failures throttled per username and client address.
+
+After TALLY_LOGIN_MAX_FAILURES failed logins for one username from one address within
+TALLY_LOGIN_LOCKOUT_SECONDS, further attempts for that pair are refused without checking the
+password (so a locked-out guesser learns nothing, right or wrong) until the window passes; a
+successful login clears the count. Counts live in the shared Django cache (Redis), so every
+web process sees the same ones. The same form guards Django's admin login (config/urls.py).
+
+If the cache is unreachable the login still works (unthrottled) and the failure is logged:
+Argon2 keeps each guess slow, and locking everyone out while Redis restarts would be worse.
+"""
+
+import hashlib
+import logging
+
+from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+
+logger = logging.getLogger(__name__)
+
+THROTTLED = "throttled"
+
+
+def _limits() -> tuple[int, int]:
+    return settings.TALLY_LOGIN_MAX_FAILURES, settings.TALLY_LOGIN_LOCKOUT_SECONDS
+
+
+def client_address(request) -> str:
+    """REMOTE_ADDR: behind a reverse proxy, have the proxy set it (gunicorn --forwarded-allow-ips)
+    rather than trusting a client-supplied X-Forwarded-For here."""
+    return (request.META.get("REMOTE_ADDR") or "unknown") if request is not None else "unknown"
+
+
+def failure_key(username: str, address: str) -> str:
+    digest = hashlib.sha256(f"{username.strip().casefold()}\0{address}".encode()).hexdigest()[:32]
+    return f"login-failures:{digest}"
+
+
+def failures(username: str, address: str) -> int:
+    try:
+        return int(cache.get(failure_key(username, address)) or 0)
+    except Exception:
+        logger.exception("Login throttle: the cache is unreachable; not throttling")
+        return 0
+
+
+def record_failure(username: str, address: str) -> int:
+    key = failure_key(username, address)
+    _, window = _limits()
+    try:
+        # add() starts the window with the first failure; incr() keeps its expiry.
+        if cache.add(key, 1, timeout=window):
+            return 1
+        return cache.incr(key)
+    except ValueError:  # expired between add() and incr()
+        cache.set(key, 1, timeout=window)
+        return 1
+    except Exception:
+        logger.exception("Login throttle: the cache is unreachable; failure not counted")
+        return 0
+
+
+def clear_failures(username: str, address: str) -> None:
+    try:
+        cache.delete(failure_key(username, address))
+    except Exception:
+        logger.exception("Login throttle: the cache is unreachable")
+
+
+class ThrottledLoginMixin:
+    """For AuthenticationForm and its subclasses: refuse, count, clear."""
+
+    def clean(self):
+        username = self.data.get("username") or ""
+        address = client_address(self.request)
+        limit, window = _limits()
+        if username and failures(username, address) >= limit:
+            raise ValidationError(
+                f"Too many failed logins for this account from your address. "
+                f"Try again in {max(window // 60, 1)} minutes.",
+                code=THROTTLED,
+            )
+        try:
+            cleaned = super().clean()
+        except ValidationError:
+            if username:
+                count = record_failure(username, address)
+                if count >= limit:
+                    logger.warning("Login throttle: %s failed logins for one username from %s", count, address)
+            raise
+        clear_failures(username, address)
+        return cleaned
+
+
+class ThrottledAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
+    pass
+
+
+class ThrottledAdminAuthenticationForm(ThrottledLoginMixin, AdminAuthenticationForm):
+    pass
+
+
+class LoginView(auth_views.LoginView):
+    """The site's login page: 429 Too Many Requests while a username+address pair is locked out."""
+
+    authentication_form = ThrottledAuthenticationForm
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if any(e.code == THROTTLED for e in form.non_field_errors().as_data()):
+            response.status_code = 429
+            response["Retry-After"] = str(_limits()[1])
+        return response

@@ -71,9 +71,12 @@ def test_versions_appear_the_queue_reorders_and_manifests_hold(celery_worker_pro
     annotator = add_member(project, Membership.Role.ANNOTATOR, UserFactory(username="ann-int"))
     client = api(annotator)
 
-    # before any model: oldest first
-    first_batch = label_through_api(client, project, truth, 30)
-    assert first_batch == sorted(first_batch)
+    # before any model (fewer labels than min_labels=8, so no run can exist yet): oldest first
+    before_model = label_through_api(client, project, truth, 7)
+    assert before_model == sorted(before_model)
+    assert not ModelVersion.objects.filter(project=project).exists()
+    # a version may now arrive at any moment and reorder what follows
+    label_through_api(client, project, truth, 23)
 
     # the worker trains a first version from the labels (debounced: far fewer runs than labels)
     v1 = wait_for(lambda: selectors.current_version(project=project), what="a first model version")

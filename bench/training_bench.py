@@ -478,6 +478,10 @@ def bench_freshness(quick: bool, large: bool = False) -> dict:
     import tempfile
 
     db_url = os.environ.get("TALLY_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tally_bench_training")
+    if "django" in sys.modules and os.environ.get("DJANGO_SETTINGS_MODULE"):
+        from django.db import connections
+
+        connections.close_all()  # a previous part's connection to the database dropped below
     _fresh_database(db_url)
     _django(db_url, tempfile.mkdtemp(prefix="tally-bench-models-"))
     from django.core.management import call_command

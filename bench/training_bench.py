@@ -637,7 +637,8 @@ def _freshness_section(fr: dict, title: str) -> list[str]:
             if "synthetic" in fr.get("embeddings", "")
             else " (actively chosen examples are harder than a random test set)"
         )
-        + f". The worker's first run (loading torch and the cached embeddings) took {fr['warmup_run_s']:.1f} s.",
+        + f". The worker's first run (loading torch and the cached embeddings) took {fr['warmup_run_s']:.1f} s. "
+        f"1-minute load average when the run ended: {fr.get('load_avg_1m_end', float('nan')):.1f} on 2 cores.",
         "",
     ]
 
@@ -710,7 +711,14 @@ def write_report(results: dict) -> None:
             "the 500-label accuracy target (0.90) on a GPU: not measured: no GPU lent.",
             "",
         ]
-    for key, title in (("freshness", "6,000-text pool"), ("freshness_large", "large pool")):
+    for key, title in (
+        ("freshness", "1,000 labels, 6,000-text pool (AG News)"),
+        (
+            "freshness_large",
+            "10,000 labels, SST-2 pool (67,850 unique texts: the largest real pool at hand, "
+            "short of the issue's 100,000)",
+        ),
+    ):
         fr = results.get(key)
         if fr:
             lines += _freshness_section(fr, title)

@@ -355,6 +355,7 @@ def _train(run: TrainingRun) -> int | None:
         metrics=metrics,
         weights_path=relative,
         weights_sha256=sha,
+        loop=Loop.DEEP if deep else Loop.FAST,
     )
     if version is None:
         logger.warning("Run %s was taken over by another worker; its result is discarded.", run.pk)

@@ -311,6 +311,7 @@ def version_register(
     metrics: dict,
     weights_path: str,
     weights_sha256: str,
+    loop: str | None = None,
 ) -> tuple[ModelVersion | None, bool]:
     """Register the run's one version with its manifest, and finish the run. Returns
     (version, promoted). (None, False) if the run is no longer ours (fenced out).
@@ -335,7 +336,7 @@ def version_register(
         parent=parent,
         run=locked,
         kind=kind,
-        loop=locked.loop,
+        loop=loop or locked.loop,
         hyperparams=hyperparams,
         classes=snapshot.label_ids,
         encoder_key=encoder_key,

@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/", include("annotation.urls")),
     path("api/", include("labor_ledger.urls")),
     path("earnings/", include("labor_ledger.page_urls")),
+    path("labor-card/", include("labor_ledger.card_urls")),
 
     path("api/", include("training.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -204,3 +204,12 @@ TALLY_MODEL_STORE = Path(env("TALLY_MODEL_STORE", default=str(BASE_DIR / "var" /
 TALLY_EMBED_CHUNK_SIZE = env.int("TALLY_EMBED_CHUNK_SIZE", default=256)
 # Explanations are interactive: they must not wait behind a long training run.
 CELERY_TASK_ROUTES = {"training.tasks.explain_prediction": {"queue": "default"}, **CELERY_TASK_ROUTES}
+
+# --- Labor Card and auditor reports (labor_ledger/reports.py, docs/labor-card.md) ---
+# Key for annotator pseudonyms (HMAC-SHA256) in reports, exports and charts. Kept apart from
+# SECRET_KEY and from the data; required for pseudonymized exports (a clear error without it).
+TALLY_PSEUDONYM_KEY = env("TALLY_PSEUDONYM_KEY", default="")
+# Energy estimate when a model version recorded no measured power: watts per busy CPU core
+# ("Any" CPU, Green Algorithms TDP table) and per GPU ("Any" GPU, same source). docs/labor-card.md.
+TALLY_CPU_WATTS_PER_CORE = env.float("TALLY_CPU_WATTS_PER_CORE", default=12.0)
+TALLY_GPU_WATTS = env.float("TALLY_GPU_WATTS", default=200.0)

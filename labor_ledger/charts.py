@@ -45,7 +45,7 @@ def _presentation_attributes(match: re.Match) -> str:
             continue
         name, value = (part.strip() for part in declaration.split(":", 1))
         if re.fullmatch(r"[a-z-]+", name):
-            pairs.append(f' {name}="{escape(value, quote=True)}"')
+            pairs.append(f' {name}="{escape(value, quote=False).replace(chr(34), "&quot;")}"')
     return "".join(pairs)
 
 

@@ -246,7 +246,9 @@ def build_card(*, project: Project, version) -> dict:
         for c in UNPAID_SHOWN
     ]
     annotators = []
-    for _, a in contributors.sort_values("active_seconds", ascending=False).iterrows():  # one row per annotator
+    for _, a in contributors.sort_values(
+        ["active_seconds", "annotator_id"], ascending=[False, True]
+    ).iterrows():  # one row per annotator
         annotators.append(
             {
                 "annotator": names.get(int(a["annotator_id"]), "?"),

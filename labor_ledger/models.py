@@ -353,9 +353,7 @@ class VersionLabelDelta(models.Model):
 
     version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")
     annotation = models.ForeignKey("annotation.Annotation", on_delete=models.PROTECT, related_name="+")
-    annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False
-    )
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
     human = models.BooleanField()
     sign = models.SmallIntegerField()
 

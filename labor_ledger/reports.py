@@ -886,12 +886,16 @@ def version_rows(raw: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
     change = frame["accuracy_change"].astype(float)
     frame["accuracy_change_per_labor_hour"] = (change / new_hours.where(new_hours > 0)).astype(float)
     frame["accuracy_change_per_currency_unit"] = (change / new_money.where(new_money > 0)).astype(float)
-    hashes = dict(
-        zip(frame["version"], meta.set_index("version_id").loc[frame["version_id"], "eval_examples_hash"], strict=True)
-    )
+    # Held-out accuracies compare only on the same evaluation texts (training records their hash).
+    hashes = dict(zip(frame["version"], frame["eval_examples_hash"], strict=True))
+
+    def same_set(version, parent):
+        if pd.isna(parent) or not isinstance(hashes.get(version), str) or not isinstance(hashes.get(int(parent)), str):
+            return None  # no parent, or a hash was not recorded
+        return hashes[version] == hashes[int(parent)]
+
     frame["same_evaluation_set_as_parent"] = [
-        (None if pd.isna(p) else bool(hashes.get(v) and hashes.get(v) == hashes.get(int(p))))
-        for v, p in zip(frame["version"], frame["parent_version"], strict=True)
+        same_set(v, p) for v, p in zip(frame["version"], frame["parent_version"], strict=True)
     ]
     return frame
 
@@ -1010,7 +1014,8 @@ def _with_head(report: Report) -> pd.DataFrame:
 
 def to_csv(report: Report) -> bytes:
     frame = _csv_safe_frame(_with_head(report))
-    return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    # RFC 4180 line ends: a cell holding a CR or LF is then always quoted.
+    return frame.to_csv(index=False, lineterminator="\r\n").encode("utf-8")
 
 
 def _arrow_type(column: str, series: pd.Series):

@@ -962,9 +962,7 @@ def version_labor_index_ensure(*, project: Project, upto: int | None = None) -> 
 
     from .models import VersionLabelDelta, VersionLaborIndex
 
-    todo = ModelVersion.objects.filter(project=project).exclude(
-        pk__in=VersionLaborIndex.objects.values("version_id")
-    )
+    todo = ModelVersion.objects.filter(project=project).exclude(pk__in=VersionLaborIndex.objects.values("version_id"))
     if upto is not None:
         todo = todo.filter(sequence__lte=upto)
     done = 0

@@ -36,8 +36,8 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: install services bench-import  ## benchmarks; results go to bench-results/ and BENCHMARKS.md
-	@bash scripts/bench.sh
+bench: install services bench-import bench-training bench-ledger  ## all benchmarks but the peers'; see BENCHMARKS.md
+	@echo "Benchmarks done: BENCHMARKS-*.md and bench-results/ hold the figures; BENCHMARKS.md sums them up."
 
 # Drops and recreates the database of BENCH_DATABASE_URL (its name must contain "bench").
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally_bench_import
@@ -54,3 +54,7 @@ clean:
 .PHONY: bench-ledger
 bench-ledger: install services  ## ledger: submissions with the ledger, verify/settle/report on 100,000 entries (PostgreSQL)
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/ledger_bench.py
+
+.PHONY: bench-training
+bench-training: install services  ## training benchmarks (freshness, label efficiency, embedding speed) -> BENCHMARKS-training.md
+	TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} $(PY) bench/training_bench.py $(BENCH_ARGS)

@@ -138,6 +138,12 @@ class Example(models.Model):
         constraints = [models.UniqueConstraint(fields=["project", "text_hash"], name="example_unique_text_per_project")]
         indexes = [
             models.Index(fields=["project", "submitted_count", "-priority", "id"], name="example_queue_idx"),
+            # The queue's main walk: never-labeled examples, best first (annotation/queue.py).
+            models.Index(
+                fields=["project", "-priority", "id"],
+                condition=Q(submitted_count=0),
+                name="example_fresh_queue_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -19,13 +19,12 @@ def candidate_examples(*, project: Project, annotator, now: datetime) -> QuerySe
 
     Open to claim: fewer accepted annotations plus live claims than the project's
     overlap, and never worked on by this annotator before (an expired claim excepted).
+    Every condition is a NOT EXISTS probe on an indexed column, so PostgreSQL can walk the
+    `-priority, id` index and stop at the first open example instead of scoring the pool.
     """
-    live_claims = (
-        Attempt.objects.filter(example=OuterRef("pk"), status=Attempt.Status.CLAIMED, lease_expires_at__gt=now)
-        .order_by()
-        .values("example")
-        .annotate(n=Count("*"))
-        .values("n")
+    overlap = project.annotations_per_example
+    live_claims = Attempt.objects.filter(
+        example=OuterRef("pk"), status=Attempt.Status.CLAIMED, lease_expires_at__gt=now
     )
     machine_labeled = Annotation.objects.filter(
         example=OuterRef("pk"), source=Annotation.Source.MACHINE, status=Annotation.Status.ACCEPTED
@@ -33,11 +32,30 @@ def candidate_examples(*, project: Project, annotator, now: datetime) -> QuerySe
     worked_on_by_annotator = Attempt.objects.filter(example=OuterRef("pk"), annotator=annotator).exclude(
         status=Attempt.Status.EXPIRED
     )
-    return (
-        Example.objects.filter(project=project, submitted_count__lt=project.annotations_per_example)
+    qs = (
+        Example.objects.filter(project=project, submitted_count__lt=overlap)
         .exclude(Exists(worked_on_by_annotator))
         .exclude(Exists(machine_labeled))
-        .annotate(live_claims=Coalesce(Subquery(live_claims, output_field=IntegerField()), Value(0)))
-        .filter(live_claims__lt=project.annotations_per_example - F("submitted_count"))
-        .order_by("-priority", "id")
     )
+    if overlap == 1:
+        qs = qs.exclude(Exists(live_claims))
+    else:
+        n_live = live_claims.order_by().values("example").annotate(n=Count("*")).values("n")
+        qs = qs.annotate(live_claims=Coalesce(Subquery(n_live, output_field=IntegerField()), Value(0))).filter(
+            live_claims__lt=overlap - F("submitted_count")
+        )
+    return qs.order_by("-priority", "id")
+
+
+def next_example(*, project: Project, annotator, now: datetime) -> Example | None:
+    """The example to hand out next, or None.
+
+    With overlap, examples other annotators have started come first, so agreement sets
+    complete; then never-labeled ones, through the partial index on submitted_count = 0.
+    """
+    candidates = candidate_examples(project=project, annotator=annotator, now=now)
+    if project.annotations_per_example > 1:
+        started = candidates.filter(submitted_count__gt=0).first()
+        if started is not None:
+            return started
+    return candidates.filter(submitted_count=0).first()

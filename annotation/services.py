@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
@@ -20,7 +20,7 @@ from training import services as training_services
 
 from .errors import Conflict, NotFound, ValidationFailed
 from .models import Annotation, Attempt, Example, Label, Membership, Project
-from .queue import candidate_examples
+from .queue import next_example
 from .selectors import open_claims
 
 MILLI = Decimal("0.001")
@@ -139,6 +139,7 @@ def claim_next(
     claims are open per annotator (the text on screen and the one prefetched behind it).
     """
     now = now or timezone.now()
+    _lock_project_queue(project)
     attempts_expire(project=project, now=now)
     held = list(open_claims(annotator=annotator, project=project, now=now))
     for attempt in held:
@@ -146,12 +147,7 @@ def claim_next(
             return attempt
     if len(held) >= settings.TALLY_MAX_OPEN_CLAIMS:
         raise Conflict("Finish or skip the texts you already hold before claiming another.", code="too_many_claims")
-    # SKIP LOCKED: two annotators asking at once are handed different rows, never wait.
-    example = (
-        candidate_examples(project=project, annotator=annotator, now=now)
-        .select_for_update(skip_locked=True, of=("self",))
-        .first()
-    )
+    example = next_example(project=project, annotator=annotator, now=now)
     if example is None:
         return None
     return Attempt.objects.create(
@@ -162,6 +158,19 @@ def claim_next(
         lease_expires_at=_lease_end(now),
         last_active_at=now,
     )
+
+
+# Claims in one project are handed out one at a time: a transaction-scoped advisory lock, held
+# for the few milliseconds a claim takes. Row locks on examples (SKIP LOCKED) would hand out
+# nothing while the training worker rewrites the pool's priorities, which locks every row.
+_CLAIM_LOCK_NAMESPACE = 0x7A11  # "tally"
+
+
+def _lock_project_queue(project: Project) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CLAIM_LOCK_NAMESPACE, project.pk % 2**31])
+    # SQLite: the demo's IMMEDIATE transactions already serialise writers (config/settings/local.py).
 
 
 def _locked_open_attempt(*, attempt_id: int, annotator) -> Attempt:

@@ -13,6 +13,7 @@ urlpatterns = [
     path("labor-card/", include("labor_ledger.card_urls")),
 
     path("api/", include("training.urls")),
+    path("training/", include("training.page_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("", include("frontend.urls")),

@@ -7,13 +7,11 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 
-from annotation.models import Annotation, Membership
+from annotation.models import Annotation, Example, Membership
 from annotation.permissions import project_for
-from annotation.queue import candidate_examples
-from annotation.selectors import open_claims, projects_visible_to
+from annotation.selectors import projects_visible_to
 
 LABELER_ROLES = frozenset({Membership.Role.ANNOTATOR, Membership.Role.ADMIN})
 
@@ -49,15 +47,13 @@ def label(request, slug):
         project = project_for(user=request.user, slug=slug, roles=LABELER_ROLES, write=True)
     except DRFPermissionDenied as exc:  # members without a labeling role (auditors)
         raise PermissionDenied(str(exc.detail)) from exc
-    now = timezone.now()
     labels = list(project.labels.all())
     labeled = Annotation.objects.filter(
         project=project, annotator=request.user, status=Annotation.Status.ACCEPTED, source=Annotation.Source.HUMAN
     ).count()
-    left = (
-        candidate_examples(project=project, annotator=request.user, now=now).count()
-        + open_claims(annotator=request.user, project=project, now=now).count()
-    )
+    # "About N left": texts still short of their overlap. The exact per-annotator count would
+    # probe every open text (seconds on a million-text pool) on each page load.
+    left = Example.objects.filter(project=project, submitted_count__lt=project.annotations_per_example).count()
     config = {
         "slug": project.slug,
         "labelMode": project.label_mode,
@@ -69,6 +65,8 @@ def label(request, slug):
         "heartbeatUrl": _attempt_url("attempt-heartbeat"),
         "submitUrl": _attempt_url("attempt-submit"),
         "skipUrl": _attempt_url("attempt-skip"),
+        "instructionsHeartbeatUrl": reverse("labor_ledger:instructions-heartbeat", args=[project.slug]),
+        "instructionsCloseUrl": reverse("labor_ledger:instructions-close", args=[project.slug]),
         "labeled": labeled,
         "left": left,
     }

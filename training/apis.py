@@ -7,6 +7,7 @@ Imported by the web process: no torch (tests/training/test_no_torch_in_web.py ch
 
 from django.core.cache import cache
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
@@ -194,7 +195,7 @@ def _context(project, request) -> dict:
 
 
 class TrainingConfigApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class TrainingConfigPatchSerializer(serializers.Serializer):
         model_kind = serializers.ChoiceField(choices=[ModelKind.HASHED, ModelKind.MINILM], required=False)
         sampling = serializers.ChoiceField(choices=ProjectTrainingConfig.Sampling.choices, required=False)
         enabled = serializers.BooleanField(required=False)
@@ -213,10 +214,10 @@ class TrainingConfigApi(APIView):
         project = project_for(user=request.user, slug=slug, roles=READERS)
         return Response(ConfigOut(selectors.training_config(project=project)).data)
 
-    @extend_schema(request=InputSerializer, responses=ConfigOut)
+    @extend_schema(request=TrainingConfigPatchSerializer, responses=ConfigOut)
     def patch(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
-        data = self.InputSerializer(data=request.data, partial=True)
+        data = self.TrainingConfigPatchSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         config = call(services.config_update, project=project, **data.validated_data)
         return Response(ConfigOut(config).data)
@@ -228,7 +229,7 @@ class TrainingConfigApi(APIView):
 class RunListApi(ListAPIView):
     serializer_class = RunOut
 
-    class InputSerializer(serializers.Serializer):
+    class RunRequestSerializer(serializers.Serializer):
         loop = serializers.ChoiceField(choices=Loop.choices, default=Loop.FAST)
 
     def get_queryset(self):
@@ -236,14 +237,14 @@ class RunListApi(ListAPIView):
         return selectors.runs_for(project=project).select_related("requested_by")
 
     @extend_schema(
-        request=InputSerializer,
+        request=RunRequestSerializer,
         responses={201: RunOut, 409: RunOut},
         description="Queue a training run (admins). 409 with the queued run if one is waiting already; "
         "a deep request upgrades a queued fast run (200).",
     )
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
-        data = self.InputSerializer(data=request.data)
+        data = self.RunRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             run = services.training_run_request(
@@ -270,13 +271,13 @@ class RunDetailApi(APIView):
 
 
 class EmbeddingsApi(APIView):
-    @extend_schema(responses=serializers.DictField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=READERS)
         config = selectors.training_config(project=project)
         return Response(selectors.embedding_progress(project=project, encoder_key=config.encoder_key or ENCODER_KEY))
 
-    @extend_schema(request=None, responses={202: serializers.DictField()})
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
         chunks = services.embeddings_schedule(project=project)
@@ -312,7 +313,7 @@ class VersionDetailApi(APIView):
 
 
 class LearningCurveApi(APIView):
-    @extend_schema(responses=serializers.DictField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, slug, sequence):
         _, version = _version(request, slug, sequence)
         return Response(selectors.learning_curve(version=version))
@@ -321,12 +322,12 @@ class LearningCurveApi(APIView):
 class ManifestApi(ListAPIView):
     """The annotations a version was trained on (paginated), for the Labor Card and audits."""
 
-    class OutputSerializer(serializers.Serializer):
+    class ManifestEntrySerializer(serializers.Serializer):
         annotation = serializers.IntegerField(source="annotation_id")
         example = serializers.IntegerField(source="example_id")
         label = serializers.IntegerField(source="label_id")
 
-    serializer_class = OutputSerializer
+    serializer_class = ManifestEntrySerializer
 
     def get_queryset(self):
         _, version = _version(self.request, self.kwargs["slug"], self.kwargs["sequence"])
@@ -341,7 +342,7 @@ class PredictionListApi(ListAPIView):
 
     serializer_class = PredictionOut
 
-    class FilterSerializer(serializers.Serializer):
+    class PredictionFilterSerializer(serializers.Serializer):
         label = serializers.IntegerField(required=False)
         min_confidence = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
         max_confidence = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
@@ -362,7 +363,7 @@ class PredictionListApi(ListAPIView):
 
     def get_queryset(self):
         project = project_for(user=self.request.user, slug=self.kwargs["slug"], roles=READERS)
-        params = self.FilterSerializer(data=self.request.query_params)
+        params = self.PredictionFilterSerializer(data=self.request.query_params)
         params.is_valid(raise_exception=True)
         f = params.validated_data
         return selectors.predictions_for(
@@ -376,25 +377,25 @@ class PredictionListApi(ListAPIView):
 
 
 class AcceptPredictionsApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class AcceptPredictionsSerializer(serializers.Serializer):
         min_confidence = serializers.FloatField(min_value=0.0, max_value=1.0)
         labels = serializers.ListField(child=serializers.IntegerField(), required=False)
         examples = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=10_000)
         limit = serializers.IntegerField(min_value=1, max_value=10_000, default=500)
 
-    class OutputSerializer(serializers.Serializer):
+    class AcceptedPredictionsSerializer(serializers.Serializer):
         accepted = serializers.IntegerField()
         annotations = serializers.ListField(child=serializers.IntegerField())
 
     @extend_schema(
-        request=InputSerializer,
-        responses={201: OutputSerializer},
+        request=AcceptPredictionsSerializer,
+        responses={201: AcceptedPredictionsSerializer},
         description="Accept the current model's label for unlabeled examples at or above min_confidence. "
         "They become machine labels (source=machine): never counted as human labor.",
     )
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
-        data = self.InputSerializer(data=request.data)
+        data = self.AcceptPredictionsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         d = data.validated_data
         annotations = call(
@@ -417,7 +418,7 @@ class ExplanationApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("version", int, description="default: the current version")],
-        responses={200: serializers.DictField(), 202: serializers.DictField()},
+        responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT},
     )
     def get(self, request, slug, example_id):
         project = project_for(user=request.user, slug=slug, roles=READERS)

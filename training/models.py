@@ -21,8 +21,8 @@ class ModelKind(models.TextChoices):
 
 
 class Loop(models.TextChoices):
-    FAST = "fast", "Fast loop: head on cached embeddings"
-    DEEP = "deep", "Deep loop: fine-tune the encoder"
+    FAST = "fast", "Fast loop"
+    DEEP = "deep", "Deep loop (encoder fine-tuned)"
 
 
 class ProjectTrainingConfig(models.Model):

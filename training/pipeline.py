@@ -357,22 +357,44 @@ def _train(run: TrainingRun) -> int | None:
         logger.warning("Run %s was taken over by another worker; its result is discarded.", run.pk)
         return None
 
-    # 7. predictions and queue order (short transactions; skipped if a newer version is current)
+    # 7. the head of the queue first (what annotators feel); then the whole pool's positions and
+    #    the predictions admins see, unless a newer run is already waiting to write its own (at
+    #    most FULL_WRITE_MAX_AGE apart). Short transactions, skipped if a newer version is current.
     if promoted:
-        written = services.predictions_write(
-            version=version,
-            example_ids=scored_ids,
-            probs=probs,
-            margins=1.0 - margins,
-            entropies=entropies,
-            priorities=priorities,
+        write_started = time.perf_counter()
+        reordered = services.priorities_write(
+            version=version, example_ids=scored_ids, priorities=priorities, head=services.QUEUE_HEAD
         )
-        done = timezone.now()
-        progress = {**run.progress, "predictions_written": written, "queue_updated_at": done.isoformat()}
-        if run.first_event_at:
-            progress["freshness_seconds"] = (done - run.first_event_at).total_seconds()
+        queue_updated_at = timezone.now()
+        progress = {**run.progress, "queue_head_seconds": round(time.perf_counter() - write_started, 4)}
+        if reordered:
+            progress["queue_updated_at"] = queue_updated_at.isoformat()
+            if run.first_event_at:
+                progress["freshness_seconds"] = (queue_updated_at - run.first_event_at).total_seconds()
+        full = reordered and _full_write_due(project.pk)
+        if full:
+            full = services.priorities_write(version=version, example_ids=scored_ids, priorities=priorities)
+            full = full and services.predictions_write(
+                version=version, example_ids=scored_ids, probs=probs, margins=1.0 - margins, entropies=entropies
+            )
+            if full:
+                _full_writes[project.pk] = time.monotonic()
+        progress.update(pool_written=bool(full), write_seconds=round(time.perf_counter() - write_started, 4))
         TrainingRun.objects.filter(pk=run.pk).update(progress=progress)
     return version.pk
+
+
+FULL_WRITE_MAX_AGE = 30.0  # seconds
+_full_writes: dict[int, float] = {}
+
+
+def _full_write_due(project_id: int) -> bool:
+    """Write the whole pool now, unless a newer run is queued (it will) and the last full
+    write by this worker is recent: under a stream of labels the worker then spends its time
+    on fresh queue heads instead of rewriting 100,000 rows after every label."""
+    waiting = TrainingRun.objects.filter(project_id=project_id, status=TrainingRun.Status.QUEUED).exists()
+    last = _full_writes.get(project_id)
+    return not waiting or last is None or time.monotonic() - last > FULL_WRITE_MAX_AGE
 
 
 def _priorities(config, run, probs, scored_ids, claimable, margins, entropies, eval_gold: set[int]) -> np.ndarray:

@@ -39,6 +39,13 @@ logger = logging.getLogger(__name__)
 REENQUEUE_AFTER = timedelta(seconds=60)
 MAX_ATTEMPTS = 3
 WRITE_CHUNK = 2000
+PRIORITY_CHUNK = 5000
+# A prediction is rewritten only when its label changes or its confidence or margin moves by
+# more than this: its `version` is the version that last changed it (most rows barely move
+# from one label to the next, and rewriting 100,000 rows per run would cost seconds).
+PREDICTION_TOLERANCE = 0.005
+# The first queue positions a run writes (in one transaction) before the rest of the pool.
+QUEUE_HEAD = 1000
 
 
 def config_get(*, project_id: int) -> ProjectTrainingConfig:
@@ -67,6 +74,17 @@ def config_update(*, project: Project, **fields) -> ProjectTrainingConfig:
     unknown = set(fields) - CONFIG_FIELDS
     if unknown:
         raise ValidationFailed(f"These training settings do not exist: {', '.join(sorted(unknown))}.")
+    if "hyperparams" in fields:
+        from dataclasses import fields as dataclass_fields
+
+        from .ml.classifiers import HyperParams
+
+        known = {f.name for f in dataclass_fields(HyperParams)} - {"seed"}
+        extra = set(fields["hyperparams"] or {}) - known
+        if extra:
+            raise ValidationFailed(
+                f"Unknown hyper-parameters: {', '.join(sorted(extra))}; use {', '.join(sorted(known))}."
+            )
     config = ProjectTrainingConfig.objects.select_for_update().get(pk=config_get(project_id=project.pk).pk)
     for name, value in fields.items():
         setattr(config, name, value)
@@ -229,9 +247,19 @@ def run_progress(*, run: TrainingRun, stage: str, **progress) -> None:
     """Show where a run is (only while it is still ours)."""
     run.stage = stage
     run.progress = {**run.progress, **progress}
-    TrainingRun.objects.filter(pk=run.pk, claim_token=run.claim_token, status=TrainingRun.Status.RUNNING).update(
-        stage=stage, progress=run.progress
-    )
+    with transaction.atomic():
+        _no_fsync_wait()  # display-only: a crash may lose the last progress note, nothing else
+        TrainingRun.objects.filter(pk=run.pk, claim_token=run.claim_token, status=TrainingRun.Status.RUNNING).update(
+            stage=stage, progress=run.progress
+        )
+
+
+def _no_fsync_wait() -> None:
+    """Inside a transaction that writes only derived or display data: commit without waiting
+    for the WAL flush (PostgreSQL `synchronous_commit = off`; durable a moment later)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def run_fail(*, run: TrainingRun, error: str) -> bool:
@@ -301,13 +329,7 @@ def version_register(
     )
     version.full_clean(exclude=["parent", "run"])
     version.save()
-    ManifestEntry.objects.bulk_create(
-        (
-            ManifestEntry(version=version, annotation_id=a, example_id=e, label_id=lab)
-            for a, e, lab in snapshot.manifest
-        ),
-        batch_size=5000,
-    )
+    _manifest_insert(version, snapshot.manifest)
     now = timezone.now()
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.SUCCEEDED, finished_at=now, stage="done")
     promoted = parent is None or parent.run_id < run.pk
@@ -317,6 +339,24 @@ def version_register(
             config.encoder_key = encoder_key
         config.save(update_fields=["current_version", "encoder_key", "updated_at"])
     return version, promoted
+
+
+def _manifest_insert(version: ModelVersion, entries: Sequence[tuple[int, int, int]]) -> None:
+    if connection.vendor == "postgresql" and entries:
+        annotation_ids, example_ids, label_ids = (list(col) for col in zip(*entries, strict=True))
+        with connection.cursor() as cur:
+            cur.execute(
+                f"""
+                INSERT INTO {ManifestEntry._meta.db_table} (version_id, annotation_id, example_id, label_id)
+                SELECT %s, a, e, lab FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS v(a, e, lab)
+                """,  # noqa: S608 (table name from the model, values bound)
+                [version.pk, annotation_ids, example_ids, label_ids],
+            )
+        return
+    ManifestEntry.objects.bulk_create(
+        (ManifestEntry(version=version, annotation_id=a, example_id=e, label_id=lab) for a, e, lab in entries),
+        batch_size=5000,
+    )
 
 
 # --- predictions and the queue ----------------------------------------------------------
@@ -330,6 +370,48 @@ def _still_current(project_id: int, version_id: int) -> bool:
     )
 
 
+def _write_chunks(version: ModelVersion, n: int, chunk: int, write) -> bool:
+    """Run `write(slice)` in short transactions, each first checking (under the config row's
+    lock) that `version` is still current: annotators never wait long on a locked row, and an
+    older version never overwrites a newer one's rows. These rows are derived data, recomputed
+    by every run, so their commits need not wait for the disk (synchronous_commit off)."""
+    for start in range(0, n, chunk):
+        with transaction.atomic():
+            _no_fsync_wait()
+            if not _still_current(version.project_id, version.pk):
+                return False
+            write(slice(start, start + chunk))
+    return True
+
+
+def queue_positions(*, version: ModelVersion, priorities: np.ndarray) -> np.ndarray:
+    """A version's ranking (in (0, 1] for claimable examples, 0 for the rest) lifted by
+    2 x its sequence, so that any position it writes outranks every position an older
+    version wrote."""
+    prio = np.asarray(priorities, dtype=np.float64)
+    return np.where(prio > 0, prio + 2.0 * version.sequence, 0.0)
+
+
+def priorities_write(
+    *, version: ModelVersion, example_ids: Sequence[int], priorities: np.ndarray, head: int | None = None
+) -> bool:
+    """Set Example.priority (the queue order) from `queue_positions`. With `head`, only the
+    `head` best positions, in one short transaction: thanks to the lift they already lead the
+    queue, so annotators get the new order at once while the rest of the pool may follow
+    later. Without it, every row, in chunks (rows already right are skipped). False if a newer
+    version took over (it writes its own)."""
+    ids = np.asarray(example_ids, dtype=np.int64)
+    prio = queue_positions(version=version, priorities=priorities)
+    if head is not None:
+        top = np.argsort(-prio, kind="stable")[:head]
+        top = top[prio[top] > 0]
+        ids, prio = ids[top], prio[top]
+    order = np.argsort(ids)  # rows are locked in id order
+    ids, prio = ids[order], prio[order]
+    chunk = max(len(ids), 1) if head is not None else PRIORITY_CHUNK
+    return _write_chunks(version, len(ids), chunk, lambda sl: _update_priorities(ids[sl], prio[sl]))
+
+
 def predictions_write(
     *,
     version: ModelVersion,
@@ -337,12 +419,8 @@ def predictions_write(
     probs: np.ndarray,
     margins: np.ndarray,
     entropies: np.ndarray,
-    priorities: np.ndarray | None,
 ) -> bool:
-    """Write the pool's predictions and queue priorities in short transactions of WRITE_CHUNK
-    rows (ordered by id), each checking that `version` is still current, so annotators never
-    wait long on a locked row and an older version never overwrites a newer one. Returns
-    False when a newer version took over midway (it writes its own)."""
+    """Upsert each example's prediction (label, confidence, margin, entropy) under `version`."""
     now = timezone.now()
     order = np.argsort(np.asarray(example_ids))
     ids = np.asarray(example_ids, dtype=np.int64)[order]
@@ -350,16 +428,12 @@ def predictions_write(
     label_ids = classes[probs[order].argmax(1)] if len(ids) else np.zeros(0, np.int64)
     conf = probs[order].max(1) if len(ids) else np.zeros(0)
     margins, entropies = np.asarray(margins)[order], np.asarray(entropies)[order]
-    prio = np.asarray(priorities)[order] if priorities is not None else None
-    for start in range(0, len(ids), WRITE_CHUNK):
-        sl = slice(start, start + WRITE_CHUNK)
-        with transaction.atomic():
-            if not _still_current(version.project_id, version.pk):
-                return False
-            _upsert_predictions(version, ids[sl], label_ids[sl], conf[sl], margins[sl], entropies[sl], now)
-            if prio is not None:
-                _update_priorities(ids[sl], prio[sl])
-    return True
+    return _write_chunks(
+        version,
+        len(ids),
+        WRITE_CHUNK,
+        lambda sl: _upsert_predictions(version, ids[sl], label_ids[sl], conf[sl], margins[sl], entropies[sl], now),
+    )
 
 
 def _upsert_predictions(version, ids, label_ids, conf, margins, entropies, now) -> None:
@@ -376,6 +450,9 @@ def _upsert_predictions(version, ids, label_ids, conf, margins, entropies, now) 
                     version_id = EXCLUDED.version_id, label_id = EXCLUDED.label_id,
                     confidence = EXCLUDED.confidence, margin = EXCLUDED.margin,
                     entropy = EXCLUDED.entropy, updated_at = EXCLUDED.updated_at
+                WHERE {Prediction._meta.db_table}.label_id <> EXCLUDED.label_id
+                    OR abs({Prediction._meta.db_table}.confidence - EXCLUDED.confidence) > %s
+                    OR abs({Prediction._meta.db_table}.margin - EXCLUDED.margin) > %s
                 """,  # noqa: S608 (table name from the model, values bound)
                 [
                     version.project_id,
@@ -386,6 +463,8 @@ def _upsert_predictions(version, ids, label_ids, conf, margins, entropies, now) 
                     conf.astype(float).tolist(),
                     margins.astype(float).tolist(),
                     entropies.astype(float).tolist(),
+                    PREDICTION_TOLERANCE,
+                    PREDICTION_TOLERANCE,
                 ],
             )
         return
@@ -506,9 +585,7 @@ def machine_labels_accept(
     config = ProjectTrainingConfig.objects.select_for_update().filter(project=project).first()
     if config is None or config.current_version_id is None:
         raise Conflict("There is no trained model for this project yet.", code="no_model")
-    qs = Prediction.objects.filter(
-        project=project, version_id=config.current_version_id, confidence__gte=min_confidence
-    )
+    qs = Prediction.objects.filter(project=project, confidence__gte=min_confidence)
     if label_ids:
         qs = qs.filter(label_id__in=label_ids)
     if example_ids is not None:

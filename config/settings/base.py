@@ -147,6 +147,11 @@ SPECTACULAR_SETTINGS = {
         "AttemptStatusEnum": "annotation.models.Attempt.Status",
         "AnnotationStatusEnum": "annotation.models.Annotation.Status",
         "ImportBatchStatusEnum": "annotation.models.ImportBatch.Status",
+        "LedgerEntryKindEnum": "labor_ledger.models.LedgerEntry.Kind",
+        "TimeCategoryEnum": "labor_ledger.models.TimeCategory",
+        "ClockEnum": "labor_ledger.models.Clock",
+        "ModelKindEnum": "training.models.ModelKind",
+        "TrainingLoopEnum": "training.models.Loop",
     },
 }
 

@@ -135,6 +135,11 @@ def test_annotator_labels_three_texts_by_keyboard_and_the_server_measures_time(p
     page.goto(reverse("frontend:label", args=[project.slug]))
     shown_attempt_id(page)
     expect(page.locator("#check-again")).to_be_hidden()
+    # The instructions open first: reading them is timed for the ledger, then I closes them.
+    expect(page.locator("#instructions")).to_have_attribute("open", "")
+    page.wait_for_timeout(HEARTBEAT_S * 1000 * 3)
+    page.keyboard.press("i")
+    expect(page.locator("#instructions")).not_to_have_attribute("open", "")
     labeled_attempts = []
     for key in ["1", "2", "4"]:
         shown_attempt_id(page)

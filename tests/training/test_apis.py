@@ -148,3 +148,25 @@ def test_config_patch_validates(api, toy_project, admin_user):
     assert ok.status_code == 200 and ok.data["sampling"] == "entropy" and ok.data["qc_share"] == 0.2
     assert client.patch(url("config", toy_project), {"qc_share": 0.9}, format="json").status_code == 400
     assert client.patch(url("config", toy_project), {"model_kind": "gpt"}, format="json").status_code == 400
+    bad = client.patch(url("config", toy_project), {"hyperparams": {"epochz": 3}}, format="json")
+    assert bad.status_code == 400 and "epochz" in bad.data["detail"]
+
+
+def test_version_page_shows_metrics_charts_and_uncertain_predictions(client, toy_project, admin_user, labeler, trained):
+    client.force_login(admin_user)
+    page = client.get(reverse("training-pages:version", kwargs={"slug": toy_project.slug, "sequence": 1}))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "model v1 (current)" in html
+    assert html.count("<svg") == 2  # learning curve and confusion matrix
+    assert "Macro-F1" in html and "Least certain predictions" in html
+    client.force_login(labeler)
+    assert (
+        client.get(reverse("training-pages:version", kwargs={"slug": toy_project.slug, "sequence": 1})).status_code
+        == 403
+    )
+    client.force_login(UserFactory(username="mallory"))
+    assert (
+        client.get(reverse("training-pages:version", kwargs={"slug": toy_project.slug, "sequence": 1})).status_code
+        == 404
+    )

@@ -316,3 +316,17 @@ def test_multi_label_projects_are_refused_clearly(admin_user, toy, monkeypatch):
     pipeline.execute_run(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "failed" and "single-label" in run.error
+
+
+def test_each_version_lifts_its_queue_positions_above_older_ones(toy_project, labeler, toy, on_commit, admin_user):
+    with on_commit():
+        label_next(toy_project, labeler, toy, n=10)
+    v1 = ModelVersion.objects.get(pk=pipeline.execute_run(run_id=queued(toy_project).get().pk))
+    claimable = Example.objects.filter(project=toy_project, submitted_count=0)
+    assert all(2 < p <= 3 for p in claimable.values_list("priority", flat=True))  # v1: (2*1, 2*1 + 1]
+    run = services.training_run_request(project=toy_project, requested_by=admin_user)
+    v2 = ModelVersion.objects.get(pk=pipeline.execute_run(run_id=run.pk))
+    assert v2.sequence == v1.sequence + 1
+    assert all(4 < p <= 5 for p in claimable.values_list("priority", flat=True))
+    labeled = Example.objects.filter(project=toy_project, submitted_count__gt=0)
+    assert set(labeled.values_list("priority", flat=True)) == {0.0}

@@ -335,7 +335,7 @@ class HeadClassifier(TextClassifier):
 
     def __init__(self, classes, params=None, *, encoder_loader: Callable[[], object] | None = None):
         super().__init__(classes, params)
-        self.params.learning_rate = self.params.learning_rate or 0.05
+        self.params.learning_rate = self.params.learning_rate or 0.1
         self.params.l2 = self.params.l2 or 25.0
         self._encoder_loader = encoder_loader
 
@@ -345,7 +345,7 @@ class HeadClassifier(TextClassifier):
         return self._encoder_loader().embed(list(texts))
 
     def _default_epochs(self, n):
-        return self.params.epochs or 150
+        return self.params.epochs or 60
 
     def _penalty(self, n):
         # Measured on AG News (docs/training.md): l2 = 25 / n beats a fixed decay at every size.

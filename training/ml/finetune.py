@@ -20,11 +20,12 @@ class FineTunedClassifier(HeadClassifier):
     kind = "minilm-ft"
 
     def __init__(self, classes, params=None, *, encoder=None):
+        params = params or HyperParams()
+        params.epochs = params.epochs or 4
+        params.batch_size = params.batch_size or 16
+        params.learning_rate = params.learning_rate or 2e-3  # the head's rate (the encoder's is separate)
         super().__init__(classes, params)
         self.encoder = encoder  # an encoder.Encoder whose model this classifier owns and trains
-        self.params.epochs = self.params.epochs or 4
-        self.params.batch_size = self.params.batch_size or 16
-        self.params.learning_rate = self.params.learning_rate or 2e-3  # the head's rate
 
     def featurize(self, texts: Sequence[str]) -> np.ndarray:
         bf16 = getattr(self, "device", "cpu") == "cuda"

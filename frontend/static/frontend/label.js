@@ -49,6 +49,7 @@
     claiming: false,
     exhausted: false,
     lastInput: Date.now(),
+    reading: false, // the instructions are open: their time is counted, not the text's
     firstBeat: {}, // attempt id -> promise of its first heartbeat (marks the text shown)
     beating: {}, // attempt id -> a heartbeat is in flight
     lastSubmitted: null,
@@ -191,7 +192,7 @@
     renderText();
     renderSelection();
     renderQueue();
-    if (attempt && document.visibilityState === "visible") firstHeartbeat(attempt);
+    if (attempt && document.visibilityState === "visible" && !state.reading) firstHeartbeat(attempt);
   }
 
   function advance() {
@@ -301,8 +302,14 @@
   }
 
   function tick() {
+    if (document.visibilityState !== "visible") return;
+    if (state.reading) {
+      // Reading the instructions is work too: the ledger records it (labor_ledger).
+      if (Date.now() - state.lastInput <= config.idleMs) post(config.instructionsHeartbeatUrl, {});
+      return;
+    }
     var attempt = state.current;
-    if (!attempt || document.visibilityState !== "visible") return;
+    if (!attempt) return;
     if (!state.firstBeat[attempt.id]) {
       firstHeartbeat(attempt);
       return;
@@ -447,6 +454,7 @@
   function choose(index) {
     var button = labelButtons[index];
     if (!button) return;
+    stopReading(); // choosing a label means the annotator is working on the text now
     if (!state.current) {
       say("No text on screen yet.");
       return;
@@ -464,6 +472,7 @@
   }
 
   function submit() {
+    stopReading();
     var attempt = state.current;
     if (!attempt) {
       say(state.exhausted ? "Nothing left to label right now." : "The next text is still loading.");
@@ -482,6 +491,7 @@
   }
 
   function skip() {
+    stopReading();
     var attempt = state.current;
     if (!attempt) return;
     state.left -= 1;
@@ -495,8 +505,29 @@
     enqueue({ kind: "undo" });
   }
 
+  // Open instructions: time goes to reading them; closing them (or starting to label) hands
+  // the clock back to the text on screen.
+  function syncReading() {
+    var open = el.instructions.open;
+    if (open === state.reading) return;
+    state.reading = open;
+    if (open) {
+      if (document.visibilityState === "visible") post(config.instructionsHeartbeatUrl, {});
+    } else {
+      post(config.instructionsCloseUrl, {});
+      if (state.current && document.visibilityState === "visible") firstHeartbeat(state.current);
+    }
+  }
+
+  function stopReading() {
+    if (!el.instructions.open) return;
+    el.instructions.open = false;
+    syncReading();
+  }
+
   function toggleInstructions() {
     el.instructions.open = !el.instructions.open;
+    syncReading();
   }
 
   // ---------- wiring ----------
@@ -563,7 +594,7 @@
   });
 
   document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "visible" && state.current) firstHeartbeat(state.current);
+    if (document.visibilityState === "visible" && state.current && !state.reading) firstHeartbeat(state.current);
   });
 
   window.addEventListener("beforeunload", function (event) {
@@ -583,6 +614,8 @@
     /* no storage: instructions start open */
   }
 
+  el.instructions.addEventListener("toggle", syncReading);
+  syncReading();
   restore();
   renderCounts();
   window.setInterval(tick, config.heartbeatMs);

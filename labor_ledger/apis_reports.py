@@ -119,9 +119,9 @@ class LaborReportApi(ReadOnlyReportMixin, APIView):
                 pseudonymize=params["pseudonymize"],
             )
         except reports.ReportError as exc:
-            raise serializers.ValidationError({"model_version": str(exc)}) from exc
+            raise serializers.ValidationError({"model_version": [str(exc)]}) from exc
         except PseudonymKeyMissing as exc:
-            raise serializers.ValidationError({"pseudonymize": str(exc)}) from exc
+            raise serializers.ValidationError({"pseudonymize": [str(exc)]}) from exc
         file_format = params["file_format"]
         response = HttpResponse(reports.render(report, file_format), content_type=reports.CONTENT_TYPES[file_format])
         response["Content-Disposition"] = f'attachment; filename="{report.filename_stem}.{file_format}"'

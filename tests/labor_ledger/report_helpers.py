@@ -25,8 +25,10 @@ The scenario (all on 2030-01-07, UTC; tasks 10 minutes apart, so no time "betwee
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
+
 from annotation import services as annotation_services
-from annotation.models import Annotation, Example, Membership
+from annotation.models import Annotation, Attempt, Membership
 from labor_ledger import services as ledger_services
 from tests.factories import UserFactory, add_examples, add_member, make_project
 from training.models import ManifestEntry, ModelVersion, TrainingRun
@@ -39,12 +41,17 @@ def at(seconds: float = 0, *, days: float = 0) -> datetime:
 
 
 def label_text(project, annotator, example, *, start, seconds, label=None, skip=False):
-    """Claim exactly `example` (steered by priority), heartbeat every 5 s for `seconds`, then
-    submit `label` (or skip). Active and wall time are both `seconds`."""
-    Example.objects.filter(project=project).update(priority=0)
-    Example.objects.filter(pk=example.pk).update(priority=1)
-    attempt = annotation_services.claim_next(project=project, annotator=annotator, now=start)
-    assert attempt.example_id == example.pk
+    """Claim exactly `example` (a claim as annotation.services.claim_next makes it, without the
+    queue's choice), heartbeat every 5 s for `seconds`, then submit `label` (or skip). Active
+    and wall time are both `seconds`."""
+    attempt = Attempt.objects.create(
+        project=project,
+        example=example,
+        annotator=annotator,
+        claimed_at=start,
+        lease_expires_at=start + timedelta(seconds=settings.TALLY_CLAIM_LEASE_SECONDS),
+        last_active_at=start,
+    )
     annotation_services.attempt_heartbeat(attempt_id=attempt.pk, annotator=annotator, now=start)
     for t in range(5, int(seconds) + 1, 5):
         annotation_services.attempt_heartbeat(

@@ -322,3 +322,46 @@ class Balance(models.Model):
 
     def __str__(self) -> str:
         return f"Balance of {self.annotator_id} in {self.project_id}: {self.amount} {self.currency}"
+
+
+# --- derived, for reports (labor_ledger/reports.py, docs/labor-card.md) -----------------------
+
+
+class VersionLaborIndex(models.Model):
+    """Marks a model version whose label deltas (VersionLabelDelta) are computed. Derived data:
+    a version's manifest never changes, so neither do its deltas; nothing here is part of the
+    books, and deleting it only makes the next report compute it again."""
+
+    version = models.OneToOneField(
+        "training.ModelVersion", primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    added = models.PositiveIntegerField(default=0)
+    dropped = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0.0, help_text="How long computing the deltas took")
+    computed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Labor index of version {self.version_id}: +{self.added} -{self.dropped}"
+
+
+class VersionLabelDelta(models.Model):
+    """How a model version's training labels differ from its parent's: +1 for an annotation the
+    version added, -1 for one it dropped (a version without a parent: +1 for each). Summed
+    along a version's ancestors these give exactly its manifest, so reports join the ledger
+    with ~one row per label instead of every version's whole manifest. The annotator and
+    source are the annotation's own (they never change), copied to save a join."""
+
+    version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    annotation = models.ForeignKey("annotation.Annotation", on_delete=models.PROTECT, related_name="+")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
+    human = models.BooleanField()
+    sign = models.SmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "annotation"], name="version_label_delta_unique"),
+            models.CheckConstraint(condition=Q(sign__in=[1, -1]), name="version_label_delta_sign"),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.version_id} {'+' if self.sign > 0 else '-'}annotation {self.annotation_id}"

@@ -1,6 +1,6 @@
 """The ledger's REST API, mounted under /api/ (config/urls.py)."""
 
-from django.urls import path
+from django.urls import include, path
 
 from . import apis
 
@@ -25,4 +25,5 @@ urlpatterns = [
         name="instructions-heartbeat",
     ),
     path("projects/<slug:slug>/instructions/close/", apis.InstructionsCloseApi.as_view(), name="instructions-close"),
+    path("", include("labor_ledger.urls_reports")),
 ]

@@ -211,15 +211,6 @@ TALLY_EMBED_CHUNK_SIZE = env.int("TALLY_EMBED_CHUNK_SIZE", default=256)
 CELERY_TASK_ROUTES = {"training.tasks.explain_prediction": {"queue": "default"}, **CELERY_TASK_ROUTES}
 
 # --- Security (tests/security, docs/security-operations.md) ---
-# One name per choice set in the schema: `check --deploy --fail-level WARNING` must stay clean.
-SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
-    {
-        "PayClockEnum": "labor_ledger.models.Clock",
-        "TimeCategoryEnum": "labor_ledger.models.TimeCategory",
-        "LedgerEntryKindEnum": "labor_ledger.models.LedgerEntry.Kind",
-        "ModelKindEnum": "training.models.ModelKind",
-    }
-)
 # Failed logins per username and client address before that pair is locked out for the
 # window (frontend/login.py: the login page and the admin's).
 TALLY_LOGIN_MAX_FAILURES = env.int("TALLY_LOGIN_MAX_FAILURES", default=5)
@@ -233,3 +224,12 @@ CELERY_BEAT_SCHEDULE["training-sweep-lost-runs"] = {
 }
 # The sweeper is quick: it must not wait behind a long run on the training queue.
 CELERY_TASK_ROUTES = {"training.tasks.sweep_lost_runs": {"queue": "default"}, **CELERY_TASK_ROUTES}
+
+# --- Labor Card and auditor reports (labor_ledger/reports.py, docs/labor-card.md) ---
+# Key for annotator pseudonyms (HMAC-SHA256) in reports, exports and charts. Kept apart from
+# SECRET_KEY and from the data; required for pseudonymized exports (a clear error without it).
+TALLY_PSEUDONYM_KEY = env("TALLY_PSEUDONYM_KEY", default="")
+# Energy estimate when a model version recorded no measured power: watts per busy CPU core
+# ("Any" CPU, Green Algorithms TDP table) and per GPU ("Any" GPU, same source). docs/labor-card.md.
+TALLY_CPU_WATTS_PER_CORE = env.float("TALLY_CPU_WATTS_PER_CORE", default=12.0)
+TALLY_GPU_WATTS = env.float("TALLY_GPU_WATTS", default=200.0)

@@ -74,6 +74,8 @@ ACCESS = {
     ("GET", "/api/projects/{slug}/models/{sequence}/"): READERS,
     ("GET", "/api/projects/{slug}/models/{sequence}/learning-curve/"): READERS,
     ("GET", "/api/projects/{slug}/models/{sequence}/manifest/"): READERS,
+    ("GET", "/api/projects/{slug}/models/{sequence}/labor-card/"): READERS,
+    ("GET", "/api/projects/{slug}/labor-reports/"): READERS,
     ("GET", "/api/projects/{slug}/predictions/"): READERS,
     ("POST", "/api/projects/{slug}/predictions/accept/"): ADMINS,
     ("GET", "/api/projects/{slug}/examples/{example_id}/explanation/"): READERS,

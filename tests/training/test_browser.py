@@ -1,7 +1,6 @@
 """In headless Chromium: an admin opens a model version's page, asks why the model predicted
 a label, and sees the words that pushed it highlighted."""
 
-import os
 import shutil
 
 import pytest
@@ -37,14 +36,14 @@ def trained_toy(transactional_db, admin_user, monkeypatch):
     return project, version, first
 
 
-def test_admin_sees_a_prediction_with_its_highlighted_tokens(live_server, trained_toy, admin_user):
+def test_admin_sees_a_prediction_with_its_highlighted_tokens(live_server, trained_toy, admin_user, monkeypatch):
     playwright = pytest.importorskip("playwright.sync_api")
     project, version, prediction = trained_toy
     client = Client()
     client.force_login(admin_user)
     session = client.cookies["sessionid"].value
     url = live_server.url + reverse("training-pages:version", kwargs={"slug": project.slug, "sequence": 1})
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # the live server thread uses the ORM
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the live server thread uses the ORM
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(

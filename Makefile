@@ -36,7 +36,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: install services bench-import bench-training bench-ledger  ## all benchmarks but the peers'; see BENCHMARKS.md
+bench: install services bench-import bench-training bench-ledger bench-labor-report  ## all benchmarks but the peers'; see BENCHMARKS.md
 	@echo "Benchmarks done: BENCHMARKS-*.md and bench-results/ hold the figures; BENCHMARKS.md sums them up."
 
 # Drops and recreates the database of BENCH_DATABASE_URL (its name must contain "bench").
@@ -63,3 +63,9 @@ bench-training: install services  ## training benchmarks (freshness, label effic
 bench-load: install services  ## 50 simulated annotators for 2 minutes (gunicorn + PostgreSQL + worker) -> BENCHMARKS-load.md
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) TALLY_LOAD_REPORT=BENCHMARKS-load.md \
 		$(PY) -m pytest tests/reliability/test_load.py -m faults -s $(PYTEST_ARGS)
+
+.PHONY: bench-labor-report
+# Drops and recreates the database of BENCH_LABOR_DATABASE_URL (its name must contain "bench"); about 15 min.
+BENCH_LABOR_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally_bench_labor_report
+bench-labor-report: install services  ## labor per model version, 1,000,000 annotations x 50 versions -> BENCHMARKS-labor-report.md
+	BENCH_DATABASE_URL=$(BENCH_LABOR_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/labor_report_bench.py $(BENCH_LABOR_ARGS)

@@ -152,7 +152,7 @@ def hours_by_annotator(stack: dict) -> str:
             bottom = [b + h for b, h in zip(bottom, item["hours"], strict=True)]
         step = max(1, len(versions) // 12)
         ax.set_xticks(positions[::step], [f"v{v}" for v in versions[::step]])
-        ax.legend(loc="upper left", fontsize=7, frameon=False, ncols=2)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
     else:
         ax.text(0.5, 0.5, "No human labor in these versions", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("model version")

@@ -210,6 +210,11 @@ def labor_card(*, version, use_cache: bool = True) -> dict:
 
 
 def build_card(*, project: Project, version) -> dict:
+    from .services import version_labor_index_ensure
+
+    # Derived, immutable data first, each version in its own transaction: never inside the
+    # snapshot the card is read in (a concurrent reader may be computing the same version).
+    version_labor_index_ensure(project=project, upto=version.sequence)
     with reports.consistent_read():
         head, raw, meta = reports.versions_frame(project, upto=version.sequence)
         with connection.cursor() as cursor:
@@ -272,7 +277,7 @@ def build_card(*, project: Project, version) -> dict:
             "labels": _int(r["labels"]),
             "wage_bill": _money(r["pay"]),
         }
-        for _, r in rows.iterrows()  # one row per version
+        for r in rows.to_dict("records")  # one row per version
     ]
     card = {
         "format_version": CARD_FORMAT_VERSION,

@@ -951,13 +951,14 @@ JOIN annotation_annotation a ON a.id = d.annotation_id
 """
 
 
-def version_labor_index_ensure(*, project: Project, upto: int | None = None) -> int:
+def version_labor_index_ensure(*, project: Project, upto: int | None = None, progress=None) -> int:
     """Compute the label deltas (VersionLabelDelta) of every model version of the project (up
     to sequence `upto`) that has none yet, each in its own transaction; returns how many.
 
     A version's manifest never changes, so its deltas against its parent are computed once:
     one ordered merge of the two manifests on their unique index. Concurrent callers wait on
-    the version's row lock and find the work done."""
+    the version's row lock and find the work done. `progress(done, total, sequence)` is called
+    before each version (the management command prints it)."""
     from training.models import ModelVersion
 
     from .models import VersionLabelDelta, VersionLaborIndex
@@ -966,7 +967,10 @@ def version_labor_index_ensure(*, project: Project, upto: int | None = None) -> 
     if upto is not None:
         todo = todo.filter(sequence__lte=upto)
     done = 0
-    for version_id, parent_id in todo.order_by("sequence").values_list("pk", "parent_id"):
+    waiting = list(todo.order_by("sequence").values_list("pk", "parent_id", "sequence"))
+    for version_id, parent_id, sequence in waiting:
+        if progress is not None:
+            progress(done, len(waiting), sequence)
         started = timezone.now()
         with transaction.atomic():
             ModelVersion.objects.select_for_update().filter(pk=version_id).values_list("pk").first()

@@ -233,3 +233,8 @@ TALLY_PSEUDONYM_KEY = env("TALLY_PSEUDONYM_KEY", default="")
 # ("Any" CPU, Green Algorithms TDP table) and per GPU ("Any" GPU, same source). docs/labor-card.md.
 TALLY_CPU_WATTS_PER_CORE = env.float("TALLY_CPU_WATTS_PER_CORE", default=12.0)
 TALLY_GPU_WATTS = env.float("TALLY_GPU_WATTS", default=200.0)
+# Compute new model versions' label deltas in the background (reports would do it on first use).
+CELERY_BEAT_SCHEDULE["labor-ledger-index-model-versions"] = {
+    "task": "labor_ledger.index_model_versions",
+    "schedule": 600.0,
+}

@@ -217,3 +217,18 @@ def test_charts_without_data_say_so():
     assert "No version has a held-out accuracy yet" in charts.learning_curve([], current=1)
     assert "No human labor" in charts.hours_by_annotator({"versions": [], "series": []})
     assert "No hours worked" in charts.wage_distribution([], floor=None, currency="EUR")
+
+
+def test_the_beat_task_indexes_new_versions_once(scenario, settings):
+    from config.celery_app import app
+    from labor_ledger import tasks
+    from labor_ledger.models import VersionLabelDelta, VersionLaborIndex
+
+    entry = settings.CELERY_BEAT_SCHEDULE["labor-ledger-index-model-versions"]
+    assert entry["task"] in app.tasks
+    assert tasks.index_model_versions() == 3
+    assert VersionLaborIndex.objects.count() == 3
+    # v1 adds its three labels; v2 adds a4, a5 and drops a3; v3 adds a4 and drops a2, a3
+    assert VersionLabelDelta.objects.filter(sign=1).count() == 3 + 2 + 1
+    assert VersionLabelDelta.objects.filter(sign=-1).count() == 1 + 2
+    assert tasks.index_model_versions() == 0

@@ -252,3 +252,13 @@ def test_labor_report_command_explains_what_is_wrong(scenario, settings, tmp_pat
     args = [str(tmp_path / a) if a.endswith(".csv") else a for a in args]
     with pytest.raises(CommandError, match=message):
         call_command("labor_report", *args)
+
+
+def test_labor_report_command_says_when_it_indexes_new_versions(scenario, tmp_path):
+    first, second = io.StringIO(), io.StringIO()
+    args = ["labor_report", "--project", scenario["project"].slug, "--format", "csv", "--out", str(tmp_path / "v.csv")]
+    call_command(*args, stderr=first)
+    call_command(*args, stderr=second)
+    assert "indexing the labels of model version 1 (1/3)" in first.getvalue()
+    assert "indexing the labels of model version 3 (3/3)" in first.getvalue()
+    assert "indexing" not in second.getvalue()  # once per version, ever

@@ -5,8 +5,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Project
-from labor_ledger import reports
-from labor_ledger.pseudonyms import PseudonymKeyMissing
+from labor_ledger import reports, services
+from labor_ledger.pseudonyms import PseudonymKeyMissing, pseudonym_key
 
 
 class Command(BaseCommand):
@@ -40,7 +40,15 @@ class Command(BaseCommand):
         if out == "-" and file_format == "parquet":
             raise CommandError("Parquet is binary: write it to a file with --out FILE.")
         started = time.perf_counter()
+
+        def progress(done, total, sequence):
+            self.stderr.write(f"indexing the labels of model version {sequence} ({done + 1}/{total}), once per version")
+
         try:
+            if pseudonymize:
+                pseudonym_key()  # no work at all without a key
+            if by == "version" or model_version is not None:
+                services.version_labor_index_ensure(project=found, upto=model_version, progress=progress)
             report = reports.labor_report(project=found, by=by, version=model_version, pseudonymize=pseudonymize)
             data = reports.render(report, file_format)
         except (reports.ReportError, PseudonymKeyMissing) as exc:

@@ -72,7 +72,7 @@ class ExampleOut(serializers.ModelSerializer):
 
 
 class ExampleAdminOut(serializers.ModelSerializer):
-    gold_label = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    gold_label = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = Example

@@ -129,6 +129,20 @@ def json_chunks(rows: Iterator[dict]) -> Iterator[str]:
     yield "\n]\n"
 
 
+class ExportRowOut(serializers.Serializer):
+    """One element of the JSON export (the schema of what json_chunks writes)."""
+
+    annotation_id = serializers.IntegerField()
+    example_id = serializers.IntegerField()
+    text = serializers.CharField()
+    labels = serializers.ListField(child=serializers.CharField())
+    annotator = serializers.CharField()
+    status = serializers.ChoiceField(choices=Annotation.Status.choices)
+    source = serializers.ChoiceField(choices=Annotation.Source.choices)
+    created_at = serializers.DateTimeField()
+    gold_label = serializers.CharField(allow_null=True)
+
+
 class ProjectExportApi(APIView):
     class ExportInput(serializers.Serializer):
         # Not `format`: DRF reserves that query parameter for renderer negotiation.
@@ -137,7 +151,7 @@ class ProjectExportApi(APIView):
 
     @extend_schema(
         parameters=[ExportInput],
-        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},
+        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): ExportRowOut(many=True)},
         description=(
             "Every annotation of the project (all statuses unless `status` is given), oldest first, "
             "streamed as CSV or JSON. Admins and auditors of the project only."

@@ -30,8 +30,9 @@ def _limits() -> tuple[int, int]:
 
 
 def client_address(request) -> str:
-    """REMOTE_ADDR: behind a reverse proxy, have the proxy set it (gunicorn --forwarded-allow-ips)
-    rather than trusting a client-supplied X-Forwarded-For here."""
+    """REMOTE_ADDR, never a client-supplied X-Forwarded-For (anyone could rotate it to dodge the
+    count). Behind a reverse proxy every client has the proxy's address, so the count becomes
+    per username: see docs/security-operations.md."""
     return (request.META.get("REMOTE_ADDR") or "unknown") if request is not None else "unknown"
 
 

@@ -88,6 +88,9 @@ class AnnotatorPayPolicyOut(serializers.ModelSerializer):
 
 class EntryOut(serializers.ModelSerializer):
     annotator = serializers.CharField(source="annotator.username")
+    # Not in an annotator's own rows (OwnEntryOut): optional in the schema of the shared list.
+    client_amount = serializers.DecimalField(max_digits=18, decimal_places=6, required=False)
+    idempotency_key = serializers.CharField(required=False)
     acting_user = serializers.CharField(source="acting_user.username", allow_null=True, default=None)
     policy_version = serializers.IntegerField(source="policy.version", allow_null=True, default=None)
     reverses = serializers.IntegerField(source="reverses_id", allow_null=True)
@@ -184,7 +187,9 @@ class PeriodOut(serializers.Serializer):
     projected_top_up = serializers.DecimalField(max_digits=18, decimal_places=6)
     floor_amount = serializers.DecimalField(max_digits=18, decimal_places=6)
     total = serializers.DecimalField(max_digits=18, decimal_places=6)
-    payable = serializers.DecimalField(source="settlement.payable", max_digits=18, decimal_places=6, default=None)
+    payable = serializers.DecimalField(
+        source="settlement.payable", max_digits=18, decimal_places=6, default=None, allow_null=True
+    )
     effective_hourly_rate = serializers.DecimalField(
         max_digits=18, decimal_places=2, allow_null=True, rounding=ROUND_HALF_UP
     )

@@ -5,6 +5,8 @@ the user may not see, 403 for roles that may not do this) and reads only from th
 Imported by the web process: no torch (tests/training/test_no_torch_in_web.py checks).
 """
 
+import math
+
 from django.core.cache import cache
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -26,6 +28,21 @@ from .models import Loop, ModelKind, ModelVersion, Prediction, ProjectTrainingCo
 from .tasks import explain_cache_key, explain_prediction
 
 SUMMARY_METRICS = ("accuracy", "macro_f1", "ece", "eval_size", "eval_source")
+
+# training.ml.classifiers.HyperParams, with the largest value an admin may set (the worker
+# is shared: no project may ask it for a model that does not fit). `seed` is its own setting.
+HYPERPARAM_LIMITS = {
+    "epochs": 1000,
+    "learning_rate": 10.0,
+    "weight_decay": 10.0,
+    "l2": 1000.0,
+    "batch_size": 65536,
+    "hidden": 4096,
+    "buckets": 1 << 22,
+    "dim": 1024,
+    "max_length": 512,
+    "encoder_learning_rate": 1.0,
+}
 
 
 def metric_summary(metrics: dict | None) -> dict | None:
@@ -89,7 +106,7 @@ class RunOut(serializers.ModelSerializer):
 
 
 class VersionOut(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(slug_field="sequence", read_only=True)
+    parent = serializers.SlugRelatedField(slug_field="sequence", read_only=True, allow_null=True)
     run = serializers.PrimaryKeyRelatedField(read_only=True)
     timings = serializers.SerializerMethodField()
     metrics = serializers.SerializerMethodField()
@@ -207,7 +224,23 @@ class TrainingConfigApi(APIView):
         max_gold_eval = serializers.IntegerField(min_value=0, max_value=1_000_000, required=False)
         train_on_machine_labels = serializers.BooleanField(required=False)
         hyperparams = serializers.DictField(required=False)
-        seed = serializers.IntegerField(required=False)
+        seed = serializers.IntegerField(min_value=-(2**31), max_value=2**31 - 1, required=False)
+
+        def validate_hyperparams(self, value: dict) -> dict:
+            """Known settings only, each a finite number within HYPERPARAM_LIMITS: free-form JSON
+            here reached PostgreSQL (a NUL is refused: 500) and the worker (a huge model: OOM)."""
+            errors = {}
+            for name, number in value.items():
+                limit = HYPERPARAM_LIMITS.get(name)
+                if limit is None:
+                    errors[name] = f"Unknown; use one of: {', '.join(sorted(HYPERPARAM_LIMITS))}."
+                elif isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+                    errors[name] = "A number."
+                elif not 0 <= number <= limit:
+                    errors[name] = f"Between 0 and {limit}."
+            if errors:
+                raise serializers.ValidationError(errors)
+            return value
 
     @extend_schema(responses=ConfigOut)
     def get(self, request, slug):
@@ -226,6 +259,12 @@ class TrainingConfigApi(APIView):
 # --- runs -----------------------------------------------------------------------------
 
 
+class RunConflictOut(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    run = RunOut(required=False)
+
+
 class RunListApi(ListAPIView):
     serializer_class = RunOut
 
@@ -238,7 +277,7 @@ class RunListApi(ListAPIView):
 
     @extend_schema(
         request=RunRequestSerializer,
-        responses={201: RunOut, 409: RunOut},
+        responses={201: RunOut, 200: RunOut, 409: RunConflictOut},
         description="Queue a training run (admins). 409 with the queued run if one is waiting already; "
         "a deep request upgrades a queued fast run (200).",
     )

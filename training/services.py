@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
@@ -88,7 +89,10 @@ def config_update(*, project: Project, **fields) -> ProjectTrainingConfig:
     config = ProjectTrainingConfig.objects.select_for_update().get(pk=config_get(project_id=project.pk).pk)
     for name, value in fields.items():
         setattr(config, name, value)
-    config.full_clean()
+    try:
+        config.full_clean()
+    except DjangoValidationError as exc:  # a domain error (400), not a server error
+        raise ValidationFailed("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
     config.save()
     return config
 

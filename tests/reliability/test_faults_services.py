@@ -17,7 +17,7 @@ from rest_framework.authtoken.models import Token
 
 from annotation.models import Annotation, Attempt, Label, Membership
 from labor_ledger.models import LedgerEntry
-from tests.factories import UserFactory, add_member
+from tests.factories import UserFactory, add_examples, add_member
 from training import services as training_services
 from training.models import ModelVersion, TrainingRun
 
@@ -140,6 +140,9 @@ def test_database_outage_during_submissions_loses_and_double_pays_nothing(
     admin_user, toy, model_store, procs, tmp_path, settings
 ):
     project, _ = make_toy_project(admin_user, toy)
+    # Enough texts that the crowd is still working when the database goes away (hand-outs are
+    # fast: the toy pool alone is used up before the first outage).
+    add_examples(project, [f"filler text {i} for the outage test" for i in range(3000)])
     db = settings.DATABASES["default"]
     proxy = TcpProxy(db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432))
     procs.append(proxy)

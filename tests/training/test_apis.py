@@ -149,7 +149,7 @@ def test_config_patch_validates(api, toy_project, admin_user):
     assert client.patch(url("config", toy_project), {"qc_share": 0.9}, format="json").status_code == 400
     assert client.patch(url("config", toy_project), {"model_kind": "gpt"}, format="json").status_code == 400
     bad = client.patch(url("config", toy_project), {"hyperparams": {"epochz": 3}}, format="json")
-    assert bad.status_code == 400 and "epochz" in bad.data["detail"]
+    assert bad.status_code == 400 and "epochz" in str(bad.data)  # the error names the unknown key
 
 
 def test_version_page_shows_metrics_charts_and_uncertain_predictions(client, toy_project, admin_user, labeler, trained):

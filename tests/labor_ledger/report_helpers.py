@@ -30,6 +30,7 @@ from django.conf import settings
 from annotation import services as annotation_services
 from annotation.models import Annotation, Attempt, Membership
 from labor_ledger import services as ledger_services
+from training import services as training_services
 from tests.factories import UserFactory, add_examples, add_member, make_project
 from training.models import ManifestEntry, ModelVersion, TrainingRun
 
@@ -107,6 +108,8 @@ def make_version(project, *, sequence, annotations, snapshot_at, parent=None, ac
 def build_scenario(*, admin=None) -> dict:
     admin = admin or UserFactory(username="ada-admin")
     project = make_project(admin=admin, name="Card", labels=("positive", "negative"), annotations_per_example=3)
+    # Versions are built by hand here: a live worker from another test must not train this project.
+    training_services.config_update(project=project, enabled=False)
     pos, neg = project.labels.order_by("order", "id")
     e1, e2, e3, e4, _e5 = add_examples(project, [f"text {i}" for i in range(1, 6)])
     a = add_member(project, Membership.Role.ANNOTATOR, UserFactory(username="ann", email="ann@example.test"))

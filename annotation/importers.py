@@ -38,8 +38,6 @@ from django.core.files import File
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from training import services as training_services
-
 from . import services
 from .errors import Conflict, TallyError, ValidationFailed
 from .models import Example, ImportBatch, Label, Project
@@ -822,9 +820,6 @@ def import_run(
         return batch
     run.publish(ImportBatch.Status.SUCCEEDED)
     _discard_upload(batch)
-    if batch.rows_imported:
-        # New texts: let the worker embed them in the background before the next run needs them.
-        transaction.on_commit(lambda: training_services.examples_imported(project_id=batch.project_id))
     return batch
 
 

@@ -280,23 +280,6 @@ def test_reimporting_the_same_file_imports_nothing_new(project):
     assert Example.objects.filter(project=project).count() == 2
 
 
-def test_new_texts_are_handed_to_training_for_background_embedding_after_commit(
-    project, monkeypatch, django_capture_on_commit_callbacks
-):
-    embedded = []
-    monkeypatch.setattr(
-        importers.training_services, "examples_imported", lambda *, project_id: embedded.append(project_id)
-    )
-
-    with django_capture_on_commit_callbacks(execute=True):
-        run_import(project, b"text\nfresh one\nfresh two\n")
-    assert embedded == [project.pk]
-
-    with django_capture_on_commit_callbacks(execute=True):
-        run_import(project, b"text\nfresh one\n")  # nothing new: nothing to embed
-    assert embedded == [project.pk]
-
-
 def test_duplicates_are_judged_per_project(project, admin_user):
     other = make_project(admin=admin_user, name="Other")
     add_examples(other, ["shared text"])

@@ -30,8 +30,8 @@ from django.conf import settings
 from annotation import services as annotation_services
 from annotation.models import Annotation, Attempt, Membership
 from labor_ledger import services as ledger_services
-from training import services as training_services
 from tests.factories import UserFactory, add_examples, add_member, make_project
+from training import services as training_services
 from training.models import ManifestEntry, ModelVersion, TrainingRun
 
 T0 = datetime(2030, 1, 7, 12, 0, 0, tzinfo=UTC)

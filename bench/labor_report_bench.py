@@ -81,6 +81,43 @@ def drop_database(url: str) -> None:
 # --- the data ---------------------------------------------------------------------------
 
 
+LEDGER_COLUMNS = (
+    "id, project_id, seq, annotator_id, kind, reversed_kind, time_category, attempt_id, annotation_id, "
+    "reading_id, reverses_id, policy_id, active_seconds, wall_seconds, counted_seconds, units, amount, currency, "
+    "floor_amount, client_amount, occurred_at, period_start, acting_user_id, reason, idempotency_key, prev_hash, "
+    "entry_hash, created_at"
+)
+
+
+def chain_entries(connection) -> str:
+    """Give the staged entries (bench_ledger, in seq order) their real hash chain, with the
+    ledger's own canonical form (labor_ledger.chain), and COPY them into the ledger, so that
+    `verify_ledger` checks a chain like one the services write. Returns the head's hash."""
+    from types import SimpleNamespace
+
+    from labor_ledger import chain
+
+    columns = [c.strip() for c in LEDGER_COLUMNS.split(",")]
+    prev, last_seq = chain.GENESIS, 0
+    raw = connection.connection  # the psycopg connection under Django's wrapper
+    with raw.cursor() as cursor:
+        while True:  # keyset batches: one connection cannot read a cursor while it COPYs
+            cursor.execute(
+                f"SELECT {LEDGER_COLUMNS} FROM bench_ledger WHERE seq > %s ORDER BY seq LIMIT 20000", [last_seq]
+            )
+            rows = cursor.fetchall()
+            if not rows:
+                break
+            with cursor.copy(f"COPY labor_ledger_ledgerentry ({LEDGER_COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    entry = SimpleNamespace(**dict(zip(columns, row, strict=True)))
+                    entry.prev_hash = prev
+                    entry.entry_hash = prev = chain.entry_hash(entry)
+                    copy.write_row([getattr(entry, c) for c in columns])
+            last_seq = rows[-1][columns.index("seq")]
+    return prev
+
+
 def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
     from django.core.management import call_command
     from django.db import connection, transaction
@@ -275,12 +312,14 @@ def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
             """,
         )
         run(
-            "ledger entries",
+            "ledger entries (staged)",
             """
             CREATE TEMP TABLE bench_seq ON COMMIT DROP AS
             SELECT key, row_number() OVER (ORDER BY at, key) AS seq FROM bench_entry;
             CREATE INDEX ON bench_seq (key);
-            INSERT INTO labor_ledger_ledgerentry (id, project_id, seq, annotator_id, kind, reversed_kind,
+            CREATE TEMP TABLE bench_ledger (LIKE labor_ledger_ledgerentry) ON COMMIT DROP;
+            CREATE INDEX ON bench_ledger (seq);
+            INSERT INTO bench_ledger (id, project_id, seq, annotator_id, kind, reversed_kind,
                 time_category, attempt_id, annotation_id, reading_id, reverses_id, policy_id, active_seconds,
                 wall_seconds, counted_seconds, units, amount, currency, floor_amount, client_amount, occurred_at,
                 period_start, acting_user_id, reason, idempotency_key, prev_hash, entry_hash, created_at)
@@ -289,17 +328,20 @@ def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
                    %(currency)s, e.floor_amt, e.client_amt, e.at,
                    CASE WHEN e.kind = 'floor_top_up' THEN (e.at AT TIME ZONE 'UTC')::date - 1
                         ELSE (e.at AT TIME ZONE 'UTC')::date END,
-                   e.annotator_id, 'bench', 'bench:' || s.seq,
-                   CASE WHEN s.seq = 1 THEN repeat('0', 64) ELSE md5('e' || (s.seq - 1)) || md5('f' || (s.seq - 1)) END,
-                   md5('e' || s.seq) || md5('f' || s.seq), e.at
+                   e.annotator_id, 'bench', 'bench:' || s.seq, '', '', e.at
             FROM bench_entry e JOIN bench_seq s ON s.key = e.key LEFT JOIN bench_seq r ON r.key = e.reverses_key
             """,
         )
+        start = time.perf_counter()
+        head_hash = chain_entries(connection)
+        steps.append(("ledger entries (hash chain, COPY)", time.perf_counter() - start))
+        log(f"ledger entries (hash chain, COPY): {time.perf_counter() - start:.1f} s")
+        p["head_hash"] = head_hash
         run(
             "chain head, balances, settlements",
             """
             INSERT INTO labor_ledger_chainhead (project_id, seq, last_hash, updated_at)
-            SELECT %(project)s, MAX(seq), md5('e' || MAX(seq)) || md5('f' || MAX(seq)), now()
+            SELECT %(project)s, MAX(seq), %(head_hash)s, now()
             FROM labor_ledger_ledgerentry WHERE project_id = %(project)s;
             INSERT INTO labor_ledger_balance (project_id, annotator_id, currency, amount, entry_count, last_seq)
             SELECT %(project)s, annotator_id, %(currency)s, SUM(amount), COUNT(*), MAX(seq)
@@ -464,6 +506,14 @@ def measure(env: dict, results: dict, repeats: int, versions: int) -> None:
     from labor_ledger.models import VersionLaborIndex
 
     out = Path(tempfile.mkdtemp(prefix="labor-report-"))
+    # The auditor's first question: do the books verify? (hash chain, balances, settlements)
+    seconds, peak, text = run_process([sys.executable, "manage.py", "verify_ledger", "--project", SLUG], env)
+    results["verify_ledger"] = {
+        "seconds": round(seconds, 1),
+        "peak_rss_mib": round(peak, 1),
+        "output": text.strip().splitlines()[0][:200] if text.strip() else "",
+    }
+    log(f"verify_ledger: {seconds:.1f} s, peak RSS {peak:.0f} MiB: {results['verify_ledger']['output']}")
     cold = report(["--by", "version", "--format", "parquet"], env, out, "cold.parquet")
     index = VersionLaborIndex.objects.aggregate(total=Sum("seconds"), worst=Max("seconds"))
     results["first_report_builds_the_label_delta_index"] = {
@@ -537,6 +587,12 @@ def write_markdown(path: Path, results: dict) -> None:
         f"{cold['index_seconds_total']:.1f} s the deltas ({cold['index_seconds_worst_version']:.2f} s for the largest "
         "version) |",
     ]
+    verify = results.get("verify_ledger")
+    if verify:
+        lines.append(
+            f"| `verify_ledger` (the whole hash chain recomputed, balances and settlements checked) | "
+            f"{verify['seconds']:.1f} s, {verify['peak_rss_mib']:.0f} MiB: {verify['output']} |"
+        )
     for r in results["other_reports"]:
         lines.append(f"| `{r['command']}` | {r['seconds']:.2f} s, {r['peak_rss_mib']:.0f} MiB |")
     lines += [

@@ -39,7 +39,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: install services bench-import bench-training bench-ledger bench-labor-report  ## all benchmarks but the peers'; see BENCHMARKS.md
+bench: install services bench-import bench-training bench-ledger bench-labor-report  ## all benchmarks but the peers' and the scale run; see BENCHMARKS.md
 	@echo "Benchmarks done: BENCHMARKS-*.md and bench-results/ hold the figures; BENCHMARKS.md sums them up."
 
 # Drops and recreates the database of BENCH_DATABASE_URL (its name must contain "bench").
@@ -72,3 +72,12 @@ bench-load: install services  ## 50 simulated annotators for 2 minutes (gunicorn
 BENCH_LABOR_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally_bench_labor_report
 bench-labor-report: install services  ## labor per model version, 1,000,000 annotations x 50 versions -> BENCHMARKS-labor-report.md
 	BENCH_DATABASE_URL=$(BENCH_LABOR_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/labor_report_bench.py $(BENCH_LABOR_ARGS)
+
+.PHONY: bench-scale
+# Drops and recreates the databases of BENCH_SCALE_DATABASE_URL and BENCH_LABOR_DATABASE_URL (names must contain
+# "bench"); about 35 min on 2 cores, 12 GB of disk at the peak.
+BENCH_SCALE_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally_bench_scale
+bench-scale: install services  ## 1,000,000 examples (import, hand-outs, lists, scoring) + bench-labor-report -> BENCHMARKS-scale.md
+	BENCH_DATABASE_URL=$(BENCH_SCALE_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} $(PY) bench/scale_bench.py $(BENCH_SCALE_ARGS)
+	$(MAKE) bench-labor-report

@@ -276,7 +276,10 @@ def annotation_submit(
             )
     except IntegrityError as exc:
         raise Conflict("This idempotency key was already used for another text.", code="key_reused") from exc
-    annotation.labels.set(labels)
+    # A new annotation has no labels yet: one INSERT (labels.set would read them first).
+    Annotation.labels.through.objects.bulk_create(
+        [Annotation.labels.through(annotation=annotation, label=label) for label in labels]
+    )
     Example.objects.filter(pk=attempt.example_id).update(submitted_count=F("submitted_count") + 1)
     ledger_services.attempt_finished(attempt=attempt, annotation=annotation)
     transaction.on_commit(lambda: training_services.labels_changed(project_id=attempt.project_id))
@@ -356,7 +359,7 @@ def _expire_one(attempt: Attempt, now: datetime) -> None:
     ledger_services.attempt_finished(attempt=attempt, annotation=None)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # claim_next calls it on every hand-out: no savepoint
 def attempts_expire(*, project: Project | None = None, now: datetime | None = None) -> int:
     """Close claims whose lease ran out; their examples return to the pool. Returns how many."""
     now = now or timezone.now()

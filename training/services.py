@@ -174,8 +174,10 @@ def labels_changed(*, project_id: int) -> None:
     """New, retracted or rejected labels in a project (annotation.services calls this after its
     transaction commits): queue a retraining run, debounced."""
     with transaction.atomic():
-        config = config_get(project_id=project_id)
-        config = ProjectTrainingConfig.objects.select_for_update().get(pk=config.pk)
+        config = ProjectTrainingConfig.objects.select_for_update().filter(project_id=project_id).first()
+        if config is None:  # a project from before training configs existed
+            config_get(project_id=project_id)
+            config = ProjectTrainingConfig.objects.select_for_update().get(project_id=project_id)
         config.label_events_since_queued += 1
         config.label_events_since_deep += 1
         fields = ["label_events_since_queued", "label_events_since_deep"]
@@ -206,7 +208,11 @@ def _enough_labels(project_id: int, min_labels: int) -> bool:
     accepted = Annotation.labels.through.objects.filter(
         annotation__project_id=project_id, annotation__status=Annotation.Status.ACCEPTED
     )
-    return accepted.count() >= min_labels and accepted.values("label_id").distinct().count() >= 2
+    # Bounded counts: this runs after every label until the first version exists.
+    return (
+        accepted[:min_labels].count() >= min_labels
+        and accepted.values("label_id").distinct()[:2].count() >= 2
+    )
 
 
 @transaction.atomic

@@ -16,7 +16,6 @@ urlpatterns = [
     path("api/", include("labor_ledger.urls")),
     path("earnings/", include("labor_ledger.page_urls")),
     path("labor-card/", include("labor_ledger.card_urls")),
-
     path("api/", include("training.urls")),
     path("training/", include("training.page_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

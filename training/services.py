@@ -209,10 +209,7 @@ def _enough_labels(project_id: int, min_labels: int) -> bool:
         annotation__project_id=project_id, annotation__status=Annotation.Status.ACCEPTED
     )
     # Bounded counts: this runs after every label until the first version exists.
-    return (
-        accepted[:min_labels].count() >= min_labels
-        and accepted.values("label_id").distinct()[:2].count() >= 2
-    )
+    return accepted[:min_labels].count() >= min_labels and accepted.values("label_id").distinct()[:2].count() >= 2
 
 
 @transaction.atomic

@@ -208,9 +208,12 @@ class Prediction(models.Model):
     updated_at = models.DateTimeField()
 
     class Meta:
+        # The example id is the lists' tie-breaker (selectors.predictions_for): without it in the
+        # index, a page sorts every tie of the top confidence (49,608 rows of one label at
+        # 1,000,000 examples: 275 ms a page, against 0.4 ms with it; `make bench-scale`).
         indexes = [
-            models.Index(fields=["project", "-confidence"], name="prediction_confidence_idx"),
-            models.Index(fields=["project", "label", "-confidence"], name="prediction_label_idx"),
+            models.Index(fields=["project", "-confidence", "example"], name="prediction_conf_example_idx"),
+            models.Index(fields=["project", "label", "-confidence", "example"], name="prediction_label_conf_idx"),
         ]
 
     def __str__(self) -> str:

@@ -63,16 +63,10 @@ def datasets_dir() -> Path:
 
 
 def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
+    from bench.peers.run import machine as machine_facts
+
+    m = machine_facts()
+    return f"{m['cpu_model']}, {m['cores']} cores, {m['memory_gib']:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 def peak_rss_mib() -> float:

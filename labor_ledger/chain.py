@@ -14,6 +14,35 @@ from .money import fmt_amount, fmt_seconds
 
 GENESIS = "0" * 64
 CANONICAL_VERSION = 1
+# The entry attributes canonical() reads: what anything that re-hashes entries must fetch.
+HASHED_ATTRIBUTES = (
+    "seq",
+    "project_id",
+    "annotator_id",
+    "kind",
+    "reversed_kind",
+    "time_category",
+    "attempt_id",
+    "annotation_id",
+    "reading_id",
+    "reverses_id",
+    "policy_id",
+    "active_seconds",
+    "wall_seconds",
+    "counted_seconds",
+    "units",
+    "amount",
+    "currency",
+    "floor_amount",
+    "client_amount",
+    "occurred_at",
+    "period_start",
+    "acting_user_id",
+    "reason",
+    "idempotency_key",
+    "created_at",
+    "prev_hash",
+)
 
 
 def _iso(moment: datetime) -> str:

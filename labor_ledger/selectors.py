@@ -256,35 +256,7 @@ class Verification:
 MAX_PROBLEMS = 200
 
 
-_VERIFIED_FIELDS = (
-    "seq",
-    "project_id",
-    "annotator_id",
-    "kind",
-    "reversed_kind",
-    "time_category",
-    "attempt_id",
-    "annotation_id",
-    "reading_id",
-    "reverses_id",
-    "policy_id",
-    "active_seconds",
-    "wall_seconds",
-    "counted_seconds",
-    "units",
-    "amount",
-    "currency",
-    "floor_amount",
-    "client_amount",
-    "occurred_at",
-    "period_start",
-    "acting_user_id",
-    "reason",
-    "idempotency_key",
-    "created_at",
-    "prev_hash",
-    "entry_hash",
-)
+_VERIFIED_FIELDS = (*chain.HASHED_ATTRIBUTES, "entry_hash")
 
 
 def ledger_verify(*, project: Project) -> Verification:

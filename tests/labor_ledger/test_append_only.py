@@ -125,3 +125,16 @@ def test_verify_ledger_exits_zero_on_a_sound_ledger(ledger):
     out = StringIO()
     call_command("verify_ledger", stdout=out)
     assert f"{ledger.slug}: ok" in out.getvalue() and "1 project ledger(s) verified" in out.getvalue()
+
+
+def test_the_hash_reads_only_the_attributes_verification_fetches(ledger):
+    """ledger_verify re-hashes rows fetched as chain.HASHED_ATTRIBUTES: canonical() needs no other."""
+    from types import SimpleNamespace
+
+    from labor_ledger import chain
+
+    entries = list(LedgerEntry.objects.filter(project=ledger).order_by("seq"))
+    assert len(entries) >= 3
+    for entry in entries:
+        values = SimpleNamespace(**{name: getattr(entry, name) for name in chain.HASHED_ATTRIBUTES})
+        assert chain.entry_hash(values) == entry.entry_hash

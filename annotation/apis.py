@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from . import selectors, services
 from .errors import TallyError
 from .models import Annotation, Attempt, Example, Label, Membership, Project
+from .pagination import KeysFirstPagination
 from .permissions import project_for
 
 READERS = {Membership.Role.ADMIN, Membership.Role.AUDITOR}
@@ -195,6 +196,8 @@ class MembershipApi(APIView):
 
 class ExampleListApi(ListAPIView):
     """Admins and auditors list every example; annotators only those they worked on."""
+
+    pagination_class = KeysFirstPagination
 
     def get_serializer_class(self):
         return ExampleAdminOut

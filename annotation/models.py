@@ -114,7 +114,8 @@ class ImportBatch(models.Model):
 
 
 class Example(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="examples")
+    # Indexed by (project, id) below: the example list's order, walked without the table.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="examples", db_index=False)
     text = models.TextField()
     # sha256 of the whitespace-normalised text: duplicates within a project are refused.
     text_hash = models.CharField(max_length=64)
@@ -137,6 +138,7 @@ class Example(models.Model):
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["project", "text_hash"], name="example_unique_text_per_project")]
         indexes = [
+            models.Index(fields=["project", "id"], name="example_project_id_idx"),
             models.Index(fields=["project", "submitted_count", "-priority", "id"], name="example_queue_idx"),
             # The queue's main walk: never-labeled examples, best first (annotation/queue.py).
             models.Index(

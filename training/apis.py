@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from annotation.apis import ADMINS, READERS, DomainError, call
 from annotation.errors import Conflict, TallyError
 from annotation.models import Label
+from annotation.pagination import KeysFirstPagination
 from annotation.permissions import project_for
 from annotation.selectors import examples_visible_to
 
@@ -380,6 +381,7 @@ class PredictionListApi(ListAPIView):
     """The current predictions of every example, sortable and filterable (admins, auditors)."""
 
     serializer_class = PredictionOut
+    pagination_class = KeysFirstPagination
 
     class PredictionFilterSerializer(serializers.Serializer):
         label = serializers.IntegerField(required=False)

@@ -214,6 +214,8 @@ class Prediction(models.Model):
         indexes = [
             models.Index(fields=["project", "-confidence", "example"], name="prediction_conf_example_idx"),
             models.Index(fields=["project", "label", "-confidence", "example"], name="prediction_label_conf_idx"),
+            # Most uncertain first: the list an admin reviews beside the queue.
+            models.Index(fields=["project", "margin", "example"], name="prediction_margin_idx"),
         ]
 
     def __str__(self) -> str:

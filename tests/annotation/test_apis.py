@@ -86,3 +86,23 @@ def test_mass_assignment_of_annotator_is_ignored(api, project, examples, annotat
 def test_schema_and_docs_are_served(api, admin_user, url):
     response = api(admin_user).get(url)
     assert response.status_code == 200
+
+
+def test_example_list_pages_in_id_order_and_annotators_see_only_their_own(api, project, examples, annotator, auditor):
+    from rest_framework.pagination import PageNumberPagination
+
+    from annotation.models import Example
+
+    ids = list(Example.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+    make_project(name="Other").examples.create(text="not listed", text_hash="x" * 64)
+    client = api(auditor)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PageNumberPagination, "page_size", 2)
+        pages = [client.get(f"/api/projects/{project.slug}/examples/", {"page": n}).json() for n in (1, 2)]
+        mine = api(annotator).get(f"/api/projects/{project.slug}/examples/").json()
+    assert [e["id"] for page in pages for e in page["results"]] == ids[:4]
+    assert pages[0]["count"] == len(ids) and pages[0]["next"].endswith("page=2")
+    assert mine["count"] == 0  # an annotator lists only the texts they worked on
+    claim = api(annotator).post(f"/api/projects/{project.slug}/queue/next/", {}, format="json").json()
+    mine = api(annotator).get(f"/api/projects/{project.slug}/examples/").json()
+    assert [e["id"] for e in mine["results"]] == [claim["example"]["id"]]

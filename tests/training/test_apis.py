@@ -170,3 +170,27 @@ def test_version_page_shows_metrics_charts_and_uncertain_predictions(client, toy
         client.get(reverse("training-pages:version", kwargs={"slug": toy_project.slug, "sequence": 1})).status_code
         == 404
     )
+
+
+@pytest.mark.parametrize("ordering", ["-confidence", "margin", "-priority", "example"])
+def test_prediction_pages_found_by_key_first_are_the_plain_pages(api, toy_project, admin_user, trained, ordering):
+    """KeysFirstPagination (annotation/pagination.py) pages by primary key, then loads the rows:
+    every page must hold exactly the rows, in the order, that a plain OFFSET page would."""
+    from rest_framework.pagination import PageNumberPagination
+
+    from training.apis import PredictionListApi
+
+    client = api(admin_user)
+    seen = []
+    for page in (1, 2, 3, 4, 5):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(PredictionListApi, "pagination_class", PageNumberPagination)
+            mp.setattr(PageNumberPagination, "page_size", 9)
+            plain = client.get(url("prediction-list", toy_project), {"ordering": ordering, "page": page})
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(PageNumberPagination, "page_size", 9)
+            keyed = client.get(url("prediction-list", toy_project), {"ordering": ordering, "page": page})
+        assert keyed.status_code == plain.status_code == 200
+        assert keyed.data == plain.data
+        seen += [p["example"] for p in keyed.data["results"]]
+    assert len(seen) == len(set(seen)) == 40  # five pages of 9 cover the 40 predictions once

@@ -295,6 +295,11 @@ def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
         run(
             "top-ups",
             """
+            -- a bonus is pay of its period: in the settlement's gross, like the services book it
+            INSERT INTO bench_entry
+            SELECT 'x' || u.idx, NULL, u.user_id, 'bonus', '', '', NULL, NULL, 0, 0, 0, 0, 5, 0, 0,
+                   %(t0)s + interval '10 days'
+            FROM bench_user u WHERE u.idx %% 20 = 0;
             CREATE TEMP TABLE bench_settle ON COMMIT DROP AS
             SELECT annotator_id, (at AT TIME ZONE 'UTC')::date AS period, SUM(amount) AS gross,
                    SUM(floor_amt) AS floor_target, GREATEST(SUM(floor_amt) - SUM(amount), 0) AS top_up,
@@ -305,10 +310,6 @@ def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
             SELECT 'u' || annotator_id || ':' || period, NULL, annotator_id, 'floor_top_up', '', '', NULL, NULL,
                    0, 0, 0, 0, top_up, 0, 0, (period + 1)::timestamp AT TIME ZONE 'UTC' + interval '1 hour'
             FROM bench_settle WHERE top_up > 0;
-            INSERT INTO bench_entry
-            SELECT 'x' || u.idx, NULL, u.user_id, 'bonus', '', '', NULL, NULL, 0, 0, 0, 0, 5, 0, 0,
-                   %(t0)s + interval '10 days'
-            FROM bench_user u WHERE u.idx %% 20 = 0
             """,
         )
         run(

@@ -4,6 +4,7 @@ from django.http import Http404
 from rest_framework.exceptions import PermissionDenied
 
 from .models import Membership, Project
+from .selectors import project_and_role
 
 ANY_ROLE = frozenset(Membership.Role.values)
 
@@ -11,14 +12,7 @@ ANY_ROLE = frozenset(Membership.Role.values)
 def project_for(*, user, slug: str, roles=ANY_ROLE, write: bool = False) -> Project:
     """The project if the user may see it (else 404, never 403: slugs leak nothing) and holds
     one of `roles` there (else 403). Auditors read everything and write nothing."""
-    # One query on the hot path (every annotator request): the membership and its project.
-    if not user.is_authenticated:
-        raise Http404
-    if user.is_superuser:
-        project, role = Project.objects.filter(slug=slug).first(), Membership.Role.ADMIN
-    else:
-        membership = Membership.objects.select_related("project").filter(user=user, project__slug=slug).first()
-        project, role = (membership.project, membership.role) if membership else (None, None)
+    project, role = project_and_role(user=user, slug=slug)
     if project is None:
         raise Http404
     if role not in roles or (write and role == Membership.Role.AUDITOR):

@@ -15,6 +15,18 @@ def projects_visible_to(user) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user).distinct()
 
 
+def project_and_role(*, user, slug: str) -> tuple[Project | None, str | None]:
+    """The project of `slug` and the user's role there, or (None, None) if they may not see it.
+    One query: every annotator request resolves its project through this."""
+    if not user.is_authenticated:
+        return None, None
+    if user.is_superuser:
+        project = Project.objects.filter(slug=slug).first()
+        return project, (Membership.Role.ADMIN if project else None)
+    membership = Membership.objects.select_related("project").filter(user=user, project__slug=slug).first()
+    return (membership.project, membership.role) if membership else (None, None)
+
+
 def role_in_project(*, user, project: Project) -> str | None:
     if not user.is_authenticated:
         return None

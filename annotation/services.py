@@ -276,10 +276,8 @@ def annotation_submit(
             )
     except IntegrityError as exc:
         raise Conflict("This idempotency key was already used for another text.", code="key_reused") from exc
-    # A new annotation has no labels yet: one INSERT (labels.set would read them first).
-    Annotation.labels.through.objects.bulk_create(
-        [Annotation.labels.through(annotation=annotation, label=label) for label in labels]
-    )
+    # A new annotation has no labels yet: add() is one INSERT (set() would read them first).
+    annotation.labels.add(*labels)
     Example.objects.filter(pk=attempt.example_id).update(submitted_count=F("submitted_count") + 1)
     ledger_services.attempt_finished(attempt=attempt, annotation=annotation)
     transaction.on_commit(lambda: training_services.labels_changed(project_id=attempt.project_id))

@@ -26,4 +26,8 @@ class Migration(migrations.Migration):
             model_name="prediction",
             index=models.Index(fields=["project", "label", "-confidence", "example"], name="prediction_label_conf_idx"),
         ),
+        migrations.AddIndex(
+            model_name='prediction',
+            index=models.Index(fields=['project', 'margin', 'example'], name='prediction_margin_idx'),
+        ),
     ]

@@ -16,12 +16,12 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
+from core.errors import TallyError
+from core.roles import READERS
+
 from . import importers
-from .errors import TallyError
 from .models import Annotation, Attempt, Example, ImportBatch, Label, Membership, Project
 from .selectors import role_in_project
-
-READ_ROLES = [Membership.Role.ADMIN, Membership.Role.AUDITOR]
 
 
 def _is_project_admin(user, project: Project) -> bool:
@@ -37,7 +37,7 @@ class VisibleProjectFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         projects = Project.objects.all()
         if not request.user.is_superuser:
-            projects = projects.filter(memberships__user=request.user, memberships__role__in=READ_ROLES)
+            projects = projects.filter(memberships__user=request.user, memberships__role__in=READERS)
         return [(p.pk, p.name) for p in projects.distinct()]
 
     def queryset(self, request, queryset):
@@ -60,7 +60,7 @@ class ProjectScopedAdmin(admin.ModelAdmin):
             return qs
         prefix = self._prefix()
         return qs.filter(
-            **{f"{prefix}memberships__user": request.user, f"{prefix}memberships__role__in": READ_ROLES}
+            **{f"{prefix}memberships__user": request.user, f"{prefix}memberships__role__in": READERS}
         ).distinct()
 
     def _project_of(self, obj) -> Project:
@@ -69,7 +69,7 @@ class ProjectScopedAdmin(admin.ModelAdmin):
     @staticmethod
     def _reads_some_project(request) -> bool:
         user = request.user
-        return user.is_active and user.is_staff and user.memberships.filter(role__in=READ_ROLES).exists()
+        return user.is_active and user.is_staff and user.memberships.filter(role__in=READERS).exists()
 
     # Membership is the source of truth: a staff user who is an admin or auditor of a project
     # may view its records here without model permissions (get_queryset keeps them to theirs).
@@ -81,7 +81,7 @@ class ProjectScopedAdmin(admin.ModelAdmin):
             return True
         if not self._reads_some_project(request):
             return False
-        return obj is None or role_in_project(user=request.user, project=self._project_of(obj)) in READ_ROLES
+        return obj is None or role_in_project(user=request.user, project=self._project_of(obj)) in READERS
 
     def has_change_permission(self, request, obj=None):
         allowed = super().has_change_permission(request, obj)

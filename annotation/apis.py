@@ -4,35 +4,17 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException
 from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.pagination import KeysFirstPagination
+from core.roles import ADMINS, READERS
+
 from . import selectors, services
-from .errors import TallyError
 from .models import Annotation, Attempt, Example, Label, Membership, Project
-from .pagination import KeysFirstPagination
 from .permissions import project_for
-
-READERS = {Membership.Role.ADMIN, Membership.Role.AUDITOR}
-ADMINS = {Membership.Role.ADMIN}
-
-
-class DomainError(APIException):
-    def __init__(self, error: TallyError):
-        self.status_code = error.status_code
-        super().__init__(detail={"detail": error.message, "code": error.code})
-
-
-def call(service, **kwargs):
-    """Run a service, turning its domain errors into HTTP answers."""
-    try:
-        return service(**kwargs)
-    except TallyError as error:
-        raise DomainError(error) from error
-
 
 # --- serializers (output) ---
 
@@ -130,7 +112,7 @@ class ProjectListCreateApi(APIView):
             raise DRFPermissionDenied("Only Tally admins create projects.")
         data = self.ProjectCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        project = call(services.project_create, created_by=request.user, **data.validated_data)
+        project = services.project_create(created_by=request.user, **data.validated_data)
         return Response(ProjectOut(project, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
@@ -150,7 +132,7 @@ class ProjectDetailApi(APIView):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
         data = self.ProjectUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        project = call(services.project_update, project=project, **data.validated_data)
+        project = services.project_update(project=project, **data.validated_data)
         return Response(ProjectOut(project, context={"request": request}).data)
 
 
@@ -163,7 +145,7 @@ class LabelCreateApi(APIView):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
         data = self.LabelCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        label = call(services.label_create, project=project, name=data.validated_data["name"])
+        label = services.label_create(project=project, name=data.validated_data["name"])
         return Response(LabelOut(label).data, status=status.HTTP_201_CREATED)
 
 
@@ -190,7 +172,7 @@ class MembershipApi(APIView):
         user = get_user_model().objects.filter(username=data.validated_data["username"], is_active=True).first()
         if user is None:
             raise serializers.ValidationError({"username": "No active user with this username."})
-        membership = call(services.membership_set, project=project, user=user, role=data.validated_data["role"])
+        membership = services.membership_set(project=project, user=user, role=data.validated_data["role"])
         return Response(self.MembershipOut(membership).data)
 
 
@@ -231,8 +213,7 @@ class QueueNextApi(APIView):
         project = project_for(user=request.user, slug=slug, roles={Membership.Role.ANNOTATOR, Membership.Role.ADMIN})
         data = self.QueueNextInput(data=request.data)
         data.is_valid(raise_exception=True)
-        attempt = call(
-            services.claim_next,
+        attempt = services.claim_next(
             project=project,
             annotator=request.user,
             exclude_attempt_ids=data.validated_data["exclude"],
@@ -245,7 +226,7 @@ class QueueNextApi(APIView):
 class AttemptHeartbeatApi(APIView):
     @extend_schema(request=None, responses=AttemptOut)
     def post(self, request, attempt_id):
-        attempt = call(services.attempt_heartbeat, attempt_id=attempt_id, annotator=request.user)
+        attempt = services.attempt_heartbeat(attempt_id=attempt_id, annotator=request.user)
         return Response(AttemptOut(attempt).data)
 
 
@@ -259,8 +240,7 @@ class AttemptSubmitApi(APIView):
         data = self.SubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
         key = data.validated_data.get("idempotency_key") or request.headers.get("Idempotency-Key")
-        annotation = call(
-            services.annotation_submit,
+        annotation = services.annotation_submit(
             attempt_id=attempt_id,
             annotator=request.user,
             label_ids=data.validated_data["labels"],
@@ -272,7 +252,7 @@ class AttemptSubmitApi(APIView):
 class AttemptSkipApi(APIView):
     @extend_schema(request=None, responses=AttemptOut)
     def post(self, request, attempt_id):
-        attempt = call(services.attempt_skip, attempt_id=attempt_id, annotator=request.user)
+        attempt = services.attempt_skip(attempt_id=attempt_id, annotator=request.user)
         return Response(AttemptOut(attempt).data)
 
 
@@ -282,5 +262,5 @@ class UndoLastApi(APIView):
     )
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles={Membership.Role.ANNOTATOR, Membership.Role.ADMIN})
-        attempt = call(services.annotation_undo_last, project=project, annotator=request.user, now=timezone.now())
+        attempt = services.annotation_undo_last(project=project, annotator=request.user, now=timezone.now())
         return Response(AttemptOut(attempt).data)

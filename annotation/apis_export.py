@@ -23,10 +23,12 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from .models import Annotation, Membership, Project
+from core.roles import READERS
+from core.spreadsheet import csv_safe
+
+from .models import Annotation, Project
 from .permissions import project_for
 
-EXPORT_ROLES = {Membership.Role.ADMIN, Membership.Role.AUDITOR}
 CHUNK_SIZE = 2000
 CSV_COLUMNS = [
     "annotation_id",
@@ -41,14 +43,6 @@ CSV_COLUMNS = [
 ]
 # Several labels of one annotation in one CSV cell (multi-label projects); JSON keeps a list.
 LABEL_SEPARATOR = "|"
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value):
-    """A cell a spreadsheet will show as text, never evaluate as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
-        return "'" + value
-    return value
 
 
 def annotation_rows(*, project: Project, status: str | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[dict]:
@@ -158,7 +152,7 @@ class ProjectExportApi(APIView):
         ),
     )
     def get(self, request, slug):
-        project = project_for(user=request.user, slug=slug, roles=EXPORT_ROLES)
+        project = project_for(user=request.user, slug=slug, roles=READERS)
         data = self.ExportInput(data=request.query_params)
         data.is_valid(raise_exception=True)
         file_format = data.validated_data["file_format"]

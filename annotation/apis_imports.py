@@ -14,8 +14,9 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.roles import ADMINS, READERS
+
 from . import importers
-from .apis import ADMINS, READERS, call
 from .models import ImportBatch
 from .permissions import project_for
 
@@ -141,8 +142,7 @@ class ImportListCreateApi(ListAPIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         upload = values["file"]
-        options = call(
-            importers.import_options,
+        options = importers.import_options(
             source_name=upload.name,
             file_format=values.get("file_format") or "",
             text_column=values["text_column"],
@@ -157,8 +157,7 @@ class ImportListCreateApi(ListAPIView):
         key = (request.headers.get("Idempotency-Key") or "").strip() or None
         if key is not None and len(key) > 100:
             raise serializers.ValidationError({"Idempotency-Key": "At most 100 characters."})
-        batch, created = call(
-            importers.import_upload,
+        batch, created = importers.import_upload(
             project=project,
             created_by=request.user,
             upload=upload,

@@ -38,8 +38,9 @@ from django.core.files import File
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from core.errors import Conflict, TallyError, ValidationFailed
+
 from . import services
-from .errors import Conflict, TallyError, ValidationFailed
 from .models import Example, ImportBatch, Label, Project
 from .text_escapes import unescape_backslashes
 

@@ -5,6 +5,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from core.roles import Role
+
 
 class Project(models.Model):
     class LabelMode(models.TextChoices):
@@ -45,10 +47,7 @@ class Label(models.Model):
 
 
 class Membership(models.Model):
-    class Role(models.TextChoices):
-        ANNOTATOR = "annotator", "Annotator"
-        ADMIN = "admin", "Admin"
-        AUDITOR = "auditor", "Auditor"
+    Role = Role  # core.roles: defined once for every app
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")

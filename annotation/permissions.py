@@ -3,10 +3,10 @@
 from django.http import Http404
 from rest_framework.exceptions import PermissionDenied
 
+from core.roles import ANY_ROLE
+
 from .models import Membership, Project
 from .selectors import project_and_role
-
-ANY_ROLE = frozenset(Membership.Role.values)
 
 
 def project_for(*, user, slug: str, roles=ANY_ROLE, write: bool = False) -> Project:

@@ -2,9 +2,9 @@
 
 from django.db.models import QuerySet
 
-from .models import Annotation, Attempt, Example, Membership, Project
+from core.roles import READERS
 
-READ_ALL_ROLES = {Membership.Role.ADMIN, Membership.Role.AUDITOR}
+from .models import Annotation, Attempt, Example, Membership, Project
 
 
 def projects_visible_to(user) -> QuerySet[Project]:
@@ -38,21 +38,21 @@ def role_in_project(*, user, project: Project) -> str | None:
 def examples_visible_to(*, user, project: Project) -> QuerySet[Example]:
     """Admins and auditors see every example; an annotator only those they worked on."""
     qs = Example.objects.filter(project=project)
-    if role_in_project(user=user, project=project) in READ_ALL_ROLES:
+    if role_in_project(user=user, project=project) in READERS:
         return qs
     return qs.filter(attempts__annotator=user).distinct()
 
 
 def annotations_visible_to(*, user, project: Project) -> QuerySet[Annotation]:
     qs = Annotation.objects.filter(project=project).select_related("example").prefetch_related("labels")
-    if role_in_project(user=user, project=project) in READ_ALL_ROLES:
+    if role_in_project(user=user, project=project) in READERS:
         return qs
     return qs.filter(annotator=user)
 
 
 def attempts_visible_to(*, user, project: Project) -> QuerySet[Attempt]:
     qs = Attempt.objects.filter(project=project)
-    if role_in_project(user=user, project=project) in READ_ALL_ROLES:
+    if role_in_project(user=user, project=project) in READERS:
         return qs
     return qs.filter(annotator=user)
 

@@ -15,10 +15,10 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
+from core.errors import Conflict, NotFound, ValidationFailed
 from labor_ledger import services as ledger_services
 from training import services as training_services
 
-from .errors import Conflict, NotFound, ValidationFailed
 from .models import Annotation, Attempt, Example, Label, Membership, Project
 from .queue import next_example
 from .selectors import open_claims

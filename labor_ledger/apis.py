@@ -16,15 +16,13 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.apis import call
 from annotation.models import Annotation, Membership
 from annotation.permissions import project_for
+from core.roles import ADMINS, READERS
 
 from . import periods, selectors, services
 from .models import Balance, Clock, InstructionReading, LedgerEntry, PayPolicy, Settlement, TimeCategory
 
-ADMINS = {Membership.Role.ADMIN}
-READERS = {Membership.Role.ADMIN, Membership.Role.AUDITOR}
 WORKERS = {Membership.Role.ANNOTATOR, Membership.Role.ADMIN}
 
 
@@ -315,8 +313,7 @@ class ManualEntryApi(NoStoreMixin, APIView):
         annotator = get_user_model().objects.filter(username=data.validated_data.pop("annotator")).first()
         if annotator is None:
             raise serializers.ValidationError({"annotator": "No such user."})
-        entry = call(
-            services.manual_entry_create,
+        entry = services.manual_entry_create(
             project=project,
             annotator=annotator,
             actor=request.user,
@@ -409,7 +406,7 @@ class PayPolicyApi(NoStoreMixin, APIView):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
         data = self.PayPolicyIn(data=request.data)
         data.is_valid(raise_exception=True)
-        policy = call(services.pay_policy_create, project=project, created_by=request.user, **data.validated_data)
+        policy = services.pay_policy_create(project=project, created_by=request.user, **data.validated_data)
         return Response(PayPolicyOut(policy).data, status=status.HTTP_201_CREATED)
 
 
@@ -436,7 +433,7 @@ class AnnotationReviewApi(NoStoreMixin, APIView):
         annotation = get_object_or_404(Annotation, pk=annotation_id, project=project)
         data = self.ReviewIn(data=request.data)
         data.is_valid(raise_exception=True)
-        annotation = call(services.annotation_review, annotation=annotation, actor=request.user, **data.validated_data)
+        annotation = services.annotation_review(annotation=annotation, actor=request.user, **data.validated_data)
         return Response(self.ReviewOut(annotation).data)
 
 
@@ -451,7 +448,7 @@ class InstructionsHeartbeatApi(NoStoreMixin, APIView):
     )
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=WORKERS)
-        reading = call(services.instructions_heartbeat, project=project, annotator=request.user)
+        reading = services.instructions_heartbeat(project=project, annotator=request.user)
         return Response(ReadingOut(reading).data)
 
 
@@ -459,5 +456,5 @@ class InstructionsCloseApi(NoStoreMixin, APIView):
     @extend_schema(request=None, responses={204: None}, description="The annotator left the instructions.")
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=WORKERS)
-        call(services.instructions_close, project=project, annotator=request.user)
+        services.instructions_close(project=project, annotator=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -17,14 +17,13 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.models import Membership
 from annotation.permissions import project_for
+from core.roles import READERS
 
 from . import labor_card, reports
 from .apis import NoStoreMixin
 from .pseudonyms import PseudonymKeyMissing
 
-READERS = {Membership.Role.ADMIN, Membership.Role.AUDITOR}
 READ_ONLY = "Labor reports are read-only: nothing here changes the books."
 
 

@@ -10,13 +10,11 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 
-from annotation.models import Membership
 from annotation.permissions import project_for
+from core.roles import READERS
 
 from . import labor_card, pseudonyms, reports
 from .apis_reports import version_for
-
-READERS = {Membership.Role.ADMIN, Membership.Role.AUDITOR}
 
 
 def _project(request, slug, *, write: bool = False):

@@ -2,17 +2,13 @@
 script. matplotlib is imported inside the functions, so the web process pays for it only when a
 chart is drawn.
 
-The SVG is made safe to put inline in a page whose Content-Security-Policy forbids inline
-styles (frontend/middleware.py): matplotlib's `style="..."` attributes become the equivalent
-SVG presentation attributes, its <style> element goes, and its element ids get a per-chart
-prefix so several charts can share one page.
+core.svg makes the SVG safe to put inline in a page whose Content-Security-Policy forbids
+inline styles.
 """
 
 from __future__ import annotations
 
-import io
-import re
-from html import escape
+from core.svg import figure_svg, pyplot
 
 PALETTE = [
     "#1b4965",
@@ -31,70 +27,12 @@ PALETTE = [
 OTHERS_COLOR = "#bdbdbd"
 FIGSIZE = (6.4, 3.4)
 
-_STYLE_ATTR = re.compile(r'\sstyle="([^"]*)"')
-_STYLE_ELEMENT = re.compile(r"<style[^>]*>.*?</style>", re.S)
-_ID = re.compile(r'\bid="([^"]+)"')
-_URL_REF = re.compile(r"url\(#([^)]+)\)")
-_HREF = re.compile(r'(xlink:href|href)="#([^"]+)"')
-
-
-def _presentation_attributes(match: re.Match) -> str:
-    pairs = []
-    for declaration in match.group(1).split(";"):
-        if ":" not in declaration:
-            continue
-        name, value = (part.strip() for part in declaration.split(":", 1))
-        if re.fullmatch(r"[a-z-]+", name):
-            pairs.append(f' {name}="{escape(value, quote=False).replace(chr(34), "&quot;")}"')
-    return "".join(pairs)
-
-
-def inline_svg(svg: str, *, prefix: str, title: str) -> str:
-    """matplotlib's SVG document made into an inline <svg> element for a strict-CSP page."""
-    svg = svg[svg.index("<svg") :]
-    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
-    svg = _STYLE_ELEMENT.sub("", svg)
-    svg = _STYLE_ATTR.sub(_presentation_attributes, svg)
-    svg = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', svg)
-    svg = _URL_REF.sub(lambda m: f"url(#{prefix}-{m.group(1)})", svg)
-    svg = _HREF.sub(lambda m: f'{m.group(1)}="#{prefix}-{m.group(2)}"', svg)
-    # matplotlib's one stylesheet rule (*{stroke-linejoin: round; stroke-linecap: butt}), inherited instead.
-    head_end = svg.index(">")
-    svg = (
-        svg[:head_end]
-        + f' role="img" aria-labelledby="{prefix}-title" stroke-linejoin="round" stroke-linecap="butt"'
-        + svg[head_end:]
-    )
-    head_end = svg.index(">") + 1
-    svg = svg[:head_end] + f'<title id="{prefix}-title">{escape(title)}</title>' + svg[head_end:]
-    return svg.strip()
-
 
 def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(
-        {
-            "svg.fonttype": "none",
-            "font.size": 9,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.titlesize": 10,
-        }
-    )
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
+    ax.spines[["top", "right"]].set_visible(False)
     return plt, fig, ax
-
-
-def _svg(plt, fig, *, prefix: str, title: str) -> str:
-    plt.rcParams["svg.hashsalt"] = prefix  # stable ids: the same data draws the same SVG
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(fig)
-    return inline_svg(buffer.getvalue(), prefix=prefix, title=title)
 
 
 def learning_curve(points: list[dict], *, current: int) -> str:
@@ -133,7 +71,7 @@ def learning_curve(points: list[dict], *, current: int) -> str:
     ax.set_xlabel("active labor-hours")
     ax.set_ylabel("held-out accuracy")
     ax.set_title(title)
-    return _svg(plt, fig, prefix="learning-curve", title=title)
+    return figure_svg(plt, fig, prefix="learning-curve", title=title)
 
 
 def hours_by_annotator(stack: dict) -> str:
@@ -158,7 +96,7 @@ def hours_by_annotator(stack: dict) -> str:
     ax.set_xlabel("model version")
     ax.set_ylabel("active labor-hours")
     ax.set_title(title)
-    return _svg(plt, fig, prefix="hours-by-annotator", title=title)
+    return figure_svg(plt, fig, prefix="hours-by-annotator", title=title)
 
 
 def wage_distribution(wages: list[float], *, floor: float | None, currency: str) -> str:
@@ -176,4 +114,4 @@ def wage_distribution(wages: list[float], *, floor: float | None, currency: str)
     ax.set_xlabel(f"{currency} per hour worked (pay with top-ups)")
     ax.set_ylabel("annotators")
     ax.set_title(title)
-    return _svg(plt, fig, prefix="wage-distribution", title=title)
+    return figure_svg(plt, fig, prefix="wage-distribution", title=title)

@@ -37,8 +37,8 @@ import pandas as pd
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotation.apis_export import FORMULA_TRIGGERS
 from annotation.models import Project
+from core.spreadsheet import csv_safe_frame
 
 from . import chain, money
 from .models import ChainHead, LedgerEntry, TimeCategory
@@ -989,21 +989,6 @@ def labor_report(
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text cells a spreadsheet would run as a formula (= + - @ tab CR first) get a leading
-    quote, as annotation.apis_export.csv_safe does; numbers stay numbers (a negative amount is
-    a number to a spreadsheet, not a formula)."""
-    out = frame.copy()
-    pattern = "^[" + "".join("\\" + c if c in "-\\^]" else c for c in FORMULA_TRIGGERS) + "]"
-    for column in out.columns:
-        series = out[column]
-        is_text = series.map(lambda v: isinstance(v, str))
-        if is_text.any():
-            risky = is_text & series.where(is_text, "").str.contains(pattern, regex=True)
-            out[column] = series.where(~risky, "'" + series.where(is_text, ""))
-    return out
-
-
 def _with_head(report: Report) -> pd.DataFrame:
     frame = report.frame.copy()
     frame["currency"] = report.currency
@@ -1013,7 +998,7 @@ def _with_head(report: Report) -> pd.DataFrame:
 
 
 def to_csv(report: Report) -> bytes:
-    frame = _csv_safe_frame(_with_head(report))
+    frame = csv_safe_frame(_with_head(report))
     # RFC 4180 line ends: a cell holding a CR or LF is then always quoted.
     return frame.to_csv(index=False, lineterminator="\r\n").encode("utf-8")
 

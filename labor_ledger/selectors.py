@@ -18,20 +18,20 @@ from django.db.models import Count, DecimalField, F, IntegerField, Q, QuerySet, 
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Membership, Project
+from annotation.models import Project
 from annotation.selectors import role_in_project
+from core.roles import READERS
 
 from . import chain, money, periods
 from .models import Balance, ChainHead, LedgerEntry, PayPolicy, Settlement, TimeCategory
 
 Kind = LedgerEntry.Kind
-READ_ALL_ROLES = {Membership.Role.ADMIN, Membership.Role.AUDITOR}
 MONEY = DecimalField(max_digits=18, decimal_places=6)
 SECONDS = DecimalField(max_digits=14, decimal_places=3)
 
 
 def can_read_project_ledger(*, user, project: Project) -> bool:
-    return role_in_project(user=user, project=project) in READ_ALL_ROLES
+    return role_in_project(user=user, project=project) in READERS
 
 
 def entries_visible_to(*, user, project: Project) -> QuerySet[LedgerEntry]:

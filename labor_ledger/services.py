@@ -31,8 +31,8 @@ from django.db.models import Exists, F, OuterRef, Q, Sum, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from annotation.errors import Conflict, NotFound, ValidationFailed
 from annotation.models import Annotation, Attempt, Project
+from core.errors import Conflict, NotFound, ValidationFailed
 
 from . import chain, money, periods
 from .models import (

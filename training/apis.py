@@ -16,12 +16,12 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.apis import ADMINS, READERS, DomainError, call
-from annotation.errors import Conflict, TallyError
 from annotation.models import Label
-from annotation.pagination import KeysFirstPagination
 from annotation.permissions import project_for
 from annotation.selectors import examples_visible_to
+from core.errors import Conflict
+from core.pagination import KeysFirstPagination
+from core.roles import ADMINS, READERS
 
 from . import selectors, services
 from .ml.encoder import ENCODER_KEY
@@ -253,7 +253,7 @@ class TrainingConfigApi(APIView):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
         data = self.TrainingConfigPatchSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        config = call(services.config_update, project=project, **data.validated_data)
+        config = services.config_update(project=project, **data.validated_data)
         return Response(ConfigOut(config).data)
 
 
@@ -296,8 +296,6 @@ class RunListApi(ListAPIView):
             if run is not None:
                 body["run"] = RunOut(run).data
             return Response(body, status=status.HTTP_409_CONFLICT)
-        except TallyError as error:
-            raise DomainError(error) from error
         created = run.trigger == TrainingRun.Trigger.ADMIN and run.requested_by_id == request.user.pk
         return Response(RunOut(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -439,8 +437,7 @@ class AcceptPredictionsApi(APIView):
         data = self.AcceptPredictionsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         d = data.validated_data
-        annotations = call(
-            services.machine_labels_accept,
+        annotations = services.machine_labels_accept(
             project=project,
             admin=request.user,
             min_confidence=d["min_confidence"],

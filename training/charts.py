@@ -3,35 +3,13 @@ Imported by the web process: matplotlib is loaded inside the functions, torch ne
 
 from __future__ import annotations
 
-import io
-
-from frontend.svg import csp_safe_svg
-
-
-def _svg(fig) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    text = buf.getvalue()
-    # Drop the XML prolog and doctype (it is inlined in HTML); styles as attributes for the CSP.
-    return csp_safe_svg(text[text.index("<svg") :])
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from core.svg import figure_svg, pyplot
 
 
 def learning_curve_svg(curve: dict) -> str:
     """Left: training loss and held-out accuracy per epoch of this version. Right: held-out
     accuracy against the number of labels across versions."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
     epochs = curve["epochs"]
     xs = [e["epoch"] for e in epochs]
@@ -64,11 +42,11 @@ def learning_curve_svg(curve: dict) -> str:
     right.set_title("across versions")
     right.grid(alpha=0.3)
     fig.tight_layout()
-    return _svg(fig)
+    return figure_svg(plt, fig, prefix="learning-curve", title=f"Learning curve of v{curve['version']}")
 
 
 def confusion_matrix_svg(confusion: dict) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     labels, matrix = confusion["labels"], confusion["matrix"]
     k = len(labels)
     fig, ax = plt.subplots(figsize=(1.2 + 0.7 * k, 1.0 + 0.6 * k))
@@ -90,4 +68,4 @@ def confusion_matrix_svg(confusion: dict) -> str:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (held out)")
     fig.tight_layout()
-    return _svg(fig)
+    return figure_svg(plt, fig, prefix="confusion", title="Confusion matrix on the held-out labels")

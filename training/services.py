@@ -20,8 +20,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
-from annotation.errors import Conflict, ValidationFailed
 from annotation.models import Annotation, Example, Project
+from core.errors import Conflict, ValidationFailed
 
 from .models import (
     ExampleEmbedding,

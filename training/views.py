@@ -6,9 +6,9 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, render
 from rest_framework.exceptions import PermissionDenied as ApiPermissionDenied
 
-from annotation.apis import READERS
 from annotation.models import Label
 from annotation.permissions import project_for
+from core.roles import READERS
 
 from . import charts, selectors
 

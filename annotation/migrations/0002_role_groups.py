@@ -1,7 +1,7 @@
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-from annotation.roles import GROUP_PERMISSIONS
+from core.roles import GROUP_PERMISSIONS
 
 
 def create_groups(apps, schema_editor):

@@ -19,7 +19,7 @@ def create_users(annotators: int) -> dict:
     from django.contrib.auth.models import Group
     from rest_framework.authtoken.models import Token
 
-    from annotation.roles import ADMINS_GROUP
+    from core.roles import ADMINS_GROUP
 
     User = get_user_model()
 

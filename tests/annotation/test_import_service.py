@@ -10,8 +10,8 @@ from django.core.files.base import ContentFile
 from django.db import connection, transaction
 
 from annotation import importers
-from annotation.errors import ValidationFailed
 from annotation.models import Example, ImportBatch, Label
+from core.errors import ValidationFailed
 from tests.annotation.import_helpers import AG_NEWS_LABELS, AG_NEWS_MAP, codes, run_import
 from tests.factories import add_examples, make_project
 

@@ -7,8 +7,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from annotation import services
-from annotation.errors import Conflict, NotFound, ValidationFailed
 from annotation.models import Annotation, Attempt, Example, Membership
+from core.errors import Conflict, NotFound, ValidationFailed
 from tests.factories import UserFactory, add_member
 
 T0 = timezone.now().replace(microsecond=0)

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 from annotation.management.commands import seed_demo
 from annotation.models import Membership, Project
-from annotation.roles import ADMINS_GROUP, ANNOTATORS_GROUP, AUDITORS_GROUP
+from core.roles import ADMINS_GROUP, ANNOTATORS_GROUP, AUDITORS_GROUP
 from tests.factories import add_examples
 
 pytestmark = pytest.mark.django_db

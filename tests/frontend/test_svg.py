@@ -1,4 +1,4 @@
-from frontend.svg import csp_safe_svg
+from core.svg import csp_safe_svg
 
 
 def test_styles_become_presentation_attributes():

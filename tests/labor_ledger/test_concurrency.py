@@ -8,8 +8,8 @@ import pytest
 from django.db import connection
 
 from annotation import services as annotation_services
-from annotation.errors import Conflict
 from annotation.models import Annotation
+from core.errors import Conflict
 from labor_ledger import selectors, services
 from labor_ledger.models import LedgerEntry
 from tests.factories import add_member

@@ -9,6 +9,7 @@ from unittest import mock
 import pytest
 from django.core.cache import cache
 
+from core.svg import inline_svg
 from labor_ledger import charts, labor_card, services
 from labor_ledger.models import ChainHead, LedgerEntry
 
@@ -205,7 +206,7 @@ def test_inline_svg_turns_styles_into_attributes():
         '<g id="a"><path clip-path="url(#c)" style="fill: #ffffff; stroke-width: 0.8"/>'
         '<use xlink:href="#m" style="font-family: \'DejaVu Sans\'"/></g></svg>'
     )
-    out = charts.inline_svg(svg, prefix="p", title="T & U")
+    out = inline_svg(svg, prefix="p", title="T & U")
     assert out.startswith("<svg") and "<style" not in out and "style=" not in out
     assert 'fill="#ffffff" stroke-width="0.8"' in out
     assert "font-family=\"'DejaVu Sans'\"" in out

@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from annotation import services as annotation_services
-from annotation.errors import TallyError
 from annotation.models import Annotation, Attempt, Example, Membership
+from core.errors import TallyError
 from labor_ledger import money, selectors, services
 from labor_ledger.models import Balance, Clock, LedgerEntry, PayPolicy, Settlement, TimeCategory
 from tests.factories import UserFactory, add_examples, add_member, make_project

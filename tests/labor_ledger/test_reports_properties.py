@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from annotation import services as annotation_services
-from annotation.errors import TallyError
 from annotation.models import Annotation, Attempt, Membership
+from core.errors import TallyError
 from labor_ledger import reports, selectors
 from labor_ledger import services as ledger_services
 from labor_ledger.models import Balance, LedgerEntry

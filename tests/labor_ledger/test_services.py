@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 
 from annotation import services as annotation_services
-from annotation.errors import Conflict, ValidationFailed
 from annotation.models import Annotation, Attempt, Membership
+from core.errors import Conflict, ValidationFailed
 from labor_ledger import chain, selectors, services
 from labor_ledger.models import Balance, ChainHead, LedgerEntry, PayPolicy, TimeCategory
 from tests.factories import UserFactory, add_member

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from annotation import services as annotation_services
-from annotation.errors import ValidationFailed
+from core.errors import ValidationFailed
 from labor_ledger import money, selectors, services
 from labor_ledger.models import ChainHead, LedgerEntry, Settlement
 from tests.factories import add_examples, add_member, make_project

@@ -125,7 +125,7 @@ def test_every_hyperparameter_has_a_limit():
 
 
 def test_the_service_turns_model_validation_into_a_domain_error(project):
-    from annotation.errors import ValidationFailed
+    from core.errors import ValidationFailed
     from training import services
 
     with pytest.raises(ValidationFailed, match="seed"):

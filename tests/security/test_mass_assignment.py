@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from annotation.models import Annotation, Attempt, ImportBatch, Label, Membership
-from annotation.roles import ADMINS_GROUP
+from core.roles import ADMINS_GROUP
 from labor_ledger import services as ledger_services
 from labor_ledger.models import LedgerEntry, PayPolicy
 from tests.factories import UserFactory, add_examples, add_member, make_project

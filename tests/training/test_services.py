@@ -7,9 +7,9 @@ import pytest
 from django.utils import timezone
 
 from annotation import services as annotation_services
-from annotation.errors import Conflict, ValidationFailed
 from annotation.models import Annotation, Example, Label
 from annotation.queue import candidate_examples
+from core.errors import Conflict, ValidationFailed
 from training import pipeline, selectors, services
 from training.models import ManifestEntry, ModelVersion, Prediction, ProjectTrainingConfig, TrainingRun
 

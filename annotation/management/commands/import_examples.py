@@ -17,8 +17,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation import importers
-from annotation.errors import TallyError
 from annotation.models import ImportBatch, Project
+from core.errors import TallyError
 
 # Seconds between two progress lines (on a terminal, one line is redrawn in place every 0.2 s).
 PROGRESS_EVERY_SECONDS = 2.0

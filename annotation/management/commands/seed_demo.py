@@ -18,7 +18,7 @@ from django.db import transaction
 
 from annotation import services
 from annotation.models import Membership, Project
-from annotation.roles import ADMINS_GROUP, ANNOTATORS_GROUP, AUDITORS_GROUP
+from core.roles import ADMINS_GROUP, ANNOTATORS_GROUP, AUDITORS_GROUP
 
 PROJECT_NAME = "AG News topics"
 PROJECT_SLUG = "ag-news-topics"

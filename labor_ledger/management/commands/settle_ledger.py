@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from annotation.errors import TallyError
 from annotation.models import Project
+from core.errors import TallyError
 from labor_ledger import periods, services
 
 

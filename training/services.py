@@ -23,6 +23,7 @@ from django.utils import timezone
 from annotation.models import Annotation, Example, Project
 from core.errors import Conflict, ValidationFailed
 
+from . import hooks
 from .models import (
     ExampleEmbedding,
     Loop,
@@ -372,6 +373,8 @@ def version_register(
         if version.loop == Loop.DEEP and encoder_key:
             config.encoder_key = encoder_key
         config.save(update_fields=["current_version", "encoder_key", "updated_at"])
+    registered = hooks.VersionRegistered(version_id=version.pk, project_id=version.project_id)
+    transaction.on_commit(lambda: hooks.version_registered.send(registered))
     return version, promoted
 
 

@@ -26,7 +26,6 @@ class AttemptClosed:
     attempt: Attempt
     annotation: Annotation | None
     acting_user_id: int | None
-    reason: str
 
 
 @dataclass(frozen=True)

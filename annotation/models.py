@@ -190,6 +190,33 @@ class Attempt(models.Model):
         return f"Attempt {self.pk} ({self.status})"
 
 
+class InstructionReading(models.Model):
+    """A stretch of time an annotator spent on a project's instructions, timed by heartbeats
+    like an attempt. The ledger records it when it closes (hooks.reading_closed)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField()
+    last_active_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    active_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=0)
+    wall_seconds = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    heartbeat_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "annotator"],
+                condition=Q(ended_at__isnull=True),
+                name="reading_one_open_per_annotator",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Instruction reading {self.pk} by {self.annotator_id}"
+
+
 class Annotation(models.Model):
     class Status(models.TextChoices):
         ACCEPTED = "accepted"

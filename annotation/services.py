@@ -1,5 +1,10 @@
 """Writes for the annotation domain. Views and tasks call these; nothing else writes.
 
+annotation owns the work records (attempts, instruction readings, labels and their review)
+and the one rule that credits active time to them. It never imports the apps above it: what
+happened is announced through annotation/hooks.py, in the same transaction, so the ledger's
+entries commit with the work.
+
 Every function that measures time takes an optional `now` so tests can drive the clock;
 in production it is always the server's own `timezone.now()`, never a browser's number.
 """
@@ -16,10 +21,9 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from core.errors import Conflict, NotFound, ValidationFailed
-from labor_ledger import services as ledger_services
-from training import services as training_services
 
-from .models import Annotation, Attempt, Example, Label, Membership, Project
+from . import hooks
+from .models import Annotation, Attempt, Example, InstructionReading, Label, Membership, Project
 from .queue import next_example
 from .selectors import open_claims
 
@@ -189,17 +193,20 @@ def _locked_open_attempt(*, attempt_id: int, annotator) -> Attempt:
     return attempt
 
 
-def _credit_activity(attempt: Attempt, now: datetime) -> None:
-    """Add the active time since the last credit: a heartbeat vouches for the gap before it,
-    up to TALLY_HEARTBEAT_MAX_GAP_SECONDS; a later one (the annotator was idle or the tab
-    hidden) vouches for one heartbeat interval only."""
-    if attempt.shown_at is None:
-        return
-    gap = now - attempt.last_active_at
+def _credit_active_time(record: Attempt | InstructionReading, now: datetime) -> None:
+    """The one rule for active time, for attempts and instruction readings alike: a heartbeat
+    vouches for the gap before it, up to TALLY_HEARTBEAT_MAX_GAP_SECONDS; a later one (the
+    annotator was idle or the tab hidden) vouches for one heartbeat interval only."""
+    gap = now - record.last_active_at
     if gap > timedelta(seconds=settings.TALLY_HEARTBEAT_MAX_GAP_SECONDS):
         gap = timedelta(seconds=settings.TALLY_HEARTBEAT_INTERVAL_SECONDS)
-    attempt.active_seconds = (attempt.active_seconds + _seconds(gap)).quantize(MILLI)
-    attempt.last_active_at = max(now, attempt.last_active_at)
+    record.active_seconds = (record.active_seconds + _seconds(gap)).quantize(MILLI)
+    record.last_active_at = max(now, record.last_active_at)
+
+
+def _credit_activity(attempt: Attempt, now: datetime) -> None:
+    if attempt.shown_at is not None:  # an attempt's clock starts when its text is shown
+        _credit_active_time(attempt, now)
 
 
 def _finish(attempt: Attempt, status: str, now: datetime) -> None:
@@ -279,8 +286,8 @@ def annotation_submit(
     # A new annotation has no labels yet: add() is one INSERT (set() would read them first).
     annotation.labels.add(*labels)
     Example.objects.filter(pk=attempt.example_id).update(submitted_count=F("submitted_count") + 1)
-    ledger_services.attempt_finished(attempt=attempt, annotation=annotation)
-    transaction.on_commit(lambda: training_services.labels_changed(project_id=attempt.project_id))
+    hooks.attempt_closed.send(hooks.AttemptClosed(attempt=attempt, annotation=annotation, acting_user_id=annotator.pk))
+    hooks.labels_changed.send(hooks.LabelsChanged(project_id=attempt.project_id))
     return annotation
 
 
@@ -296,7 +303,7 @@ def attempt_skip(*, attempt_id: int, annotator, now: datetime | None = None) -> 
     _credit_activity(attempt, now)
     _finish(attempt, Attempt.Status.SKIPPED, now)
     attempt.save()
-    ledger_services.attempt_finished(attempt=attempt, annotation=None)
+    hooks.attempt_closed.send(hooks.AttemptClosed(attempt=attempt, annotation=None, acting_user_id=annotator.pk))
     return attempt
 
 
@@ -316,7 +323,7 @@ def annotation_undo_last(*, project: Project, annotator, now: datetime | None = 
     )
     if annotation is None or annotation.status != Annotation.Status.ACCEPTED:
         raise Conflict("There is no submission to undo.", code="nothing_to_undo")
-    annotation_set_status(annotation=annotation, status=Annotation.Status.RETRACTED, now=now)
+    annotation_set_status(annotation=annotation, status=Annotation.Status.RETRACTED, actor=annotator, now=now)
     return Attempt.objects.create(
         project=project,
         example_id=annotation.example_id,
@@ -328,8 +335,11 @@ def annotation_undo_last(*, project: Project, annotator, now: datetime | None = 
 
 
 @transaction.atomic
-def annotation_set_status(*, annotation: Annotation, status: str, now: datetime | None = None) -> Annotation:
-    """Accept, retract or reject a label. The ledger answers with a reversing entry, never an edit."""
+def annotation_set_status(
+    *, annotation: Annotation, status: str, actor=None, reason: str = "", now: datetime | None = None
+) -> Annotation:
+    """Accept, retract or reject a label. The ledger answers with a reversing entry, never an
+    edit, naming `actor` (an annotator undoing their own label when none is given) and `reason`."""
     now = now or timezone.now()
     previous = annotation.status
     if status == previous:
@@ -343,9 +353,40 @@ def annotation_set_status(*, annotation: Annotation, status: str, now: datetime 
         delta = 1 if status == Annotation.Status.ACCEPTED else (-1 if previous == Annotation.Status.ACCEPTED else 0)
         if delta:
             Example.objects.filter(pk=annotation.example_id).update(submitted_count=F("submitted_count") + delta)
-    ledger_services.annotation_status_changed(annotation=annotation, previous_status=previous)
-    transaction.on_commit(lambda: training_services.labels_changed(project_id=annotation.project_id))
+    if actor is not None:
+        acting_user_id = actor.pk
+    else:
+        acting_user_id = annotation.annotator_id if status == Annotation.Status.RETRACTED else None
+    hooks.annotation_status_changed.send(
+        hooks.AnnotationStatusChanged(
+            annotation=annotation, previous_status=previous, acting_user_id=acting_user_id, reason=reason
+        )
+    )
+    hooks.labels_changed.send(hooks.LabelsChanged(project_id=annotation.project_id))
     return annotation
+
+
+@transaction.atomic
+def annotation_review(
+    *, annotation: Annotation, status: str, actor, reason: str = "", now: datetime | None = None
+) -> Annotation:
+    """An admin rejects a label (or accepts it again); the ledger's entries name them and the reason."""
+    if status not in (Annotation.Status.REJECTED, Annotation.Status.ACCEPTED):
+        raise ValidationFailed("An admin can reject a label or accept it again.")
+    annotation = Annotation.objects.select_for_update().filter(pk=annotation.pk).first()
+    if annotation is None:
+        raise NotFound("No such annotation.")
+    if annotation.source != Annotation.Source.HUMAN:
+        raise ValidationFailed("Only human labels are reviewed here.")
+    if status == Annotation.Status.ACCEPTED and annotation.status == Annotation.Status.RETRACTED:
+        raise Conflict("The annotator undid this label; it cannot be accepted in their name.", code="retracted")
+    try:
+        with transaction.atomic():
+            return annotation_set_status(annotation=annotation, status=status, actor=actor, reason=reason, now=now)
+    except IntegrityError as exc:
+        raise Conflict(
+            "This annotator has another accepted label on the same text; reject that one first.", code="duplicate_label"
+        ) from exc
 
 
 def _expire_one(attempt: Attempt, now: datetime) -> None:
@@ -354,7 +395,9 @@ def _expire_one(attempt: Attempt, now: datetime) -> None:
     # The span the server saw them at work, not the whole idle lease.
     attempt.wall_seconds = _seconds(attempt.last_active_at - (attempt.shown_at or attempt.claimed_at))
     attempt.save(update_fields=["status", "finished_at", "wall_seconds"])
-    ledger_services.attempt_finished(attempt=attempt, annotation=None)
+    hooks.attempt_closed.send(
+        hooks.AttemptClosed(attempt=attempt, annotation=None, acting_user_id=attempt.annotator_id)
+    )
 
 
 @transaction.atomic(savepoint=False)  # claim_next calls it on every hand-out: no savepoint
@@ -369,3 +412,83 @@ def attempts_expire(*, project: Project | None = None, now: datetime | None = No
         _expire_one(attempt, now)
         expired += 1
     return expired
+
+
+# --- Reading the instructions ----------------------------------------------------------------
+
+
+def _idle(reading: InstructionReading, now: datetime) -> bool:
+    return now - reading.last_active_at > timedelta(seconds=settings.TALLY_IDLE_CUTOFF_SECONDS)
+
+
+def _close_reading(reading: InstructionReading, *, end: datetime) -> InstructionReading:
+    reading.ended_at = end
+    reading.wall_seconds = _seconds(end - reading.started_at)
+    reading.save(update_fields=["ended_at", "wall_seconds", "active_seconds", "last_active_at", "heartbeat_count"])
+    hooks.reading_closed.send(hooks.ReadingClosed(reading=reading))
+    return reading
+
+
+def _open_reading(*, project: Project, annotator) -> InstructionReading | None:
+    return (
+        InstructionReading.objects.select_for_update()
+        .filter(project=project, annotator=annotator, ended_at__isnull=True)
+        .first()
+    )
+
+
+@transaction.atomic
+def instructions_heartbeat(*, project: Project, annotator, now: datetime | None = None) -> InstructionReading:
+    """The instructions are on screen and the annotator active. Starts a reading on the first
+    heartbeat; one that went idle longer than TALLY_IDLE_CUTOFF_SECONDS is closed and a new one begun."""
+    now = now or timezone.now()
+    reading = _open_reading(project=project, annotator=annotator)
+    if reading is not None and _idle(reading, now):
+        _close_reading(reading, end=reading.last_active_at)
+        reading = None
+    if reading is None:
+        try:
+            with transaction.atomic():
+                return InstructionReading.objects.create(
+                    project=project, annotator=annotator, started_at=now, last_active_at=now, heartbeat_count=1
+                )
+        except IntegrityError:  # a concurrent heartbeat opened it first
+            reading = _open_reading(project=project, annotator=annotator)
+    _credit_active_time(reading, now)
+    reading.heartbeat_count += 1
+    reading.save(update_fields=["active_seconds", "last_active_at", "heartbeat_count"])
+    return reading
+
+
+@transaction.atomic
+def instructions_close(*, project: Project, annotator, now: datetime | None = None) -> InstructionReading | None:
+    """The annotator left the instructions: close the reading (the ledger records its time)."""
+    now = now or timezone.now()
+    reading = _open_reading(project=project, annotator=annotator)
+    if reading is None:
+        return None
+    if _idle(reading, now):
+        return _close_reading(reading, end=reading.last_active_at)
+    _credit_active_time(reading, now)
+    return _close_reading(reading, end=now)
+
+
+def instruction_readings_close_stale(*, project: Project | None = None, now: datetime | None = None) -> int:
+    """Close readings whose page stopped sending heartbeats; their time ends at the last one."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.TALLY_IDLE_CUTOFF_SECONDS)
+    ids = InstructionReading.objects.filter(ended_at__isnull=True, last_active_at__lt=cutoff)
+    if project is not None:
+        ids = ids.filter(project=project)
+    closed = 0
+    for pk in list(ids.values_list("pk", flat=True)):
+        with transaction.atomic():
+            reading = (
+                InstructionReading.objects.select_for_update(skip_locked=True)
+                .filter(pk=pk, ended_at__isnull=True, last_active_at__lt=cutoff)
+                .first()
+            )
+            if reading is not None:
+                _close_reading(reading, end=reading.last_active_at)
+                closed += 1
+    return closed

@@ -3,7 +3,7 @@ only carries its id, and running a finished batch again is a no-op."""
 
 from celery import shared_task
 
-from . import importers
+from . import importers, services
 
 
 @shared_task(
@@ -17,3 +17,10 @@ def import_batch_task(batch_id: int) -> str | None:
     rolled back, nothing written), it runs the batch again from the start."""
     batch = importers.import_batch_run(batch_id=batch_id)
     return batch.status if batch is not None else None
+
+
+@shared_task(name="annotation.expire_claims", ignore_result=True)
+def expire_claims() -> int:
+    """Close claims whose lease ran out and readings gone quiet, so their time reaches the
+    ledger without waiting for the next hand-out or settlement (CELERY_BEAT_SCHEDULE)."""
+    return services.attempts_expire() + services.instruction_readings_close_stale()

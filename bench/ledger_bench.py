@@ -37,6 +37,7 @@ def timed(results: dict, name: str):
 
 
 def bench_submissions(n: int, results: dict) -> None:
+    from annotation import hooks as annotation_hooks
     from annotation import services as annotation_services
     from labor_ledger import services
     from labor_ledger.models import LedgerEntry
@@ -57,17 +58,18 @@ def bench_submissions(n: int, results: dict) -> None:
     annotator = add_member(project, user=UserFactory(username="bench-annotator"))
     label = project.labels.first().pk
     ledger_seconds = 0.0
-    original = services.attempt_finished
+    original = services.attempt_closed
 
-    def measured(**kwargs):
+    def measured(event):
         nonlocal ledger_seconds
         start = time.perf_counter()
         try:
-            return original(**kwargs)
+            return original(event)
         finally:
             ledger_seconds += time.perf_counter() - start
 
-    annotation_services.ledger_services.attempt_finished = measured
+    handlers = annotation_hooks.attempt_closed._handlers
+    handlers[handlers.index(original)] = measured
     try:
         clock = t0
         start = time.perf_counter()
@@ -81,7 +83,7 @@ def bench_submissions(n: int, results: dict) -> None:
             clock += timedelta(seconds=1)
         total = time.perf_counter() - start
     finally:
-        annotation_services.ledger_services.attempt_finished = original
+        handlers[handlers.index(measured)] = original
     entries = LedgerEntry.objects.filter(project=project).count()
     results["submissions"] = n
     results["submission_loop_s"] = round(total, 3)
@@ -102,7 +104,7 @@ def build_large_ledger(n_entries: int, annotators: int = 50, days: int = 30):
 
     from labor_ledger import chain, money
     from labor_ledger.models import Balance, ChainHead, LedgerEntry, TimeCategory
-    from labor_ledger.services import policy_in_force
+    from labor_ledger.pricing import policy_in_force
     from tests.factories import UserFactory, add_member, make_project
 
     admin = UserFactory(username="bench-ledger-admin")
@@ -181,7 +183,7 @@ def build_large_ledger(n_entries: int, annotators: int = 50, days: int = 30):
 
 
 def bench_large_ledger(n_entries: int, results: dict) -> None:
-    from labor_ledger import selectors, services
+    from labor_ledger import selectors, settlement
     from labor_ledger.models import LedgerEntry
 
     with timed(results, "build_large_ledger_s"):
@@ -191,7 +193,7 @@ def bench_large_ledger(n_entries: int, results: dict) -> None:
         result = selectors.ledger_verify(project=project)
     assert result.ok, result.problems[:5]
     with timed(results, "settle_30_days_x_50_annotators_s"):
-        settlements = services.project_settle(project=project, now=after)
+        settlements = settlement.project_settle(project=project, now=after)
     results["settlements"] = len(settlements)
     with timed(results, "labor_report_by_annotator_and_period_s"):
         rows = list(

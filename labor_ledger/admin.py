@@ -2,7 +2,9 @@
 
 from django.contrib import admin
 
-from .models import Balance, ChainHead, InstructionReading, LedgerEntry, PayPolicy, Settlement
+from annotation.models import InstructionReading
+
+from .models import Balance, ChainHead, LedgerEntry, PayPolicy, Settlement
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -16,12 +16,13 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.models import Annotation, Membership
+from annotation import services as annotation_services
+from annotation.models import Annotation, InstructionReading, Membership
 from annotation.permissions import project_for
 from core.roles import ADMINS, READERS
 
 from . import periods, selectors, services
-from .models import Balance, Clock, InstructionReading, LedgerEntry, PayPolicy, Settlement, TimeCategory
+from .models import Balance, Clock, LedgerEntry, PayPolicy, Settlement, TimeCategory
 
 WORKERS = {Membership.Role.ANNOTATOR, Membership.Role.ADMIN}
 
@@ -433,7 +434,9 @@ class AnnotationReviewApi(NoStoreMixin, APIView):
         annotation = get_object_or_404(Annotation, pk=annotation_id, project=project)
         data = self.ReviewIn(data=request.data)
         data.is_valid(raise_exception=True)
-        annotation = services.annotation_review(annotation=annotation, actor=request.user, **data.validated_data)
+        annotation = annotation_services.annotation_review(
+            annotation=annotation, actor=request.user, **data.validated_data
+        )
         return Response(self.ReviewOut(annotation).data)
 
 
@@ -448,7 +451,7 @@ class InstructionsHeartbeatApi(NoStoreMixin, APIView):
     )
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=WORKERS)
-        reading = services.instructions_heartbeat(project=project, annotator=request.user)
+        reading = annotation_services.instructions_heartbeat(project=project, annotator=request.user)
         return Response(ReadingOut(reading).data)
 
 
@@ -456,5 +459,5 @@ class InstructionsCloseApi(NoStoreMixin, APIView):
     @extend_schema(request=None, responses={204: None}, description="The annotator left the instructions.")
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=WORKERS)
-        services.instructions_close(project=project, annotator=request.user)
+        annotation_services.instructions_close(project=project, annotator=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

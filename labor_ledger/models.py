@@ -162,33 +162,6 @@ class ChainHead(models.Model):
         return f"Chain head of project {self.project_id} at #{self.seq}"
 
 
-class InstructionReading(models.Model):
-    """A stretch of time an annotator spent on a project's instructions, timed by heartbeats
-    like an attempt. Recorded in the ledger when it closes."""
-
-    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    started_at = models.DateTimeField()
-    last_active_at = models.DateTimeField()
-    ended_at = models.DateTimeField(null=True, blank=True)
-    active_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=0)
-    wall_seconds = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
-    heartbeat_count = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        ordering = ["id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["project", "annotator"],
-                condition=Q(ended_at__isnull=True),
-                name="reading_one_open_per_annotator",
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"Instruction reading {self.pk} by {self.annotator_id}"
-
-
 class LedgerEntry(AppendOnlyModel):
     class Kind(models.TextChoices):
         PIECE_PAY = "piece_pay", "Piece pay"
@@ -213,7 +186,9 @@ class LedgerEntry(AppendOnlyModel):
     annotation = models.ForeignKey(
         "annotation.Annotation", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    reading = models.ForeignKey(InstructionReading, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    reading = models.ForeignKey(
+        "annotation.InstructionReading", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     reverses = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by")
     policy = models.ForeignKey(PayPolicy, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # Signed quantities: a reversal negates every one of them.

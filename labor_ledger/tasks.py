@@ -5,7 +5,7 @@ import logging
 
 from celery import shared_task
 
-from . import services
+from . import services, settlement
 
 logger = logging.getLogger(__name__)
 
@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 @shared_task(name="labor_ledger.settle_due")
 def settle_due() -> int:
     """Close every complete, unsettled period of every project (CELERY_BEAT_SCHEDULE, hourly)."""
-    settlements = services.settle_due()
+    settlements = settlement.settle_due()
     if settlements:
         logger.info("labor ledger: settled %d annotator-periods", len(settlements))
     return len(settlements)

@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class TrainingConfig(AppConfig):
     name = "training"
     verbose_name = "Training"
+
+    def ready(self):
+        from annotation import hooks as annotation_hooks
+
+        from . import services
+
+        annotation_hooks.labels_changed.connect(services.labels_changed_after_commit)

@@ -20,6 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
+from annotation import hooks as annotation_hooks
 from annotation.models import Annotation, Example, Project
 from core.errors import Conflict, ValidationFailed
 
@@ -171,9 +172,13 @@ def runs_resend_lost(*, now: datetime | None = None) -> list[int]:
     return lost
 
 
+def labels_changed_after_commit(event: annotation_hooks.LabelsChanged) -> None:
+    """annotation's `labels_changed` hook: count the change once the labels are committed."""
+    transaction.on_commit(lambda: labels_changed(project_id=event.project_id))
+
+
 def labels_changed(*, project_id: int) -> None:
-    """New, retracted or rejected labels in a project (annotation.services calls this after its
-    transaction commits): queue a retraining run, debounced."""
+    """New, retracted or rejected labels in a project, committed: queue a retraining run, debounced."""
     with transaction.atomic():
         config = ProjectTrainingConfig.objects.select_for_update().filter(project_id=project_id).first()
         if config is None:  # a project from before training configs existed

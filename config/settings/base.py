@@ -202,6 +202,8 @@ TALLY_LEDGER_PERIOD = env("TALLY_LEDGER_PERIOD", default="day")
 TALLY_LEDGER_SESSION_GAP_SECONDS = env.int("TALLY_LEDGER_SESSION_GAP_SECONDS", default=300)
 # Close complete periods (floor top-ups, rounding) every hour; settling is idempotent.
 CELERY_BEAT_SCHEDULE["labor-ledger-settle-due"] = {"task": "labor_ledger.settle_due", "schedule": 3600.0}
+# Claims past their lease and readings gone quiet close in the background (annotation's own task).
+CELERY_BEAT_SCHEDULE["annotation-expire-claims"] = {"task": "annotation.expire_claims", "schedule": 60.0}
 
 # --- Training: the model in the loop (training/, issue #3; docs/training.md) ---
 # auto: cuda when torch sees a GPU, else cpu. cpu or cuda force one (cuda without a GPU fails the run).

@@ -30,6 +30,7 @@ from django.conf import settings
 from annotation import services as annotation_services
 from annotation.models import Annotation, Attempt, Membership
 from labor_ledger import services as ledger_services
+from labor_ledger import settlement
 from tests.factories import UserFactory, add_examples, add_member, make_project
 from training import services as training_services
 from training.models import ManifestEntry, ModelVersion, TrainingRun
@@ -132,10 +133,10 @@ def build_scenario(*, admin=None) -> dict:
     v1 = make_version(project, sequence=1, annotations=[a1, a2, a3], snapshot_at=at(2400), accuracy=0.60)
     a4 = label_text(project, b, e1, start=at(3000), seconds=10, label=neg)
     a5 = label_text(project, c, e1, start=at(3300), seconds=10, label=pos)
-    ledger_services.annotation_review(annotation=a3, status=Annotation.Status.REJECTED, actor=admin, now=at(3600))
+    annotation_services.annotation_review(annotation=a3, status=Annotation.Status.REJECTED, actor=admin, now=at(3600))
     v2 = make_version(project, sequence=2, parent=v1, annotations=[a1, a2, a4, a5], snapshot_at=at(4200), accuracy=0.70)
     v3 = make_version(project, sequence=3, parent=v1, annotations=[a1, a4], snapshot_at=at(4800), accuracy=0.65)
-    ledger_services.settle_due(project=project, now=at(days=1))
+    settlement.settle_due(project=project, now=at(days=1))
     return {
         "project": project,
         "admin": admin,

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from labor_ledger import selectors, services
+from labor_ledger import selectors, settlement
 from labor_ledger.models import Balance, LedgerEntry, LedgerIsAppendOnly, PayPolicy, Settlement
 
 from .conftest import at
@@ -24,7 +24,7 @@ postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="th
 def ledger(project, examples, annotator, policy):
     work(project, annotator, start=at(0), active_seconds=30)
     work(project, annotator, start=at(40), active_seconds=10, skip=True)
-    services.settle_due(project=project, now=at(days=1))
+    settlement.settle_due(project=project, now=at(days=1))
     return project
 
 

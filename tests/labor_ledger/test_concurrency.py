@@ -10,7 +10,7 @@ from django.db import connection
 from annotation import services as annotation_services
 from annotation.models import Annotation
 from core.errors import Conflict
-from labor_ledger import selectors, services
+from labor_ledger import selectors, services, settlement
 from labor_ledger.models import LedgerEntry
 from tests.factories import add_member
 
@@ -113,8 +113,8 @@ def test_concurrent_work_by_many_annotators_never_forks_the_chain(project, examp
                 now=at(20),
             )
         if i == len(claims):
-            services.instructions_heartbeat(project=project, annotator=annotator, now=at(2))
-            return services.instructions_close(project=project, annotator=annotator, now=at(7))
+            annotation_services.instructions_heartbeat(project=project, annotator=annotator, now=at(2))
+            return annotation_services.instructions_close(project=project, annotator=annotator, now=at(7))
         return services.manual_entry_create(
             project=project,
             annotator=annotators[1],
@@ -149,7 +149,7 @@ def test_settlement_racing_with_submissions_stays_consistent(project, examples, 
 
     def act(i):
         if i < 2:
-            return services.settle_due(project=project, now=at(days=1, seconds=30))
+            return settlement.settle_due(project=project, now=at(days=1, seconds=30))
         user = (annotator, other)[i - 2]
         return annotation_services.annotation_submit(
             attempt_id=day2[user.pk].pk,

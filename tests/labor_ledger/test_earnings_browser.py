@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 from playwright.sync_api import expect
 
-from annotation.models import Annotation
+from annotation.models import Annotation, InstructionReading
 from labor_ledger import services as ledger_services
-from labor_ledger.models import InstructionReading, LedgerEntry
+from labor_ledger.models import LedgerEntry
 from tests.frontend.test_labeling_browser import (  # noqa: F401 - fixtures
     HEARTBEAT_S,
     browser,

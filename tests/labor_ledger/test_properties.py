@@ -32,7 +32,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from annotation import services as annotation_services
 from annotation.models import Annotation, Attempt, Example, Membership
 from core.errors import TallyError
-from labor_ledger import money, selectors, services
+from labor_ledger import money, selectors, services, settlement
 from labor_ledger.models import Balance, Clock, LedgerEntry, PayPolicy, Settlement, TimeCategory
 from tests.factories import UserFactory, add_examples, add_member, make_project
 
@@ -244,10 +244,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(who=annotator_index, beats=st.integers(min_value=1, max_value=4), close=st.booleans())
     def read_instructions(self, who, beats, close):
         for _ in range(beats):
-            services.instructions_heartbeat(project=self.project, annotator=self.users[who], now=self.now)
+            annotation_services.instructions_heartbeat(project=self.project, annotator=self.users[who], now=self.now)
             self._tick(5)
         if close:
-            services.instructions_close(project=self.project, annotator=self.users[who], now=self.now)
+            annotation_services.instructions_close(project=self.project, annotator=self.users[who], now=self.now)
 
     # --- rules: admins ---
 
@@ -256,7 +256,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def review(self, i, status):
         annotation = Annotation.objects.get(pk=self.submitted[i % len(self.submitted)][3])
         try:
-            services.annotation_review(annotation=annotation, status=status, actor=self.admin, now=self.now)
+            annotation_services.annotation_review(annotation=annotation, status=status, actor=self.admin, now=self.now)
         except TallyError:
             pass
 
@@ -265,7 +265,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def reaccept(self, i):
         rejected = list(Annotation.objects.filter(project=self.project, status="rejected").order_by("pk"))
         try:
-            services.annotation_review(
+            annotation_services.annotation_review(
                 annotation=rejected[i % len(rejected)],
                 status=Annotation.Status.ACCEPTED,
                 actor=self.admin,
@@ -304,14 +304,14 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule()
     def settle(self):
-        services.settle_due(project=self.project, now=self.now)
+        settlement.settle_due(project=self.project, now=self.now)
 
     @rule(minutes=st.integers(min_value=0, max_value=90))
     def settle_after_midnight(self, minutes):
         """The periodic task running shortly after a period ends."""
         tomorrow = (self.now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
         self.now = tomorrow + timedelta(minutes=minutes)
-        services.settle_due(project=self.project, now=self.now)
+        settlement.settle_due(project=self.project, now=self.now)
 
     # --- invariants: one read of the books per step, then every check on it ---
 

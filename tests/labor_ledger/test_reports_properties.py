@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from annotation import services as annotation_services
 from annotation.models import Annotation, Attempt, Membership
 from core.errors import TallyError
-from labor_ledger import reports, selectors
+from labor_ledger import reports, selectors, settlement
 from labor_ledger import services as ledger_services
 from labor_ledger.models import Balance, LedgerEntry
 from tests.factories import UserFactory, add_examples, add_member, make_project
@@ -118,7 +118,7 @@ class Project:
             elif kind == "review":
                 human = list(Annotation.objects.filter(project=self.project).order_by("id"))
                 if human:
-                    ledger_services.annotation_review(
+                    annotation_services.annotation_review(
                         annotation=human[action[1] % len(human)], status=action[2], actor=self.admin, now=at(self.t)
                     )
             elif kind == "money":
@@ -151,7 +151,7 @@ class Project:
                 )
             elif kind == "settle":
                 self.tick(86400)
-                ledger_services.settle_due(project=self.project, now=at(self.t))
+                settlement.settle_due(project=self.project, now=at(self.t))
                 self.tick(3600)
         except TallyError:
             pass  # refused work (nothing to undo, a label that cannot be accepted again): no entries

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 
+from annotation import hooks
 from annotation import services as annotation_services
 from annotation.models import Annotation, Attempt, Membership
 from core.errors import Conflict, ValidationFailed
@@ -81,8 +82,12 @@ def test_a_retry_with_the_same_idempotency_key_pays_once(project, examples, anno
 def test_the_hooks_are_idempotent_when_called_again(project, examples, annotator, policy):
     attempt, annotation = work(project, annotator, start=at(0))
     before = LedgerEntry.objects.count()
-    assert services.attempt_finished(attempt=attempt, annotation=annotation) == []
-    assert services.annotation_status_changed(annotation=annotation, previous_status="accepted") == []
+    closed = hooks.AttemptClosed(attempt=attempt, annotation=annotation, acting_user_id=annotator.pk)
+    assert services.attempt_closed(closed) == []
+    changed = hooks.AnnotationStatusChanged(
+        annotation=annotation, previous_status="accepted", acting_user_id=None, reason=""
+    )
+    assert services.annotation_status_changed(changed) == []
     assert LedgerEntry.objects.count() == before
 
 
@@ -221,14 +226,16 @@ def test_undo_reverses_the_pay_and_moves_the_time_to_retracted(project, examples
 
 def test_reject_then_reaccept_pays_exactly_once_net_by_new_entries(project, examples, annotator, policy, admin_user):
     attempt, annotation = work(project, annotator, start=at(0), active_seconds=20)
-    services.annotation_review(annotation=annotation, status="rejected", actor=admin_user, reason="spam", now=at(60))
+    annotation_services.annotation_review(
+        annotation=annotation, status="rejected", actor=admin_user, reason="spam", now=at(60)
+    )
     assert net(entries(annotation=annotation)) == 0
     reversal = entries(kind=Kind.REVERSAL, reversed_kind=Kind.PIECE_PAY).get()
     assert reversal.acting_user_id == admin_user.pk and "spam" in reversal.reason
     rejected_time = entries(attempt=attempt, time_category=TimeCategory.REJECTED).get()
     assert rejected_time.kind == Kind.UNPAID_TIME and rejected_time.active_seconds == Decimal("20")
 
-    services.annotation_review(annotation=annotation, status="accepted", actor=admin_user, now=at(120))
+    annotation_services.annotation_review(annotation=annotation, status="accepted", actor=admin_user, now=at(120))
     assert live_pay(annotation).count() == 1
     assert net(entries(annotation=annotation)) == Decimal("0.1")
     assert net(entries(attempt=attempt), "units") == 1
@@ -242,11 +249,11 @@ def test_a_reaccepted_label_is_paid_under_the_policy_it_was_worked_under(
     project, examples, annotator, policy, admin_user
 ):
     _, annotation = work(project, annotator, start=at(0))
-    services.annotation_review(annotation=annotation, status="rejected", actor=admin_user, now=at(60))
+    annotation_services.annotation_review(annotation=annotation, status="rejected", actor=admin_user, now=at(60))
     services.pay_policy_create(
         project=project, created_by=admin_user, effective_from=at(100), now=at(100), piece_rate=Decimal("5")
     )
-    services.annotation_review(annotation=annotation, status="accepted", actor=admin_user, now=at(200))
+    annotation_services.annotation_review(annotation=annotation, status="accepted", actor=admin_user, now=at(200))
     assert live_pay(annotation).get().amount == Decimal("0.1")
 
 
@@ -255,7 +262,7 @@ def test_review_refuses_to_accept_a_retracted_label(project, examples, annotator
     annotation_services.annotation_undo_last(project=project, annotator=annotator, now=at(30))
     annotation.refresh_from_db()
     with pytest.raises(Conflict):
-        services.annotation_review(annotation=annotation, status="accepted", actor=admin_user, now=at(40))
+        annotation_services.annotation_review(annotation=annotation, status="accepted", actor=admin_user, now=at(40))
 
 
 # --- policies -----------------------------------------------------------------------------
@@ -307,23 +314,24 @@ def test_without_a_policy_time_is_still_recorded(project, examples, annotator):
 
 def test_instruction_reading_is_timed_by_heartbeats_and_recorded_when_closed(project, annotator, policy):
     for t in (0, 5, 10, 15):
-        services.instructions_heartbeat(project=project, annotator=annotator, now=at(t))
-    entry = services.instructions_close(project=project, annotator=annotator, now=at(18))
+        annotation_services.instructions_heartbeat(project=project, annotator=annotator, now=at(t))
+    reading = annotation_services.instructions_close(project=project, annotator=annotator, now=at(18))
+    entry = entries(reading=reading).get()
     assert (entry.kind, entry.time_category) == (Kind.UNPAID_TIME, TimeCategory.INSTRUCTION_READING)
     assert entry.active_seconds == Decimal("18") and entry.wall_seconds == Decimal("18")
     assert entry.counted_seconds == Decimal("18")  # counts toward the floor by default
-    assert services.instructions_close(project=project, annotator=annotator, now=at(19)) is None
+    assert annotation_services.instructions_close(project=project, annotator=annotator, now=at(19)) is None
 
 
 def test_an_idle_reading_closes_at_its_last_heartbeat(project, annotator, policy, settings):
-    services.instructions_heartbeat(project=project, annotator=annotator, now=at(0))
-    services.instructions_heartbeat(project=project, annotator=annotator, now=at(5))
+    annotation_services.instructions_heartbeat(project=project, annotator=annotator, now=at(0))
+    annotation_services.instructions_heartbeat(project=project, annotator=annotator, now=at(5))
     later = at(5 + settings.TALLY_IDLE_CUTOFF_SECONDS + 60)
-    second = services.instructions_heartbeat(project=project, annotator=annotator, now=later)
+    second = annotation_services.instructions_heartbeat(project=project, annotator=annotator, now=later)
     first_entry = entries(time_category=TimeCategory.INSTRUCTION_READING).get()
     assert first_entry.active_seconds == Decimal("5") and first_entry.occurred_at == at(5)
     assert second.started_at == later and second.ended_at is None
-    assert services.instruction_readings_close_stale(now=later + (later - at(0))) == 1
+    assert annotation_services.instruction_readings_close_stale(now=later + (later - at(0))) == 1
     assert entries(time_category=TimeCategory.INSTRUCTION_READING).count() == 2
 
 
@@ -382,7 +390,7 @@ def test_balances_follow_the_entries(project, examples, annotator, policy, admin
     work(project, annotator, start=at(0))
     work(project, other, start=at(0))
     _, annotation = work(project, annotator, start=at(30))
-    services.annotation_review(annotation=annotation, status="rejected", actor=admin_user, now=at(60))
+    annotation_services.annotation_review(annotation=annotation, status="rejected", actor=admin_user, now=at(60))
     for user in (annotator, other):
         balance = Balance.objects.get(project=project, annotator=user)
         assert balance.amount == net(entries(project=project, annotator=user))

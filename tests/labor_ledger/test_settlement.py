@@ -11,6 +11,7 @@ from django.core.management.base import CommandError
 from annotation import services as annotation_services
 from core.errors import ValidationFailed
 from labor_ledger import money, selectors, services
+from labor_ledger import settlement as ledger_settlement
 from labor_ledger.models import ChainHead, LedgerEntry, Settlement
 from tests.factories import add_examples, add_member, make_project
 
@@ -36,7 +37,7 @@ def test_floor_top_up_is_computed_per_annotator_never_from_a_median(project, exa
     work(project, median, start=at(0), active_seconds=10)  # 0.10 for 10 s: floor 0.10, at it
     work(project, slow, start=at(0), active_seconds=60)  # 0.10 for 60 s: floor 0.60, below it
     # when
-    settlements = {s.annotator_id: s for s in services.settle_due(project=project, now=at(days=1))}
+    settlements = {s.annotator_id: s for s in ledger_settlement.settle_due(project=project, now=at(days=1))}
     # then: only the slow one is topped up, to their own floor (a median rule would top up nobody)
     assert settlements[fast.pk].top_up == 0 and settlements[median.pk].top_up == 0
     assert settlements[slow.pk].top_up == Decimal("0.5")
@@ -50,13 +51,13 @@ def test_floor_top_up_is_computed_per_annotator_never_from_a_median(project, exa
 
 def test_settling_twice_changes_nothing(project, examples, annotator, policy):
     work(project, annotator, start=at(0), active_seconds=60)
-    first = services.settle_due(project=project, now=at(days=1))
+    first = ledger_settlement.settle_due(project=project, now=at(days=1))
     head = ChainHead.objects.get(project=project)
     count = LedgerEntry.objects.count()
     assert len(first) == 1
-    assert services.settle_due(project=project, now=at(days=1)) == []
-    assert services.settle_due(project=project, now=at(days=2)) == []
-    assert services.project_settle(project=project, period=DAY, now=at(days=3)) == []
+    assert ledger_settlement.settle_due(project=project, now=at(days=1)) == []
+    assert ledger_settlement.settle_due(project=project, now=at(days=2)) == []
+    assert ledger_settlement.project_settle(project=project, period=DAY, now=at(days=3)) == []
     assert LedgerEntry.objects.count() == count and Settlement.objects.count() == 1
     assert ChainHead.objects.get(project=project).last_hash == head.last_hash
 
@@ -66,7 +67,7 @@ def test_rounding_is_half_up_once_at_settlement(project, examples, annotator, ad
         project=project, created_by=admin_user, effective_from=at(-60), now=at(-60), piece_rate=Decimal("0.105")
     )
     work(project, annotator, start=at(0))
-    (settlement,) = services.settle_due(project=project, now=at(days=1))
+    (settlement,) = ledger_settlement.settle_due(project=project, now=at(days=1))
     assert (settlement.gross, settlement.payable, settlement.rounding) == (
         Decimal("0.105"),
         Decimal("0.11"),
@@ -83,7 +84,7 @@ def test_rounding_never_takes_pay_below_the_floor(project, examples, annotator, 
         project=project, created_by=admin_user, effective_from=at(-60), now=at(-60), floor_hourly_rate=Decimal("12")
     )
     work(project, annotator, start=at(0), active_seconds=1)
-    (settlement,) = services.settle_due(project=project, now=at(days=1))
+    (settlement,) = ledger_settlement.settle_due(project=project, now=at(days=1))
     assert settlement.floor_target == Decimal("0.003333")
     assert settlement.top_up == Decimal("0.003333")
     assert settlement.payable == Decimal("0.01")
@@ -107,19 +108,21 @@ def test_settle_rounding_rule(total, floor, currency, payable):
 
 def test_a_period_still_open_is_not_settled(project, examples, annotator, policy):
     work(project, annotator, start=at(0))
-    assert services.settle_due(project=project, now=at(hours=11)) == []  # 23:00 the same day
+    assert ledger_settlement.settle_due(project=project, now=at(hours=11)) == []  # 23:00 the same day
     with pytest.raises(ValidationFailed, match="not ended"):
-        services.project_settle(project=project, period=DAY, now=at(hours=11))
+        ledger_settlement.project_settle(project=project, period=DAY, now=at(hours=11))
 
 
 def test_a_correction_after_settlement_is_booked_to_the_next_open_period(
     project, examples, annotator, policy, admin_user
 ):
     _, annotation = work(project, annotator, start=at(0), active_seconds=600)  # 10 minutes: floor 2.00
-    (settlement,) = services.settle_due(project=project, now=at(days=1))
+    (settlement,) = ledger_settlement.settle_due(project=project, now=at(days=1))
     assert settlement.payable == Decimal("2.00")
     # when: rejected a day after the period closed
-    services.annotation_review(annotation=annotation, status="rejected", actor=admin_user, now=at(days=1, hours=1))
+    annotation_services.annotation_review(
+        annotation=annotation, status="rejected", actor=admin_user, now=at(days=1, hours=1)
+    )
     # then: the settled day still adds up to what was paid; the reversal lands on the next day
     assert net(LedgerEntry.objects.filter(period_start=DAY)) == Decimal("2.00")
     reversal = LedgerEntry.objects.get(kind=Kind.REVERSAL, reversed_kind=Kind.PIECE_PAY)
@@ -129,10 +132,10 @@ def test_a_correction_after_settlement_is_booked_to_the_next_open_period(
 
 def test_a_late_entry_dated_inside_a_settled_period_rolls_forward(project, examples, annotator, policy):
     work(project, annotator, start=at(0))
-    services.settle_due(project=project, now=at(days=1))
+    ledger_settlement.settle_due(project=project, now=at(days=1))
     # a reading whose last heartbeat was on the settled day is closed only now
-    services.instructions_heartbeat(project=project, annotator=annotator, now=at(hours=1))
-    services.instruction_readings_close_stale(project=project, now=at(days=1, hours=1))
+    annotation_services.instructions_heartbeat(project=project, annotator=annotator, now=at(hours=1))
+    annotation_services.instruction_readings_close_stale(project=project, now=at(days=1, hours=1))
     reading = LedgerEntry.objects.get(time_category="instruction_reading")
     assert reading.occurred_at.date() == DAY and reading.period_start == date(2030, 1, 8)
 
@@ -162,17 +165,17 @@ def test_settle_due_expires_lapsed_claims_first(project, examples, annotator, po
     annotation_services.attempt_heartbeat(attempt_id=attempt.pk, annotator=annotator, now=at(5))
     # The claim lapsed on day 1 but nobody claimed since: settlement closes it first. It ends
     # when the server closes it, so its time is booked to the (still open) day of settlement.
-    assert services.settle_due(now=at(days=2)) == []
+    assert ledger_settlement.settle_due(now=at(days=2)) == []
     expired = LedgerEntry.objects.get(time_category="expired")
     assert (expired.active_seconds, expired.period_start) == (Decimal("5"), date(2030, 1, 9))
-    (settlement,) = services.settle_due(now=at(days=3))
+    (settlement,) = ledger_settlement.settle_due(now=at(days=3))
     assert settlement.period == date(2030, 1, 9)
     assert settlement.floor_target == Decimal("0.016667") and settlement.payable == Decimal("0.02")
 
 
 def test_earnings_show_a_settled_period_as_earned_plus_top_up(project, examples, annotator, policy):
     work(project, annotator, start=at(0), active_seconds=600)  # 0.10 earned, 10 minutes at 12.00/h: floor 2.00
-    services.settle_due(project=project, now=at(days=1))
+    ledger_settlement.settle_due(project=project, now=at(days=1))
     work(project, annotator, start=at(days=1), active_seconds=30)
     earnings = selectors.earnings_for(project=project, annotator=annotator, now=at(days=1, seconds=60))
     today, yesterday = earnings.periods
@@ -191,15 +194,15 @@ def test_one_failing_project_does_not_hold_back_the_others(
     add_member(other, user=annotator)
     work(project, annotator, start=at(0))
     work(other, annotator, start=at(0))
-    real = services.project_settle
+    real = ledger_settlement.project_settle
 
     def flaky(*, project, **kwargs):
         if project.pk == other.pk:
             raise RuntimeError("disk full")
         return real(project=project, **kwargs)
 
-    monkeypatch.setattr(services, "project_settle", flaky)
-    with pytest.raises(services.SettlementFailed, match="other"):
-        services.settle_due(now=at(days=1))
+    monkeypatch.setattr(ledger_settlement, "project_settle", flaky)
+    with pytest.raises(ledger_settlement.SettlementFailed, match="other"):
+        ledger_settlement.settle_due(now=at(days=1))
     assert Settlement.objects.filter(project=project).count() == 1
     assert not Settlement.objects.filter(project=other).exists()

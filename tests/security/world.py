@@ -21,6 +21,7 @@ from django.utils import timezone
 from annotation import services as annotation_services
 from annotation.models import Annotation, Attempt, Example, ImportBatch, Membership
 from labor_ledger import services as ledger_services
+from labor_ledger import settlement
 from tests.factories import UserFactory, add_examples, add_member, make_project
 from tests.labor_ledger.util import work
 
@@ -136,8 +137,8 @@ def build(*, model_store) -> World:
             a, owner, start=two_days_ago + timedelta(minutes=i), active_seconds=10, label=pos if i % 2 else neg
         )
         owner_annotations.append(annotation)
-    ledger_services.settle_due(project=a, now=now)
-    ledger_services.instructions_heartbeat(project=a, annotator=owner, now=now - timedelta(seconds=5))
+    settlement.settle_due(project=a, now=now)
+    annotation_services.instructions_heartbeat(project=a, annotator=owner, now=now - timedelta(seconds=5))
     owner_claim = annotation_services.claim_next(project=a, annotator=owner)
 
     # --- A's model: a trained version, predictions, a manifest (it names the owner's annotations) ---

@@ -271,14 +271,14 @@ def test_admin_request_conflicts_with_a_queued_run(toy_project, admin_user):
 def test_accepted_predictions_become_machine_labels_not_labor(
     toy_project, labeler, toy, on_commit, admin_user, monkeypatch
 ):
-    from labor_ledger import services as ledger
+    from annotation import hooks as annotation_hooks
 
     with on_commit():
         label_next(toy_project, labeler, toy, n=10)
     pipeline.execute_run(run_id=queued(toy_project).get().pk)
     ledger_calls = []
-    monkeypatch.setattr(ledger, "attempt_finished", lambda **kw: ledger_calls.append(kw))
-    monkeypatch.setattr(ledger, "annotation_status_changed", lambda **kw: ledger_calls.append(kw))
+    monkeypatch.setattr(annotation_hooks.attempt_closed, "_handlers", [ledger_calls.append])
+    monkeypatch.setattr(annotation_hooks.annotation_status_changed, "_handlers", [ledger_calls.append])
     # when
     with on_commit():
         accepted = services.machine_labels_accept(project=toy_project, admin=admin_user, min_confidence=0.0, limit=5)

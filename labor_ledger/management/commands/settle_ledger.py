@@ -3,7 +3,7 @@ from django.utils import timezone
 
 from annotation.models import Project
 from core.errors import TallyError
-from labor_ledger import periods, services
+from labor_ledger import periods, settlement
 
 
 class Command(BaseCommand):
@@ -28,14 +28,14 @@ class Command(BaseCommand):
             if period:
                 if target is None:
                     raise CommandError("--period needs --project.")
-                settlements = services.project_settle(project=target, period=periods.parse_period(period), now=now)
+                settlements = settlement.project_settle(project=target, period=periods.parse_period(period), now=now)
             else:
-                settlements = services.settle_due(project=target, now=now)
+                settlements = settlement.settle_due(project=target, now=now)
         except ValueError as exc:
             raise CommandError(f"Bad --period: {exc}") from exc
         except TallyError as exc:
             raise CommandError(exc.message) from exc
-        except services.SettlementFailed as exc:
+        except settlement.SettlementFailed as exc:
             raise CommandError(str(exc)) from exc
         for s in settlements:
             self.stdout.write(

@@ -1,0 +1,67 @@
+"""How time and pieces are priced under a project's pay policy. Reads only."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from annotation.models import Annotation
+
+from . import money
+from .models import DEFAULT_COUNTED_CATEGORIES, Clock, LedgerEntry, PayPolicy, TimeCategory
+
+Kind = LedgerEntry.Kind
+ZERO = money.ZERO
+
+
+def policy_in_force(*, project_id: int, at: datetime) -> PayPolicy | None:
+    return PayPolicy.objects.filter(project_id=project_id, effective_from__lte=at).order_by("-effective_from").first()
+
+
+@dataclass(frozen=True)
+class Priced:
+    kind: str
+    amount: Decimal
+    counted_seconds: Decimal
+    floor_amount: Decimal
+    client_amount: Decimal
+
+
+def _clock(clock: str, *, active: Decimal, wall: Decimal) -> Decimal:
+    return wall if clock == Clock.WALL else active
+
+
+def price_time(*, policy: PayPolicy | None, category: str, active: Decimal, wall: Decimal) -> Priced:
+    """How a span of time in `category` is paid and counted under `policy`.
+
+    hourly_pay when the policy's hourly rate pays the category; otherwise work_time for the
+    time of an accepted label (the piece_pay entry carries its money) and unpaid_time for
+    everything else. Counted (hours worked) seconds earn the floor and per-hour client prices.
+    """
+    if policy is None:
+        counted = active if category in DEFAULT_COUNTED_CATEGORIES else ZERO
+        kind = Kind.WORK_TIME if category == TimeCategory.SUBMITTED else Kind.UNPAID_TIME
+        return Priced(kind, ZERO, counted, ZERO, ZERO)
+    amount = ZERO
+    if policy.hourly_rate > 0 and category in policy.hourly_categories:
+        kind = Kind.HOURLY_PAY
+        amount = money.hourly(policy.hourly_rate, _clock(policy.hourly_clock, active=active, wall=wall))
+    elif category == TimeCategory.SUBMITTED:
+        kind = Kind.WORK_TIME
+    else:
+        kind = Kind.UNPAID_TIME
+    counted = _clock(policy.floor_clock, active=active, wall=wall) if category in policy.floor_categories else ZERO
+    floor_amount = money.hourly(policy.floor_hourly_rate, counted)
+    client_amount = money.hourly(policy.client_price_per_hour, counted) if policy.client_price_per_hour else ZERO
+    return Priced(kind, amount, counted, floor_amount, client_amount)
+
+
+def is_overlap(annotation: Annotation) -> bool:
+    """An overlap item: another annotator's label on the same example was accepted before this one."""
+    return (
+        Annotation.objects.filter(
+            example_id=annotation.example_id, status=Annotation.Status.ACCEPTED, source=Annotation.Source.HUMAN
+        )
+        .exclude(annotator_id=annotation.annotator_id)
+        .filter(created_at__lte=annotation.created_at, pk__lt=annotation.pk)
+        .exists()
+    )

@@ -159,9 +159,15 @@ class VersionOut(serializers.ModelSerializer):
 
 class VersionDetailOut(VersionOut):
     parent_metrics = serializers.SerializerMethodField()
+    evaluation = serializers.SerializerMethodField()
 
     class Meta(VersionOut.Meta):
-        fields = [*VersionOut.Meta.fields, "parent_metrics"]
+        fields = [*VersionOut.Meta.fields, "parent_metrics", "evaluation"]
+
+    def get_evaluation(self, v) -> dict:
+        """Headline macro-F1 with its interval, the majority-class baseline beside accuracy,
+        per-class recall, training class counts and plain warnings (training/ml/evaluation.py)."""
+        return selectors.version_evaluation(version=v)
 
     def get_metrics(self, v) -> dict:
         return {k: val for k, val in v.metrics.items() if k != "history"}

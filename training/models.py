@@ -44,9 +44,9 @@ class ProjectTrainingConfig(models.Model):
     min_labels = models.PositiveIntegerField(default=4, validators=[MinValueValidator(2)])
     # Share of the queue's positions given to random/gold picks for quality control.
     qc_share = models.FloatField(default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
-    # Without imported gold labels: share of labeled examples kept out of training for evaluation.
+    # Share of labeled examples kept out of training for evaluation (of the gold texts, when imported).
     holdout_share = models.FloatField(default=0.2, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
-    # With imported gold labels: at most this many gold examples are held out for evaluation.
+    # With imported gold labels: at most this many of them are held out (see selectors.gold_eval_size).
     max_gold_eval = models.PositiveIntegerField(default=2000)
     train_on_machine_labels = models.BooleanField(default=True)
     hyperparams = models.JSONField(default=dict, blank=True)

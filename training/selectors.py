@@ -4,15 +4,17 @@ through annotation.permissions.project_for. Imported by the web process: no torc
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from annotation.models import Annotation, Example, Label, Project
 
+from .ml.evaluation import evaluation_summary
 from .models import ExampleEmbedding, ManifestEntry, ModelVersion, Prediction, ProjectTrainingConfig, TrainingRun
 
 
@@ -36,6 +38,21 @@ def current_version(*, project: Project) -> ModelVersion | None:
 
 def manifest_for(*, version: ModelVersion) -> QuerySet[ManifestEntry]:
     return ManifestEntry.objects.filter(version=version).order_by("annotation_id", "label_id")
+
+
+def version_evaluation(*, version: ModelVersion) -> dict:
+    """The honest reading of the version's held-out figures (training/ml/evaluation.py), with
+    the texts per label it was trained on, counted from its manifest."""
+    per_label = dict(
+        ManifestEntry.objects.filter(version=version)
+        .order_by()
+        .values("label_id")
+        .annotate(n=Count("example_id", distinct=True))
+        .values_list("label_id", "n")
+    )
+    names = (version.metrics.get("confusion_matrix") or {}).get("labels") or []
+    train_counts = {name: per_label.get(label_id, 0) for label_id, name in zip(version.classes, names, strict=False)}
+    return evaluation_summary(version.metrics, train_counts)
 
 
 def manifest_hash(entries) -> str:
@@ -135,6 +152,14 @@ def in_holdout(text_hash: str, share: float) -> bool:
     return int(text_hash[:8], 16) < share * 0x1_0000_0000
 
 
+def gold_eval_size(*, project: Project, config: ProjectTrainingConfig) -> int:
+    """How many gold texts are held out for evaluation: the holdout share of them, at most
+    `max_gold_eval`, so a project whose every text carries gold still has texts to train on
+    (held out, a labeled text teaches nothing). The choice is by text hash, so it is fixed."""
+    n_gold = Example.objects.filter(project=project, gold_label__isnull=False).count()
+    return min(config.max_gold_eval, math.ceil(config.holdout_share * n_gold))
+
+
 @dataclass
 class Snapshot:
     taken_at: datetime
@@ -183,7 +208,7 @@ def training_snapshot(*, project: Project, config: ProjectTrainingConfig) -> Sna
     gold = list(
         Example.objects.filter(project=project, gold_label__isnull=False)
         .order_by("text_hash")
-        .values_list("id", "gold_label_id")[: config.max_gold_eval]
+        .values_list("id", "gold_label_id")[: gold_eval_size(project=project, config=config)]
     )
     snap = Snapshot(taken_at=taken_at, label_ids=label_ids, label_names=[n for _, n in labels])
 

@@ -23,17 +23,19 @@ def version_page(request, slug, sequence):
     metrics = version.metrics
     parent = version.parent.metrics if version.parent_id else {}
     names = dict(Label.objects.filter(project=project).values_list("id", "name"))
+    evaluation = selectors.version_evaluation(version=version)
     rows = [
         (title, metrics.get(key), parent.get(key) if parent else None, digits)
         for title, key, digits in (
+            ("Macro-F1 (headline)", "macro_f1", 3),
             ("Accuracy", "accuracy", 3),
-            ("Macro-F1", "macro_f1", 3),
             ("Expected calibration error", "ece", 3),
             ("Held-out examples", "eval_size", 0),
         )
     ]
     per_class = [
-        (name, metrics.get("per_class", {}).get(name)) for name in metrics.get("confusion_matrix", {}).get("labels", [])
+        (name, metrics.get("per_class", {}).get(name), evaluation["train_class_counts"].get(name, 0))
+        for name in metrics.get("confusion_matrix", {}).get("labels", [])
     ]
     current = selectors.current_version(project=project)
     uncertain = (
@@ -46,6 +48,7 @@ def version_page(request, slug, sequence):
         "version": version,
         "is_current": current is not None and current.pk == version.pk,
         "rows": rows,
+        "evaluation": evaluation,
         "per_class": per_class,
         "labels": [names.get(lid, lid) for lid in version.classes],
         "curve_svg": charts.learning_curve_svg(selectors.learning_curve(version=version)),

@@ -3,7 +3,7 @@ only carries its id, and running a finished batch again is a no-op."""
 
 from celery import shared_task
 
-from . import importers
+from .imports import runs
 
 
 @shared_task(
@@ -15,5 +15,5 @@ from . import importers
 def import_batch_task(batch_id: int) -> str | None:
     """Import an uploaded file. Redelivered after a worker died mid-import (its transaction
     rolled back, nothing written), it runs the batch again from the start."""
-    batch = importers.import_batch_run(batch_id=batch_id)
+    batch = runs.import_batch_run(batch_id=batch_id)
     return batch.status if batch is not None else None

@@ -19,7 +19,8 @@ from django.utils.html import format_html, format_html_join
 from core.errors import TallyError
 from core.roles import READERS
 
-from . import importers
+from .imports import formats, jobs
+from .imports.progress import FINISHED, import_progress
 from .models import Annotation, Attempt, Example, ImportBatch, Label, Membership, Project
 from .selectors import role_in_project
 
@@ -206,7 +207,7 @@ class ProjectAdmin(ProjectScopedAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                options = importers.import_options(
+                options = formats.import_options(
                     source_name=data["file"].name,
                     file_format=data["file_format"],
                     text_column=data["text_column"],
@@ -217,7 +218,7 @@ class ProjectAdmin(ProjectScopedAdmin):
                     unescape_backslashes=data["unescape_backslashes"],
                     encoding=data["encoding"],
                 )
-                batch, _ = importers.import_upload(
+                batch, _ = jobs.import_upload(
                     project=project, created_by=request.user, upload=data["file"], options=options
                 )
             except TallyError as exc:
@@ -303,9 +304,9 @@ class ImportBatchAdmin(ReadOnlyAdmin):
 
     @admin.display(description="progress")
     def progress(self, batch):
-        data = importers.import_progress(batch=batch)
+        data = import_progress(batch=batch)
         if not data:
-            return "-" if batch.status in importers.FINISHED else "waiting for a worker"
+            return "-" if batch.status in FINISHED else "waiting for a worker"
         share = f"{data['fraction']:.0%} of the file, " if data.get("fraction") is not None else ""
         stalled = " - STALLED: no progress for a while (worker gone?)" if data.get("stalled") else ""
         return (
@@ -338,7 +339,7 @@ class ImportBatchAdmin(ReadOnlyAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         batch = self.get_object(request, object_id)
-        running = batch is not None and batch.status not in importers.FINISHED
+        running = batch is not None and batch.status not in FINISHED
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), "refresh": running})
 
 

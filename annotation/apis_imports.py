@@ -16,7 +16,8 @@ from rest_framework.views import APIView
 
 from core.roles import ADMINS, READERS
 
-from . import importers
+from .imports import formats, jobs
+from .imports.progress import import_progress
 from .models import ImportBatch
 from .permissions import project_for
 
@@ -54,7 +55,7 @@ class ImportBatchListOut(serializers.ModelSerializer):
         ]
 
     def get_progress(self, batch) -> dict | None:
-        return importers.import_progress(batch=batch)
+        return import_progress(batch=batch)
 
 
 class ImportBatchOut(ImportBatchListOut):
@@ -142,7 +143,7 @@ class ImportListCreateApi(ListAPIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         upload = values["file"]
-        options = importers.import_options(
+        options = formats.import_options(
             source_name=upload.name,
             file_format=values.get("file_format") or "",
             text_column=values["text_column"],
@@ -157,7 +158,7 @@ class ImportListCreateApi(ListAPIView):
         key = (request.headers.get("Idempotency-Key") or "").strip() or None
         if key is not None and len(key) > 100:
             raise serializers.ValidationError({"Idempotency-Key": "At most 100 characters."})
-        batch, created = importers.import_upload(
+        batch, created = jobs.import_upload(
             project=project,
             created_by=request.user,
             upload=upload,

@@ -88,7 +88,7 @@ class ImportBatch(models.Model):
     report = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=100, null=True, blank=True)
-    # How to read the file (header, joined text columns, label map...): annotation.importers.
+    # How to read the file (header, joined text columns, label map...): annotation.imports.formats.ImportOptions.
     options = models.JSONField(default=dict, blank=True)
     # Exact counts by reason, bytes read, rows/s: the report list above is capped, these are not.
     stats = models.JSONField(default=dict, blank=True)

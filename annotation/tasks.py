@@ -1,9 +1,11 @@
-"""Celery tasks of the annotation app. The ImportBatch row is the job's truth; the message
-only carries its id, and running a finished batch again is a no-op."""
+"""Celery tasks of the annotation app: imports (the ImportBatch row is the job's truth; the
+message only carries its id, and running a finished batch again is a no-op) and the beat task
+that closes claims and readings left open."""
 
 from celery import shared_task
 
-from . import importers, services
+from . import services
+from .imports import runs
 
 
 @shared_task(
@@ -15,7 +17,7 @@ from . import importers, services
 def import_batch_task(batch_id: int) -> str | None:
     """Import an uploaded file. Redelivered after a worker died mid-import (its transaction
     rolled back, nothing written), it runs the batch again from the start."""
-    batch = importers.import_batch_run(batch_id=batch_id)
+    batch = runs.import_batch_run(batch_id=batch_id)
     return batch.status if batch is not None else None
 
 

@@ -15,7 +15,7 @@ Each backend runs in a fresh child process on a fresh database (PostgreSQL: the 
 BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/tally_bench_import, dropped and
 created again: its name must contain "bench"; SQLite: a temporary file), with
 config.settings.test (DEBUG off). The timed runs import the file through
-annotation.importers.import_run, exactly what the command and the Celery task run: read, parse,
+annotation.imports.runs.import_run, exactly what the command and the Celery task run: read, parse,
 de-duplicate, insert, publish progress to Redis, commit. Each timed run goes into a new project
 (so every run inserts the same rows); the median is reported. Memory: the process's peak RSS
 (getrusage) and its growth during the import, and in separate runs under tracemalloc the peak
@@ -114,7 +114,10 @@ def child(args) -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from annotation import importers, services
+    from annotation import services
+    from annotation.imports.formats import import_options
+    from annotation.imports.jobs import import_batch_create
+    from annotation.imports.runs import import_run
     from annotation.models import Example
 
     call_command("migrate", verbosity=0)
@@ -124,15 +127,13 @@ def child(args) -> None:
 
     def import_once(n: int, file: Path):
         project = services.project_create(name=f"bench {n}", labels=["negative", "positive"], created_by=admin_user)
-        options = importers.import_options(
+        options = import_options(
             source_name=file.name, text_column="sentence", label_column="label", label_map="0=negative,1=positive"
         )
-        batch, _ = importers.import_batch_create(
-            project=project, created_by=None, source_name=file.name, options=options
-        )
+        batch, _ = import_batch_create(project=project, created_by=None, source_name=file.name, options=options)
         started, cpu_started = time.perf_counter(), time.process_time()
         with file.open("rb") as stream:
-            batch = importers.import_run(batch=batch, stream=stream, bytes_total=file.stat().st_size)
+            batch = import_run(batch=batch, stream=stream, bytes_total=file.stat().st_size)
         seconds = time.perf_counter() - started
         cpu_seconds.append(time.process_time() - cpu_started)
         if batch.status != "succeeded":

@@ -10,7 +10,7 @@ that only this process trains), each step timed in this process through Tally's 
 
 1. import: a generated CSV of `--examples` rows (the 7,600 AG News texts of
    ../shared/datasets/ag_news_test.csv, cycled, each pass suffixed " (copy N)" so no row is a
-   duplicate; the AG News class as the gold label) through annotation.importers.import_run,
+   duplicate; the AG News class as the gold label) through annotation.imports.runs.import_run,
    what the import API's worker and `manage.py import_examples` run: parse, de-duplicate,
    insert, commit. Rows/s and the growth of this process's peak memory.
 2. hand-outs before any model: `annotation.services.claim_next` for fresh annotators (each
@@ -96,17 +96,20 @@ def write_input(target: Path, rows: int) -> dict:
 
 
 def step_import(admin, path: Path, results: dict):
-    from annotation import importers, services
+    from annotation import services
+    from annotation.imports.formats import import_options
+    from annotation.imports.jobs import import_batch_create
+    from annotation.imports.runs import import_run
 
     project = services.project_create(
         name="Scale benchmark", labels=list(AG_CLASSES.values()), created_by=admin, currency="USD"
     )
-    options = importers.import_options(source_name=path.name, text_column="text", label_column="label")
-    batch, _ = importers.import_batch_create(project=project, created_by=admin, source_name=path.name, options=options)
+    options = import_options(source_name=path.name, text_column="text", label_column="label")
+    batch, _ = import_batch_create(project=project, created_by=admin, source_name=path.name, options=options)
     rss_before = peak_rss_mib()
     started = time.perf_counter()
     with path.open("rb") as stream:
-        batch = importers.import_run(batch=batch, stream=stream, bytes_total=path.stat().st_size)
+        batch = import_run(batch=batch, stream=stream, bytes_total=path.stat().st_size)
     seconds = time.perf_counter() - started
     if batch.status != "succeeded":
         sys.exit(f"import failed: {batch.error}")

@@ -183,7 +183,7 @@ LOGGING = {
 # --- frontend: Content-Security-Policy (frontend/middleware.py); no inline script anywhere ---
 MIDDLEWARE.insert(1, "frontend.middleware.ContentSecurityPolicyMiddleware")
 
-# --- Import (annotation/importers.py, docs/import.md) ---
+# --- Import (annotation/imports/, docs/import.md) ---
 # Rows per bulk INSERT and per duplicate-check query; progress is published once per chunk.
 TALLY_IMPORT_CHUNK_ROWS = env.int("TALLY_IMPORT_CHUNK_ROWS", default=2000)
 # The per-row report keeps this many entries (counts by reason stay exact in ImportBatch.stats).

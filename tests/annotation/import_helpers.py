@@ -4,7 +4,7 @@ import io
 import os
 from pathlib import Path
 
-from annotation import importers
+from annotation.imports import formats, jobs, runs
 
 ROOT = Path(__file__).resolve().parents[2]
 AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci-Tech")
@@ -18,12 +18,10 @@ def datasets_dir() -> Path:
 
 def run_import(project, content: bytes, name: str = "data.csv", *, on_progress=None, **options):
     """Create a batch for `content` and import it synchronously; returns the finished batch."""
-    opts = importers.import_options(source_name=name, **options)
-    batch, created = importers.import_batch_create(project=project, created_by=None, source_name=name, options=opts)
+    opts = formats.import_options(source_name=name, **options)
+    batch, created = jobs.import_batch_create(project=project, created_by=None, source_name=name, options=opts)
     assert created
-    return importers.import_run(
-        batch=batch, stream=io.BytesIO(content), bytes_total=len(content), on_progress=on_progress
-    )
+    return runs.import_run(batch=batch, stream=io.BytesIO(content), bytes_total=len(content), on_progress=on_progress)
 
 
 def codes(batch) -> list[tuple[int, str]]:

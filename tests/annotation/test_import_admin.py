@@ -5,7 +5,8 @@ from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from annotation import importers, tasks
+from annotation import tasks
+from annotation.imports import runs
 from annotation.models import Example, ImportBatch, Membership
 from tests.factories import UserFactory, add_examples, add_member, make_project
 
@@ -26,7 +27,7 @@ def queued(monkeypatch):
 
     def delay(batch_id):
         ids.append(batch_id)
-        importers.import_batch_run(batch_id=batch_id)
+        runs.import_batch_run(batch_id=batch_id)
 
     monkeypatch.setattr(tasks.import_batch_task, "delay", delay)
     return ids

@@ -6,7 +6,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from annotation import importers, tasks
+from annotation import tasks
+from annotation.imports import formats, jobs, runs
 from annotation.models import Example, ImportBatch, Membership
 from tests.factories import UserFactory, add_member, make_project
 
@@ -23,7 +24,7 @@ def queued(monkeypatch):
 
     def delay(batch_id):
         ids.append(batch_id)
-        importers.import_batch_run(batch_id=batch_id)
+        runs.import_batch_run(batch_id=batch_id)
 
     monkeypatch.setattr(tasks.import_batch_task, "delay", delay)
     return ids
@@ -100,8 +101,8 @@ def test_auditors_read_batches_annotators_do_not(
 
 def test_a_batch_of_another_project_is_not_found(project, admin_user, api):
     other = make_project(admin=UserFactory(), name="Other")
-    options = importers.import_options(source_name="a.csv")
-    foreign, _ = importers.import_batch_create(project=other, created_by=None, source_name="a.csv", options=options)
+    options = formats.import_options(source_name="a.csv")
+    foreign, _ = jobs.import_batch_create(project=other, created_by=None, source_name="a.csv", options=options)
 
     url = reverse("annotation:import-detail", kwargs={"slug": project.slug, "batch_id": foreign.pk})
     assert api(admin_user).get(url).status_code == 404
@@ -183,10 +184,8 @@ def test_headerless_upload_with_positions(project, admin_user, api, queued, djan
 
 def test_status_merges_live_progress_from_the_cache_while_running(project, admin_user, api, settings):
     settings.TALLY_IMPORT_CHUNK_ROWS = 50
-    options = importers.import_options(source_name="big.csv")
-    batch, _ = importers.import_batch_create(
-        project=project, created_by=admin_user, source_name="big.csv", options=options
-    )
+    options = formats.import_options(source_name="big.csv")
+    batch, _ = jobs.import_batch_create(project=project, created_by=admin_user, source_name="big.csv", options=options)
     url = reverse("annotation:import-detail", kwargs={"slug": project.slug, "batch_id": batch.pk})
     content = b"text\n" + b"".join(f"text {i}\n".encode() for i in range(300))
     seen = []
@@ -195,7 +194,7 @@ def test_status_merges_live_progress_from_the_cache_while_running(project, admin
         if progress.status == ImportBatch.Status.RUNNING and progress.rows_read:
             seen.append(api(admin_user).get(url).data)
 
-    importers.import_run(batch=batch, stream=io.BytesIO(content), bytes_total=len(content), on_progress=poll)
+    runs.import_run(batch=batch, stream=io.BytesIO(content), bytes_total=len(content), on_progress=poll)
 
     assert seen, "the status endpoint was never polled during the import"
     during = seen[-1]

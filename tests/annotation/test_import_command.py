@@ -9,7 +9,7 @@ import sys
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotation import importers
+from annotation.imports import copy
 from annotation.models import Example, ImportBatch
 from tests.annotation.import_helpers import AG_NEWS_LABELS, AG_NEWS_MAP, ROOT
 from tests.factories import UserFactory, make_project
@@ -97,7 +97,7 @@ def test_command_fails_loudly_and_leaves_nothing_when_the_import_fails(project, 
     def broken(**kwargs):
         raise RuntimeError("database went away (simulated)")
 
-    monkeypatch.setattr(importers, "_insert_chunk", broken)
+    monkeypatch.setattr(copy, "insert_chunk", broken)
     path = tmp_path / "a.csv"
     path.write_bytes(b"text\nhello\n")
 

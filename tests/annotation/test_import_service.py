@@ -9,7 +9,9 @@ from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
 
-from annotation import importers
+from annotation.imports import copy, formats, jobs, runs
+from annotation.imports.progress import import_progress, progress_key
+from annotation.imports.rows import check_columns
 from annotation.models import Example, ImportBatch, Label
 from core.errors import ValidationFailed
 from tests.annotation.import_helpers import AG_NEWS_LABELS, AG_NEWS_MAP, codes, run_import
@@ -130,9 +132,7 @@ def test_unknown_text_column_fails_and_names_the_columns_there_are(project):
     assert "'text'" in batch.error and "'sentence', 'label'" in batch.error
     assert Example.objects.count() == 0
     with pytest.raises(ValidationFailed, match="'sentence'"):
-        importers.check_columns(
-            stream=io.BytesIO(b"sentence,label\n"), options=importers.import_options(source_name="a.csv")
-        )
+        check_columns(stream=io.BytesIO(b"sentence,label\n"), options=formats.import_options(source_name="a.csv"))
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_unknown_text_column_fails_and_names_the_columns_there_are(project):
 )
 def test_options_are_validated_with_a_helpful_message(kwargs, message):
     with pytest.raises(ValidationFailed, match=message):
-        importers.import_options(**kwargs)
+        formats.import_options(**kwargs)
 
 
 # --- bad rows -------------------------------------------------------------------------------
@@ -229,10 +229,10 @@ def test_bad_jsonl_lines_are_skipped_and_reported(project, settings):
 def test_a_csv_line_too_long_to_hold_fails_the_import_without_reading_it_whole(project, settings):
     settings.TALLY_IMPORT_MAX_LINE_BYTES = 1000
     stream = SipOnlyStream(b"text\nfine\n" + b"x," * 50_000 + b"\nafter\n")
-    options = importers.import_options(source_name="a.csv")
-    batch, _ = importers.import_batch_create(project=project, created_by=None, source_name="a.csv", options=options)
+    options = formats.import_options(source_name="a.csv")
+    batch, _ = jobs.import_batch_create(project=project, created_by=None, source_name="a.csv", options=options)
 
-    batch = importers.import_run(batch=batch, stream=stream)
+    batch = runs.import_run(batch=batch, stream=stream)
 
     assert batch.status == ImportBatch.Status.FAILED
     assert "Line 3 is longer than 1,000 characters" in batch.error
@@ -305,7 +305,7 @@ def test_create_labels_adds_missing_labels_once(project):
 
 def test_a_failure_mid_import_leaves_no_examples_and_a_failed_batch(project, settings, monkeypatch):
     settings.TALLY_IMPORT_CHUNK_ROWS = 10
-    real_insert = importers._insert_chunk
+    real_insert = copy.insert_chunk
     calls = []
 
     def insert_then_fail(**kwargs):
@@ -314,7 +314,7 @@ def test_a_failure_mid_import_leaves_no_examples_and_a_failed_batch(project, set
             raise RuntimeError("disk full (simulated)")
         real_insert(**kwargs)
 
-    monkeypatch.setattr(importers, "_insert_chunk", insert_then_fail)
+    monkeypatch.setattr(copy, "insert_chunk", insert_then_fail)
     content = b"text,label\n" + b"".join(f"row {i},brand-new\n".encode() for i in range(35))
 
     batch = run_import(project, content, label_column="label", create_labels=True)
@@ -326,12 +326,12 @@ def test_a_failure_mid_import_leaves_no_examples_and_a_failed_batch(project, set
     assert not project.labels.filter(name="brand-new").exists()  # created inside the transaction
     batch.refresh_from_db()
     assert (batch.status, batch.rows_imported) == (ImportBatch.Status.FAILED, 0)
-    assert cache.get(importers._progress_key(batch.pk))["status"] == ImportBatch.Status.FAILED
+    assert cache.get(progress_key(batch.pk))["status"] == ImportBatch.Status.FAILED
 
 
 def test_a_database_error_mid_import_rolls_back_and_the_failure_is_still_recorded(project, settings, monkeypatch):
     settings.TALLY_IMPORT_CHUNK_ROWS = 5
-    real_insert = importers._insert_chunk
+    real_insert = copy.insert_chunk
     calls = []
 
     def insert_then_break_the_transaction(**kwargs):
@@ -341,7 +341,7 @@ def test_a_database_error_mid_import_rolls_back_and_the_failure_is_still_recorde
                 cursor.execute("SELECT 1 / 0")  # a real error from the database
         real_insert(**kwargs)
 
-    monkeypatch.setattr(importers, "_insert_chunk", insert_then_break_the_transaction)
+    monkeypatch.setattr(copy, "insert_chunk", insert_then_break_the_transaction)
     content = b"text\n" + b"".join(f"row {i}\n".encode() for i in range(12))
 
     batch = run_import(project, content)
@@ -355,7 +355,7 @@ def test_a_database_error_mid_import_rolls_back_and_the_failure_is_still_recorde
 def test_running_a_finished_batch_again_changes_nothing(project):
     batch = run_import(project, b"text\none\n")
 
-    again = importers.import_run(batch=batch, stream=io.BytesIO(b"text\ntwo\n"))
+    again = runs.import_run(batch=batch, stream=io.BytesIO(b"text\ntwo\n"))
 
     assert again.status == ImportBatch.Status.SUCCEEDED
     assert texts(project) == ["one"]
@@ -363,8 +363,8 @@ def test_running_a_finished_batch_again_changes_nothing(project):
 
 def test_worker_runs_a_stored_upload_and_deletes_it_afterwards(project, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
-    options = importers.import_options(source_name="up.csv")
-    batch, _ = importers.import_batch_create(
+    options = formats.import_options(source_name="up.csv")
+    batch, _ = jobs.import_batch_create(
         project=project,
         created_by=None,
         source_name="up.csv",
@@ -376,7 +376,7 @@ def test_worker_runs_a_stored_upload_and_deletes_it_afterwards(project, settings
     # A worker that died mid-import left the batch RUNNING (its transaction rolled back):
     ImportBatch.objects.filter(pk=batch.pk).update(status=ImportBatch.Status.RUNNING)
 
-    batch = importers.import_batch_run(batch_id=batch.pk)
+    batch = runs.import_batch_run(batch_id=batch.pk)
 
     assert batch.status == ImportBatch.Status.SUCCEEDED, batch.error
     assert texts(project) == ["from storage"]
@@ -386,10 +386,10 @@ def test_worker_runs_a_stored_upload_and_deletes_it_afterwards(project, settings
 
 
 def test_a_missing_upload_fails_the_batch(project):
-    options = importers.import_options(source_name="up.csv")
-    batch, _ = importers.import_batch_create(project=project, created_by=None, source_name="up.csv", options=options)
+    options = formats.import_options(source_name="up.csv")
+    batch, _ = jobs.import_batch_create(project=project, created_by=None, source_name="up.csv", options=options)
 
-    batch = importers.import_batch_run(batch_id=batch.pk)
+    batch = runs.import_batch_run(batch_id=batch.pk)
 
     assert batch.status == ImportBatch.Status.FAILED and "missing" in batch.error
 
@@ -423,15 +423,15 @@ def test_the_file_is_read_in_bounded_pieces(project, settings, name):
         data = b"text\n" + b"".join(f"sentence number {i} with some words\n".encode() for i in range(20_000))
     else:
         data = b"".join(json.dumps({"text": f"sentence number {i}"}).encode() + b"\n" for i in range(20_000))
-    options = importers.import_options(source_name=name)
-    batch, _ = importers.import_batch_create(project=project, created_by=None, source_name=name, options=options)
+    options = formats.import_options(source_name=name)
+    batch, _ = jobs.import_batch_create(project=project, created_by=None, source_name=name, options=options)
     stream = SipOnlyStream(data)
 
-    batch = importers.import_run(batch=batch, stream=stream, bytes_total=len(data))
+    batch = runs.import_run(batch=batch, stream=stream, bytes_total=len(data))
 
     assert batch.status == ImportBatch.Status.SUCCEEDED, batch.error
     assert batch.rows_imported == 20_000
-    assert len(stream.requests) > 10 and max(stream.requests) <= importers.READ_BUFFER_BYTES
+    assert len(stream.requests) > 10 and max(stream.requests) <= formats.READ_BUFFER_BYTES
     assert batch.stats["bytes_read"] == len(data)
 
 
@@ -441,7 +441,7 @@ def test_progress_is_published_to_the_cache_while_the_import_runs(project, setti
     seen = []
 
     def watch(progress):
-        seen.append(cache.get(importers._progress_key(progress.batch_id)))
+        seen.append(cache.get(progress_key(progress.batch_id)))
 
     batch = run_import(project, content, on_progress=watch)
 
@@ -451,15 +451,15 @@ def test_progress_is_published_to_the_cache_while_the_import_runs(project, setti
     assert running[-1]["rows_read"] >= 900 and running[-1]["bytes_read"] > 0
     assert running[-1]["bytes_total"] == len(content)
     assert seen[-1]["status"] == ImportBatch.Status.SUCCEEDED
-    assert importers.import_progress(batch=batch) is None  # finished: the row has the truth
+    assert import_progress(batch=batch) is None  # finished: the row has the truth
 
 
 def test_progress_of_a_running_batch_says_when_it_has_stalled(project, settings):
-    options = importers.import_options(source_name="a.csv")
-    batch, _ = importers.import_batch_create(project=project, created_by=None, source_name="a.csv", options=options)
+    options = formats.import_options(source_name="a.csv")
+    batch, _ = jobs.import_batch_create(project=project, created_by=None, source_name="a.csv", options=options)
     batch.status = ImportBatch.Status.RUNNING
     cache.set(
-        importers._progress_key(batch.pk),
+        progress_key(batch.pk),
         {
             "batch_id": batch.pk,
             "status": "running",
@@ -473,7 +473,7 @@ def test_progress_of_a_running_batch_says_when_it_has_stalled(project, settings)
         },
     )
 
-    progress = importers.import_progress(batch=batch)
+    progress = import_progress(batch=batch)
 
     assert progress["fraction"] == 0.25
     assert progress["stalled"] is True
@@ -482,8 +482,8 @@ def test_progress_of_a_running_batch_says_when_it_has_stalled(project, settings)
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_another_process_is_importing_is_left_to_it():
     project = make_project(name="Busy")
-    options = importers.import_options(source_name="a.csv")
-    batch, _ = importers.import_batch_create(project=project, created_by=None, source_name="a.csv", options=options)
+    options = formats.import_options(source_name="a.csv")
+    batch, _ = jobs.import_batch_create(project=project, created_by=None, source_name="a.csv", options=options)
     ImportBatch.objects.filter(pk=batch.pk).update(status=ImportBatch.Status.RUNNING)
     locked, release = threading.Event(), threading.Event()
 
@@ -498,7 +498,7 @@ def test_a_batch_another_process_is_importing_is_left_to_it():
     holder.start()
     assert locked.wait(10)
     try:
-        result = importers.import_run(batch=batch, stream=io.BytesIO(b"text\na redelivered message\n"))
+        result = runs.import_run(batch=batch, stream=io.BytesIO(b"text\na redelivered message\n"))
     finally:
         release.set()
         holder.join()

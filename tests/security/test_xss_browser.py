@@ -27,7 +27,8 @@ from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from annotation import importers, services
+from annotation import services
+from annotation.imports import formats, jobs, runs
 from annotation.models import ImportBatch, Membership
 from labor_ledger import services as ledger_services
 from tests.factories import UserFactory, add_member
@@ -135,13 +136,13 @@ def stored(db):
     # value (a payload) ends up in the import report
     rows = ["text,label"] + ['"' + p.replace('"', '""') + f' text {i}",' for i, p in enumerate(payloads("tx"))]
     rows.append('"a row with a bad label",' + '"' + payloads("rp")[1].replace('"', '""') + '"')
-    options = importers.import_options(
+    options = formats.import_options(
         source_name="x.csv", file_format="csv", text_column="text", label_column="label", has_header=True
     )
-    batch, _ = importers.import_batch_create(
+    batch, _ = jobs.import_batch_create(
         project=project, created_by=admin, source_name=payloads("fl")[1][:200] + ".csv", options=options
     )
-    batch = importers.import_run(batch=batch, stream=BytesIO("\n".join(rows).encode()))
+    batch = runs.import_run(batch=batch, stream=BytesIO("\n".join(rows).encode()))
     assert batch.status == ImportBatch.Status.SUCCEEDED, batch.error
     assert batch.rows_imported == len(payloads("tx")) and batch.report
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation import importers
+from annotation.imports import formats, jobs, rows, runs
+from annotation.imports.progress import ImportProgress
 from annotation.models import ImportBatch, Project
 from core.errors import TallyError
 
@@ -82,7 +83,7 @@ class Command(BaseCommand):
             if user is None:
                 raise CommandError(f"No user {opts['user']!r}.")
         try:
-            options = importers.import_options(
+            options = formats.import_options(
                 source_name=path.name,
                 file_format=opts["file_format"] or "",
                 text_column=opts["text_column"],
@@ -95,8 +96,8 @@ class Command(BaseCommand):
                 encoding=opts["encoding"],
             )
             with path.open("rb") as stream:
-                importers.check_columns(stream=stream, options=options)
-            batch, _ = importers.import_batch_create(
+                rows.check_columns(stream=stream, options=options)
+            batch, _ = jobs.import_batch_create(
                 project=project, created_by=user, source_name=path.name, options=options
             )
         except TallyError as exc:
@@ -108,7 +109,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Importing {path} ({size:,} bytes) into project {project.slug!r} as import {batch.pk}")
         started = time.monotonic()
         with path.open("rb") as stream:
-            batch = importers.import_run(
+            batch = runs.import_run(
                 batch=batch,
                 stream=stream,
                 bytes_total=size,
@@ -122,7 +123,7 @@ class Command(BaseCommand):
         tty = hasattr(self.stdout, "isatty") and self.stdout.isatty()
         last = {"at": 0.0}
 
-        def show(progress: importers.ImportProgress) -> None:
+        def show(progress: ImportProgress) -> None:
             if progress.status != ImportBatch.Status.RUNNING:
                 if tty and last["at"]:
                     self.stdout.write("")

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.pagination import KeysFirstPagination
-from core.roles import ADMINS, READERS
+from core.roles import ADMINS, LABELERS, READERS
 
 from . import selectors, services
 from .models import Annotation, Attempt, Example, Label, Membership, Project
@@ -49,17 +49,52 @@ class ProjectOut(serializers.ModelSerializer):
 
 
 class ExampleOut(serializers.ModelSerializer):
+    """A text as an annotator sees it: never its gold label, priority or margin, and only the
+    extra columns the project's imports made visible (Project.annotator_meta_columns)."""
+
+    meta = serializers.SerializerMethodField()
+
     class Meta:
         model = Example
         fields = ["id", "text", "meta", "created_at"]
 
+    def get_meta(self, example) -> dict:
+        visible = self.context.get("visible_meta")
+        if visible is None:
+            visible = example.project.annotator_meta_columns
+        return {key: value for key, value in example.meta.items() if key in visible}
 
-class ExampleAdminOut(serializers.ModelSerializer):
-    gold_label = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+
+class ExampleListOut(serializers.ModelSerializer):
+    """An example in a project's list. Admins and auditors also get its gold label, hand-out
+    count and priority and every extra column; annotators get none of them (`reader` False in
+    the context), so the schema declares those fields optional rather than read-only."""
+
+    meta = serializers.SerializerMethodField()
+    gold_label = serializers.SlugRelatedField(
+        slug_field="name", queryset=Label.objects.none(), required=False, allow_null=True
+    )
+    submitted_count = serializers.IntegerField(required=False)
+    priority = serializers.FloatField(required=False)
+
+    READERS_ONLY = ("gold_label", "submitted_count", "priority")
 
     class Meta:
         model = Example
         fields = ["id", "text", "meta", "gold_label", "submitted_count", "priority", "created_at"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if not self.context.get("reader", True):
+            for name in self.READERS_ONLY:
+                fields.pop(name)
+        return fields
+
+    def get_meta(self, example) -> dict:
+        if self.context.get("reader", True):
+            return example.meta
+        visible = self.context.get("visible_meta", [])
+        return {key: value for key, value in example.meta.items() if key in visible}
 
 
 class AttemptOut(serializers.ModelSerializer):
@@ -180,13 +215,25 @@ class ExampleListApi(ListAPIView):
     """Admins and auditors list every example; annotators only those they worked on."""
 
     pagination_class = KeysFirstPagination
+    serializer_class = ExampleListOut
 
-    def get_serializer_class(self):
-        return ExampleAdminOut
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if getattr(self, "swagger_fake_view", False):  # the schema describes the readers' answer
+            return context
+        project, reader = self._project_and_reader()
+        return {**context, "reader": reader, "visible_meta": project.annotator_meta_columns}
 
     def get_queryset(self):
-        project = project_for(user=self.request.user, slug=self.kwargs["slug"])
-        return selectors.examples_visible_to(user=self.request.user, project=project).select_related("gold_label")
+        project, reader = self._project_and_reader()
+        examples = selectors.examples_visible_to(user=self.request.user, project=project)
+        return examples.select_related("gold_label") if reader else examples
+
+    def _project_and_reader(self):
+        if not hasattr(self, "_scope"):
+            project = project_for(user=self.request.user, slug=self.kwargs["slug"])
+            self._scope = project, selectors.role_in_project(user=self.request.user, project=project) in READERS
+        return self._scope
 
 
 class AnnotationListApi(ListAPIView):
@@ -200,6 +247,10 @@ class AnnotationListApi(ListAPIView):
 # --- the annotator's loop ---
 
 
+def attempt_out(attempt: Attempt) -> dict:
+    return AttemptOut(attempt, context={"visible_meta": attempt.project.annotator_meta_columns}).data
+
+
 class QueueNextApi(APIView):
     class QueueNextInput(serializers.Serializer):
         exclude = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
@@ -210,7 +261,7 @@ class QueueNextApi(APIView):
         description="Claim the next text (or re-offer an open claim not listed in `exclude`). 204: nothing left.",
     )
     def post(self, request, slug):
-        project = project_for(user=request.user, slug=slug, roles={Membership.Role.ANNOTATOR, Membership.Role.ADMIN})
+        project = project_for(user=request.user, slug=slug, roles=LABELERS)
         data = self.QueueNextInput(data=request.data)
         data.is_valid(raise_exception=True)
         attempt = services.claim_next(
@@ -220,14 +271,14 @@ class QueueNextApi(APIView):
         )
         if attempt is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(AttemptOut(attempt).data)
+        return Response(attempt_out(attempt))
 
 
 class AttemptHeartbeatApi(APIView):
     @extend_schema(request=None, responses=AttemptOut)
     def post(self, request, attempt_id):
         attempt = services.attempt_heartbeat(attempt_id=attempt_id, annotator=request.user)
-        return Response(AttemptOut(attempt).data)
+        return Response(attempt_out(attempt))
 
 
 class AttemptSubmitApi(APIView):
@@ -253,7 +304,7 @@ class AttemptSkipApi(APIView):
     @extend_schema(request=None, responses=AttemptOut)
     def post(self, request, attempt_id):
         attempt = services.attempt_skip(attempt_id=attempt_id, annotator=request.user)
-        return Response(AttemptOut(attempt).data)
+        return Response(attempt_out(attempt))
 
 
 class UndoLastApi(APIView):
@@ -261,6 +312,6 @@ class UndoLastApi(APIView):
         request=None, responses=AttemptOut, description="Retract your last label; returns a new claim on that text."
     )
     def post(self, request, slug):
-        project = project_for(user=request.user, slug=slug, roles={Membership.Role.ANNOTATOR, Membership.Role.ADMIN})
+        project = project_for(user=request.user, slug=slug, roles=LABELERS)
         attempt = services.annotation_undo_last(project=project, annotator=request.user, now=timezone.now())
-        return Response(AttemptOut(attempt).data)
+        return Response(attempt_out(attempt))

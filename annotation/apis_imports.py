@@ -109,6 +109,13 @@ class ImportUploadIn(serializers.Serializer):
         default=False, help_text="Decode AG News style backslash escapes (see docs/import.md)."
     )
     encoding = serializers.CharField(required=False, default="utf-8", max_length=40)
+    visible_columns = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=500,
+        help_text="Extra columns annotators may see, comma-separated (default: none; admins see every column).",
+    )
 
 
 class ImportListCreateApi(ListAPIView):
@@ -154,6 +161,7 @@ class ImportListCreateApi(ListAPIView):
             create_labels=values["create_labels"],
             unescape_backslashes=values["unescape_backslashes"],
             encoding=values["encoding"],
+            visible_columns=values["visible_columns"],
         )
         key = (request.headers.get("Idempotency-Key") or "").strip() or None
         if key is not None and len(key) > 100:

@@ -22,6 +22,9 @@ class Project(models.Model):
         default=1, validators=[MinValueValidator(1), MaxValueValidator(5)]
     )
     currency = models.CharField(max_length=3, default="USD", help_text="ISO 4217 code")
+    # The imported extra columns (Example.meta keys) annotators may see; the rest only admins
+    # and auditors see. Empty by default: an id column that spells out the class stays hidden.
+    annotator_meta_columns = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -159,6 +162,7 @@ class Attempt(models.Model):
         SUBMITTED = "submitted"
         SKIPPED = "skipped"
         EXPIRED = "expired"
+        REVOKED = "revoked"  # closed when the person stopped being allowed to label here
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="attempts")
     example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="attempts")
@@ -188,6 +192,19 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"Attempt {self.pk} ({self.status})"
+
+
+class ActivityClock(models.Model):
+    """One per person: the moment up to which their active time has been credited, across
+    all their attempts and instruction readings in every project. Every credit locks this row
+    and takes only time after it, so two tabs, a prefetched text, the instructions and another
+    project open at once share one wall clock: credited time never exceeds wall time."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    credited_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Activity clock of {self.user_id} at {self.credited_until.isoformat()}"
 
 
 class InstructionReading(models.Model):

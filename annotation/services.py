@@ -16,14 +16,15 @@ from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.text import slugify
 
-from core.errors import Conflict, NotFound, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.roles import LABELERS
 
 from . import hooks
-from .models import Annotation, Attempt, Example, InstructionReading, Label, Membership, Project
+from .models import ActivityClock, Annotation, Attempt, Example, InstructionReading, Label, Membership, Project
 from .queue import next_example
 from .selectors import open_claims
 
@@ -119,11 +120,46 @@ def label_create(*, project: Project, name: str) -> Label:
 
 
 @transaction.atomic
-def membership_set(*, project: Project, user, role: str) -> Membership:
+def membership_set(*, project: Project, user, role: str, actor=None, now: datetime | None = None) -> Membership:
+    """Give `user` a role in the project. A role that may not label (auditor) closes the
+    person's open claims and readings there, their time credited up to that moment."""
     if role not in Membership.Role.values:
         raise ValidationFailed(f"Unknown role {role!r}; use one of {', '.join(Membership.Role.values)}.")
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    if role not in LABELERS:
+        work_revoke(project=project, user=user, actor=actor, now=now)
     return membership
+
+
+@transaction.atomic
+def membership_remove(*, project: Project, user, actor=None, now: datetime | None = None) -> None:
+    """Take the person out of the project; their open work there is closed first."""
+    work_revoke(project=project, user=user, actor=actor, now=now)
+    Membership.objects.filter(project=project, user=user).delete()
+
+
+def work_revoke(*, project: Project, user, actor=None, now: datetime | None = None) -> int:
+    """Close the person's open claims in the project as revoked and their open reading, each
+    with the time the server saw them at work; the ledger pays it as the policy says. Returns
+    how many claims were closed."""
+    now = now or timezone.now()
+    claims = Attempt.objects.select_for_update(of=("self",)).filter(
+        project=project, annotator=user, status=Attempt.Status.CLAIMED
+    )
+    closed = 0
+    for attempt in claims.select_related("project", "example"):
+        attempt.status = Attempt.Status.REVOKED
+        attempt.finished_at = now
+        attempt.wall_seconds = _seconds(attempt.last_active_at - (attempt.shown_at or attempt.claimed_at))
+        attempt.save(update_fields=["status", "finished_at", "wall_seconds"])
+        hooks.attempt_closed.send(
+            hooks.AttemptClosed(attempt=attempt, annotation=None, acting_user_id=actor.pk if actor else None)
+        )
+        closed += 1
+    reading = _open_reading(project=project, annotator=user)
+    if reading is not None:
+        _close_reading(reading, end=reading.last_active_at)
+    return closed
 
 
 # --- The queue: claims with a lease ------------------------------------------------------
@@ -181,27 +217,52 @@ def _locked_open_attempt(*, attempt_id: int, annotator) -> Attempt:
     # Lock the attempt row only (`of`): without it PostgreSQL also locks the joined project and
     # example rows, so every submit in a project queued behind the others on the one project
     # row and deadlocked against claims (found by `make bench-peers` at 8 clients).
+    role = Membership.objects.filter(project=OuterRef("project_id"), user=OuterRef("annotator_id")).values("role")
     attempt = (
         Attempt.objects.select_for_update(of=("self",))
         .select_related("project", "example")
+        .annotate(member_role=Subquery(role[:1]))
         .filter(pk=attempt_id)
         .first()
     )
     # Someone else's attempt is answered exactly like a missing one: ids leak nothing.
     if attempt is None or attempt.annotator_id != annotator.pk:
         raise NotFound("No such attempt.")
+    # The role is checked on every action, not only at claim time: a person demoted to auditor
+    # (or removed) while holding a claim can no longer be credited or paid for it.
+    if attempt.member_role not in LABELERS and not annotator.is_superuser:
+        raise Forbidden("Your role in this project no longer allows labeling.", code="not_a_labeler")
     return attempt
 
 
 def _credit_active_time(record: Attempt | InstructionReading, now: datetime) -> None:
     """The one rule for active time, for attempts and instruction readings alike: a heartbeat
     vouches for the gap before it, up to TALLY_HEARTBEAT_MAX_GAP_SECONDS; a later one (the
-    annotator was idle or the tab hidden) vouches for one heartbeat interval only."""
+    annotator was idle or the tab hidden) vouches for one heartbeat interval only.
+
+    One person, one clock: the span credited is the one ending at `now`, and only its part
+    after the person's activity watermark (ActivityClock, locked here, after the record's own
+    row and before the ledger's chain head). Credited spans are therefore disjoint, whatever
+    tabs, claims, readings and projects are open, and never add up to more than wall time."""
     gap = now - record.last_active_at
     if gap > timedelta(seconds=settings.TALLY_HEARTBEAT_MAX_GAP_SECONDS):
         gap = timedelta(seconds=settings.TALLY_HEARTBEAT_INTERVAL_SECONDS)
-    record.active_seconds = (record.active_seconds + _seconds(gap)).quantize(MILLI)
+    clock = _locked_clock(record.annotator_id, now=now)
+    gap = min(gap, now - clock.credited_until)
+    if gap > timedelta(0):
+        record.active_seconds = (record.active_seconds + _seconds(gap)).quantize(MILLI)
+        ActivityClock.objects.filter(pk=clock.pk).update(credited_until=now)
     record.last_active_at = max(now, record.last_active_at)
+
+
+def _locked_clock(user_id: int, *, now: datetime) -> ActivityClock:
+    clock = ActivityClock.objects.select_for_update().filter(pk=user_id).first()
+    if clock is None:  # the person's first credit: nothing before it was credited
+        ActivityClock.objects.bulk_create(
+            [ActivityClock(user_id=user_id, credited_until=now - timedelta(days=1))], ignore_conflicts=True
+        )
+        clock = ActivityClock.objects.select_for_update().get(pk=user_id)
+    return clock
 
 
 def _credit_activity(attempt: Attempt, now: datetime) -> None:
@@ -323,6 +384,7 @@ def annotation_undo_last(*, project: Project, annotator, now: datetime | None = 
     )
     if annotation is None or annotation.status != Annotation.Status.ACCEPTED:
         raise Conflict("There is no submission to undo.", code="nothing_to_undo")
+    _make_room_for_a_claim(project=project, annotator=annotator, now=now)
     annotation_set_status(annotation=annotation, status=Annotation.Status.RETRACTED, actor=annotator, now=now)
     return Attempt.objects.create(
         project=project,
@@ -332,6 +394,20 @@ def annotation_undo_last(*, project: Project, annotator, now: datetime | None = 
         lease_expires_at=_lease_end(now),
         last_active_at=now,
     )
+
+
+def _make_room_for_a_claim(*, project: Project, annotator, now: datetime) -> None:
+    """Undo hands the text back as a new claim, within TALLY_MAX_OPEN_CLAIMS like any other:
+    a claim the page prefetched but never showed goes back to the pool first (no time was
+    spent on it); with every open claim on screen, undo waits until one is finished."""
+    held = list(open_claims(annotator=annotator, project=project, now=now))
+    for attempt in [a for a in held if a.shown_at is None][: max(len(held) - settings.TALLY_MAX_OPEN_CLAIMS + 1, 0)]:
+        locked = Attempt.objects.select_for_update(of=("self",)).select_related("project").get(pk=attempt.pk)
+        if locked.status == Attempt.Status.CLAIMED:
+            _expire_one(locked, now)
+            held.remove(attempt)
+    if len(held) >= settings.TALLY_MAX_OPEN_CLAIMS:
+        raise Conflict("Finish or skip the text on screen before undoing.", code="too_many_claims")
 
 
 @transaction.atomic

@@ -26,6 +26,13 @@ class Conflict(TallyError):
     code = "conflict"
 
 
+class Forbidden(TallyError):
+    """The user is known but their role does not allow this (HTTP 403)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class NotFound(TallyError):
     status_code = 404
     code = "not_found"

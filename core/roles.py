@@ -14,6 +14,8 @@ ANY_ROLE = frozenset(Role.values)
 # Who reads everything in a project (auditors read and never write).
 READERS = frozenset({Role.ADMIN, Role.AUDITOR})
 ADMINS = frozenset({Role.ADMIN})
+# Who may claim, heartbeat and submit texts in a project.
+LABELERS = frozenset({Role.ANNOTATOR, Role.ADMIN})
 
 ADMINS_GROUP = "Tally admins"
 ANNOTATORS_GROUP = "Annotators"

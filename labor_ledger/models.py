@@ -60,6 +60,7 @@ class TimeCategory(models.TextChoices):
     REJECTED = "rejected", "Submitted, then rejected by an admin"
     SKIPPED = "skipped", "Skipped"
     EXPIRED = "expired", "Claim expired"
+    REVOKED = "revoked", "Claim closed when the person's role changed"
     INSTRUCTION_READING = "instruction_reading", "Reading the instructions"
     BETWEEN_TASKS = "between_tasks", "Between tasks in a work session"
 
@@ -73,6 +74,7 @@ DEFAULT_COUNTED_CATEGORIES = [
     TimeCategory.REJECTED.value,
     TimeCategory.SKIPPED.value,
     TimeCategory.EXPIRED.value,
+    TimeCategory.REVOKED.value,
     TimeCategory.INSTRUCTION_READING.value,
 ]
 

@@ -123,6 +123,8 @@ def _attempt_category(attempt: Attempt, annotation: Annotation | None) -> str | 
         return TimeCategory.SKIPPED
     if attempt.status == Attempt.Status.EXPIRED:
         return TimeCategory.EXPIRED
+    if attempt.status == Attempt.Status.REVOKED:
+        return TimeCategory.REVOKED
     if attempt.status == Attempt.Status.SUBMITTED:
         if annotation is None or annotation.status == Annotation.Status.ACCEPTED:
             return TimeCategory.SUBMITTED
@@ -274,6 +276,7 @@ ATTEMPT_REASONS = {
     Attempt.Status.SUBMITTED: "attempt submitted",
     Attempt.Status.SKIPPED: "attempt skipped",
     Attempt.Status.EXPIRED: "claim expired",
+    Attempt.Status.REVOKED: "claim revoked: the person may no longer label in this project",
 }
 
 

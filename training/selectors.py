@@ -157,7 +157,8 @@ def gold_eval_size(*, project: Project, config: ProjectTrainingConfig) -> int:
     `max_gold_eval`, so a project whose every text carries gold still has texts to train on
     (held out, a labeled text teaches nothing). The choice is by text hash, so it is fixed."""
     n_gold = Example.objects.filter(project=project, gold_label__isnull=False).count()
-    return min(config.max_gold_eval, math.ceil(config.holdout_share * n_gold))
+    # round first: 0.2 * 10 is 2.0000000000000004 in floating point, and must hold out 2
+    return min(config.max_gold_eval, math.ceil(round(config.holdout_share * n_gold, 9)))
 
 
 @dataclass

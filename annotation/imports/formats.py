@@ -50,16 +50,20 @@ class ImportOptions:
     create_labels: bool = False
     unescape_backslashes: bool = False
     encoding: str = "utf-8"
+    # Extra columns annotators may see (added to Project.annotator_meta_columns); default none.
+    visible_columns: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["text_columns"] = list(self.text_columns)
+        data["visible_columns"] = list(self.visible_columns)
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "ImportOptions":
         data = dict(data)
         data["text_columns"] = tuple(data.get("text_columns") or ("text",))
+        data["visible_columns"] = tuple(data.get("visible_columns") or ())
         return cls(**data)
 
 
@@ -103,6 +107,7 @@ def import_options(
     create_labels: bool = False,
     unescape_backslashes: bool = False,
     encoding: str = "utf-8",
+    visible_columns: str = "",
 ) -> ImportOptions:
     """Validate what a user asked for (command line, API, admin form) into ImportOptions."""
     file_format = (file_format or guess_format(source_name)).lower()
@@ -112,6 +117,13 @@ def import_options(
     if not text_columns:
         raise ValidationFailed("Name the text column (or columns, joined by commas).", code="invalid_columns")
     label_column = (label_column or "").strip()
+    shown = tuple(dict.fromkeys(token.strip() for token in (visible_columns or "").split(",") if token.strip()))
+    if len(",".join(shown)) > 500:
+        raise ValidationFailed(
+            "The visible columns' names are at most 500 characters together.", code="invalid_columns"
+        )
+    if set(shown) & {*text_columns, label_column}:
+        raise ValidationFailed("The text and label columns are not extra columns; name others.", code="invalid_columns")
     if len(",".join(text_columns)) > 100 or len(label_column) > 100:
         raise ValidationFailed("Column names are at most 100 characters.", code="invalid_columns")
     if file_format == ImportBatch.Format.JSONL:
@@ -143,6 +155,7 @@ def import_options(
         create_labels=bool(create_labels),
         unescape_backslashes=bool(unescape_backslashes),
         encoding=codec.name,
+        visible_columns=shown,
     )
 
 

@@ -102,7 +102,13 @@ def import_run(
 
 
 def _mark_succeeded(batch: ImportBatch, run: ImportRun) -> None:
-    """Inside the import's transaction: the batch's final counts, committed with its rows."""
+    """Inside the import's transaction: the batch's final counts, committed with its rows, and
+    the extra columns this import lets annotators see."""
+    shown = ImportOptions.from_json(batch.options).visible_columns
+    if shown:
+        project = Project.objects.select_for_update().get(pk=batch.project_id)
+        project.annotator_meta_columns = list(dict.fromkeys([*project.annotator_meta_columns, *shown]))
+        project.save(update_fields=["annotator_meta_columns"])
     batch.status = ImportBatch.Status.SUCCEEDED
     batch.rows_read = run.progress.rows_read
     batch.rows_imported = run.progress.rows_imported

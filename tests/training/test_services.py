@@ -235,19 +235,23 @@ def test_metrics_and_timings_are_recorded(toy_project, labeler, toy, on_commit):
     assert version.n_annotators == 1
 
 
-def test_gold_labels_are_the_evaluation_split_and_never_trained_on(toy_project, labeler, toy, on_commit):
+def test_a_share_of_the_gold_labels_is_the_evaluation_split_and_never_trained_on(toy_project, labeler, toy, on_commit):
     labels = dict(Label.objects.filter(project=toy_project).values_list("name", "id"))
-    gold = list(Example.objects.filter(project=toy_project).order_by("-id")[:8])
+    gold = list(Example.objects.filter(project=toy_project).order_by("-id")[:10])
     for ex in gold:
         ex.gold_label_id = labels[toy[ex.text]]
         ex.save(update_fields=["gold_label"])
     with on_commit():
         label_next(toy_project, labeler, toy, n=40)  # annotators label everything, gold items too
     version = ModelVersion.objects.get(pk=pipeline.execute_run(run_id=queued(toy_project).get().pk))
-    assert version.metrics["eval_source"] == "gold" and version.metrics["eval_size"] == 8
+    # the holdout share (25% here) of the 10 gold texts is held out; the other gold texts train
+    assert version.metrics["eval_source"] == "gold" and version.metrics["eval_size"] == 3
+    held_out = set(
+        Example.objects.filter(pk__in=[ex.pk for ex in gold]).order_by("text_hash")[:3].values_list("pk", flat=True)
+    )
     trained_on = set(ManifestEntry.objects.filter(version=version).values_list("example_id", flat=True))
-    assert not trained_on & {ex.pk for ex in gold}
-    assert len(trained_on) == 32
+    assert not trained_on & held_out
+    assert len(trained_on) == 37
 
 
 def test_not_enough_labels_fails_the_run_with_a_clear_error(toy_project, labeler, toy, admin_user):

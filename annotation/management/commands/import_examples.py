@@ -68,6 +68,11 @@ class Command(BaseCommand):
             "any other backslash a wrapped line (a space).",
         )
         parser.add_argument("--encoding", default="utf-8", help="The file's text encoding (default: utf-8).")
+        parser.add_argument(
+            "--visible-columns",
+            default="",
+            help="Extra columns annotators may see, comma-separated (default: none; admins see every column).",
+        )
         parser.add_argument("--user", default=None, help="Username recorded as the import's creator.")
 
     def handle(self, *args, **opts):
@@ -94,6 +99,7 @@ class Command(BaseCommand):
                 create_labels=opts["create_labels"],
                 unescape_backslashes=opts["unescape_backslashes"],
                 encoding=opts["encoding"],
+                visible_columns=opts["visible_columns"],
             )
             with path.open("rb") as stream:
                 rows.check_columns(stream=stream, options=options)

@@ -6,6 +6,8 @@ GET /api/projects/<slug>/labor-reports/?by=&model_version=&file_format=&pseudony
 
 Admins and auditors of the project only (annotators 403, everyone else 404, as every
 project-scoped view). Reports are read-only for everyone: every write method answers 403.
+A card or per-version report that needs a model version whose labor index is not written yet
+answers 409 and says so (labor_index.VersionNotIndexed); nothing is computed on read.
 Pay is private: every answer, errors included, carries Cache-Control: no-store.
 """
 
@@ -20,9 +22,9 @@ from rest_framework.views import APIView
 from annotation.permissions import project_for
 from core.roles import READERS
 
-from . import labor_card, reports
 from .apis import NoStoreMixin
 from .pseudonyms import PseudonymKeyMissing
+from .reports import build, card, writers
 
 READ_ONLY = "Labor reports are read-only: nothing here changes the books."
 
@@ -74,16 +76,16 @@ class LaborCardApi(ReadOnlyReportMixin, APIView):
     def get(self, request, slug, sequence):
         project = project_for(user=request.user, slug=slug, roles=READERS)
         version = version_for(project, sequence)
-        return Response(labor_card.labor_card(version=version))
+        return Response(card.labor_card(version=version))
 
 
 class LaborReportQuery(serializers.Serializer):
     # Not `format`: DRF reserves that query parameter for renderer negotiation.
-    by = serializers.ChoiceField(choices=reports.BY_CHOICES, default="version")
+    by = serializers.ChoiceField(choices=build.BY_CHOICES, default="version")
     model_version = serializers.IntegerField(
         required=False, min_value=1, help_text="only the labels this model version was trained on"
     )
-    file_format = serializers.ChoiceField(choices=reports.FORMATS, default="csv")
+    file_format = serializers.ChoiceField(choices=writers.FORMATS, default="csv")
     pseudonymize = serializers.BooleanField(
         default=False, help_text="annotators as keyed pseudonyms (by=annotator); needs TALLY_PSEUDONYM_KEY"
     )
@@ -111,18 +113,18 @@ class LaborReportApi(ReadOnlyReportMixin, APIView):
         query.is_valid(raise_exception=True)
         params = query.validated_data
         try:
-            report = reports.labor_report(
+            report = build.labor_report(
                 project=project,
                 by=params["by"],
                 version=params.get("model_version"),
                 pseudonymize=params["pseudonymize"],
             )
-        except reports.ReportError as exc:
+        except build.ReportError as exc:
             raise serializers.ValidationError({"model_version": [str(exc)]}) from exc
         except PseudonymKeyMissing as exc:
             raise serializers.ValidationError({"pseudonymize": [str(exc)]}) from exc
         file_format = params["file_format"]
-        response = HttpResponse(reports.render(report, file_format), content_type=reports.CONTENT_TYPES[file_format])
+        response = HttpResponse(writers.render(report, file_format), content_type=writers.CONTENT_TYPES[file_format])
         response["Content-Disposition"] = f'attachment; filename="{report.filename_stem}.{file_format}"'
         response["X-Tally-Ledger-Head-Seq"] = str(report.head.seq)
         response["X-Tally-Ledger-Head-Hash"] = report.head.hash

@@ -13,8 +13,12 @@ from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 from annotation.permissions import project_for
 from core.roles import READERS
 
-from . import labor_card, pseudonyms, reports
+from . import pseudonyms
 from .apis_reports import version_for
+from .labor_index import VersionNotIndexed
+from .reports import card as labor_card
+from .reports import writers
+from .reports.sql import LedgerHead
 
 
 def _project(request, slug, *, write: bool = False):
@@ -48,8 +52,12 @@ def labor_card_page(request, slug, sequence):
     _read_only(request, slug)
     project = _project(request, slug)
     version = version_for(project, sequence)
-    card = labor_card.labor_card(version=version)
-    charts_key = labor_card.cache_key(version, reports.LedgerHead(**card["ledger_head"])) + ":charts"
+    try:
+        card = labor_card.labor_card(version=version)
+    except VersionNotIndexed as exc:
+        context = {"project": project, "version": version, "message": exc.message}
+        return render(request, "labor_ledger/labor_card_not_indexed.html", context, status=409)
+    charts_key = labor_card.cache_key(version, LedgerHead(**card["ledger_head"])) + ":charts"
     charts = cache.get(charts_key)
     if charts is None:
         charts = labor_card.card_charts(card)
@@ -77,7 +85,7 @@ def labor_card_page(request, slug, sequence):
             "card": card,
             "charts": charts,
             "exports": exports,
-            "formats": reports.FORMATS,
+            "formats": writers.FORMATS,
             "pseudonyms_available": pseudonyms.pseudonyms_available(),
             "pseudonymized_annotators_url": f"{scoped}&by=annotator&pseudonymize=true",
             "card_api": reverse("labor_ledger:labor-card", args=[project.slug, version.sequence]),

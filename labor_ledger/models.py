@@ -301,13 +301,14 @@ class Balance(models.Model):
         return f"Balance of {self.annotator_id} in {self.project_id}: {self.amount} {self.currency}"
 
 
-# --- derived, for reports (labor_ledger/reports.py, docs/labor-card.md) -----------------------
+# --- derived, for reports (labor_ledger/labor_index.py, labor_ledger/reports/, docs/labor-card.md) ---
 
 
 class VersionLaborIndex(models.Model):
     """Marks a model version whose label deltas (VersionLabelDelta) are computed. Derived data:
     a version's manifest never changes, so neither do its deltas; nothing here is part of the
-    books, and deleting it only makes the next report compute it again."""
+    books. Written by the worker when the version is registered (labor_index.py); after
+    deleting it, `manage.py labor_index_backfill` writes it again (reports never do)."""
 
     version = models.OneToOneField(
         "training.ModelVersion", primary_key=True, on_delete=models.CASCADE, related_name="+"

@@ -18,8 +18,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Q, Sum, Value
+from django.db import transaction
 from django.utils import timezone
 
 from annotation import hooks
@@ -412,63 +411,3 @@ def manual_entry_create(
             reason=reason.strip(),
         )
     return entry
-
-
-# --- derived data for reports ------------------------------------------------------------------
-
-
-_DELTA_INSERT = """
-INSERT INTO labor_ledger_versionlabeldelta (version_id, annotation_id, annotator_id, human, sign)
-SELECT %(version)s, a.id, a.annotator_id, a.source = 'human', d.sign
-FROM (
-  SELECT COALESCE(cur.annotation_id, par.annotation_id) AS annotation_id,
-         CASE WHEN par.annotation_id IS NULL THEN 1 ELSE -1 END AS sign
-  FROM (SELECT DISTINCT m.annotation_id FROM training_manifestentry m WHERE m.version_id = %(version)s) cur
-  FULL JOIN (SELECT DISTINCT m.annotation_id FROM training_manifestentry m WHERE m.version_id = %(parent)s) par
-    ON par.annotation_id = cur.annotation_id
-  WHERE cur.annotation_id IS NULL OR par.annotation_id IS NULL
-) d
-JOIN annotation_annotation a ON a.id = d.annotation_id
-"""
-
-
-def version_labor_index_ensure(*, project: Project, upto: int | None = None, progress=None) -> int:
-    """Compute the label deltas (VersionLabelDelta) of every model version of the project (up
-    to sequence `upto`) that has none yet, each in its own transaction; returns how many.
-
-    A version's manifest never changes, so its deltas against its parent are computed once:
-    one ordered merge of the two manifests on their unique index. Concurrent callers wait on
-    the version's row lock and find the work done. `progress(done, total, sequence)` is called
-    before each version (the management command prints it)."""
-    from training.models import ModelVersion
-
-    from .models import VersionLabelDelta, VersionLaborIndex
-
-    todo = ModelVersion.objects.filter(project=project).exclude(pk__in=VersionLaborIndex.objects.values("version_id"))
-    if upto is not None:
-        todo = todo.filter(sequence__lte=upto)
-    done = 0
-    waiting = list(todo.order_by("sequence").values_list("pk", "parent_id", "sequence"))
-    for version_id, parent_id, sequence in waiting:
-        if progress is not None:
-            progress(done, len(waiting), sequence)
-        started = timezone.now()
-        with transaction.atomic():
-            ModelVersion.objects.select_for_update().filter(pk=version_id).values_list("pk").first()
-            if VersionLaborIndex.objects.filter(version_id=version_id).exists():
-                continue
-            with connection.cursor() as cursor:
-                cursor.execute(_DELTA_INSERT, {"version": version_id, "parent": parent_id})
-            counts = VersionLabelDelta.objects.filter(version_id=version_id).aggregate(
-                added=Sum(Value(1), filter=Q(sign=1)), dropped=Sum(Value(1), filter=Q(sign=-1))
-            )
-            now = timezone.now()
-            VersionLaborIndex.objects.create(
-                version_id=version_id,
-                added=counts["added"] or 0,
-                dropped=counts["dropped"] or 0,
-                seconds=(now - started).total_seconds(),
-                computed_at=now,
-            )
-        done += 1
-    return done

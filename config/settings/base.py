@@ -230,7 +230,7 @@ CELERY_BEAT_SCHEDULE["training-sweep-lost-runs"] = {
 # The sweeper is quick: it must not wait behind a long run on the training queue.
 CELERY_TASK_ROUTES = {"training.tasks.sweep_lost_runs": {"queue": "default"}, **CELERY_TASK_ROUTES}
 
-# --- Labor Card and auditor reports (labor_ledger/reports.py, docs/labor-card.md) ---
+# --- Labor Card and auditor reports (labor_ledger/reports/, docs/labor-card.md) ---
 # Key for annotator pseudonyms (HMAC-SHA256) in reports, exports and charts. Kept apart from
 # SECRET_KEY and from the data; required for pseudonymized exports (a clear error without it).
 TALLY_PSEUDONYM_KEY = env("TALLY_PSEUDONYM_KEY", default="")
@@ -238,8 +238,3 @@ TALLY_PSEUDONYM_KEY = env("TALLY_PSEUDONYM_KEY", default="")
 # ("Any" CPU, Green Algorithms TDP table) and per GPU ("Any" GPU, same source). docs/labor-card.md.
 TALLY_CPU_WATTS_PER_CORE = env.float("TALLY_CPU_WATTS_PER_CORE", default=12.0)
 TALLY_GPU_WATTS = env.float("TALLY_GPU_WATTS", default=200.0)
-# Compute new model versions' label deltas in the background (reports would do it on first use).
-CELERY_BEAT_SCHEDULE["labor-ledger-index-model-versions"] = {
-    "task": "labor_ledger.index_model_versions",
-    "schedule": 600.0,
-}

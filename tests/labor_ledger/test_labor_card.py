@@ -10,8 +10,10 @@ import pytest
 from django.core.cache import cache
 
 from core.svg import inline_svg
-from labor_ledger import charts, labor_card, services
+from labor_ledger import charts, services
 from labor_ledger.models import ChainHead, LedgerEntry
+from labor_ledger.reports import card as labor_card
+from training.hooks import VersionRegistered, version_registered
 
 from .report_helpers import at, build_scenario, make_version
 
@@ -21,7 +23,15 @@ KEY = "a-pseudonym-key-for-tests-only-0123"
 @pytest.fixture
 def scenario(db):
     cache.clear()
-    return build_scenario()
+    scenario = build_scenario()
+    announce(*scenario["versions"].values())
+    return scenario
+
+
+def announce(*versions):
+    """Tell the apps above training that versions were registered, as the worker does on commit."""
+    for v in versions:
+        version_registered.send(VersionRegistered(version_id=v.pk, project_id=v.project_id))
 
 
 def card_of(scenario, sequence):
@@ -92,6 +102,7 @@ def test_annotators_topped_up_in_settlements_before_training(scenario):
         annotations=[ann["a1"], ann["a4"], ann["a5"]],
         snapshot_at=at(days=2),
     )
+    announce(later)
     card = labor_card.build_card(project=scenario["project"], version=later)
     assert card["pay"]["topped_up_in_settlement"] == 3  # all three were topped up on 2030-01-07
 
@@ -218,18 +229,3 @@ def test_charts_without_data_say_so():
     assert "No version has a held-out accuracy yet" in charts.learning_curve([], current=1)
     assert "No human labor" in charts.hours_by_annotator({"versions": [], "series": []})
     assert "No hours worked" in charts.wage_distribution([], floor=None, currency="EUR")
-
-
-def test_the_beat_task_indexes_new_versions_once(scenario, settings):
-    from config.celery_app import app
-    from labor_ledger import tasks
-    from labor_ledger.models import VersionLabelDelta, VersionLaborIndex
-
-    entry = settings.CELERY_BEAT_SCHEDULE["labor-ledger-index-model-versions"]
-    assert entry["task"] in app.tasks
-    assert tasks.index_model_versions() == 3
-    assert VersionLaborIndex.objects.count() == 3
-    # v1 adds its three labels; v2 adds a4, a5 and drops a3; v3 adds a4 and drops a2, a3
-    assert VersionLabelDelta.objects.filter(sign=1).count() == 3 + 2 + 1
-    assert VersionLabelDelta.objects.filter(sign=-1).count() == 1 + 2
-    assert tasks.index_model_versions() == 0

@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 from labor_ledger import selectors
 from labor_ledger.models import Balance, ChainHead, LedgerEntry, PayPolicy
 from tests.frontend.test_labeling_browser import browser, log_in, page  # noqa: F401 - fixtures
+from training.hooks import VersionRegistered, version_registered
 
 from .report_helpers import build_scenario
 
@@ -26,7 +27,10 @@ D = Decimal
 def scenario(settings):
     settings.TALLY_PSEUDONYM_KEY = "a-pseudonym-key-for-the-browser-test"
     cache.clear()
-    return build_scenario()
+    scenario = build_scenario()
+    for v in scenario["versions"].values():  # registered: the worker indexes each (labor_index.py)
+        version_registered.send(VersionRegistered(version_id=v.pk, project_id=v.project_id))
+    return scenario
 
 
 def ledger_sums(entries) -> dict:

@@ -15,6 +15,7 @@ from django.urls import reverse
 from labor_ledger import selectors
 from labor_ledger.models import ChainHead, LedgerEntry
 from tests.factories import UserFactory
+from training.hooks import VersionRegistered, version_registered
 
 from .report_helpers import build_scenario
 
@@ -25,7 +26,15 @@ KEY = "a-pseudonym-key-for-tests-only-0123"
 @pytest.fixture
 def scenario(db):
     cache.clear()
-    return build_scenario()
+    scenario = build_scenario()
+    announce(*scenario["versions"].values())
+    return scenario
+
+
+def announce(*versions):
+    """Tell the apps above training that versions were registered, as the worker does on commit."""
+    for v in versions:
+        version_registered.send(VersionRegistered(version_id=v.pk, project_id=v.project_id))
 
 
 def card_url(scenario, sequence=1):

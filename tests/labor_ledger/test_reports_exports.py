@@ -11,11 +11,13 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from labor_ledger import pseudonyms, reports, selectors, services
+from labor_ledger import pseudonyms, selectors, services
 from labor_ledger.models import ChainHead, LedgerEntry
+from labor_ledger.reports import build, writers
 from tests.factories import UserFactory, add_member
+from training.hooks import VersionRegistered, version_registered
 
-from .report_helpers import at, build_scenario
+from .report_helpers import at, build_scenario, make_version
 
 D = Decimal
 KEY = "a-pseudonym-key-for-tests-only-0123"
@@ -23,7 +25,15 @@ KEY = "a-pseudonym-key-for-tests-only-0123"
 
 @pytest.fixture
 def scenario(db):
-    return build_scenario()
+    scenario = build_scenario()
+    announce(*scenario["versions"].values())
+    return scenario
+
+
+def announce(*versions):
+    """Tell the apps above training that versions were registered, as the worker does on commit."""
+    for v in versions:
+        version_registered.send(VersionRegistered(version_id=v.pk, project_id=v.project_id))
 
 
 def ledger_sums(project) -> dict:
@@ -41,7 +51,7 @@ def read_csv(data: bytes) -> list[dict]:
 
 def test_csv_totals_equal_the_ledger_and_name_its_head(scenario):
     project = scenario["project"]
-    rows = read_csv(reports.to_csv(reports.labor_report(project=project, by="annotator")))
+    rows = read_csv(writers.to_csv(build.labor_report(project=project, by="annotator")))
     ledger = ledger_sums(project)
     head = ChainHead.objects.get(project=project)
     assert sum(D(r["pay"]) for r in rows) == ledger["pay"]
@@ -67,7 +77,7 @@ def test_csv_cells_a_spreadsheet_would_run_are_escaped(scenario, name):
         idempotency_key=f"adj-{name!r}",
         now=at(days=2),
     )
-    rows = read_csv(reports.to_csv(reports.labor_report(project=project, by="annotator")))
+    rows = read_csv(writers.to_csv(build.labor_report(project=project, by="annotator")))
     row = next(r for r in rows if r["annotator"].endswith(name[1:]) and r["annotator"] != name[1:])
     assert row["annotator"] == "'" + name
     assert row["pay"] == "-0.050000"  # a number stays a number, sign and all
@@ -79,8 +89,8 @@ def test_csv_cells_a_spreadsheet_would_run_are_escaped(scenario, name):
 
 def test_parquet_keeps_exact_decimals_and_the_head_in_its_metadata(scenario):
     project = scenario["project"]
-    report = reports.labor_report(project=project, by="annotator")
-    table = pq.read_table(io.BytesIO(reports.to_parquet(report)))
+    report = build.labor_report(project=project, by="annotator")
+    table = pq.read_table(io.BytesIO(writers.to_parquet(report)))
     assert table.schema.field("pay").type == pa.decimal128(24, 6)
     assert table.schema.field("active_seconds").type == pa.decimal128(20, 3)
     assert table.schema.field("examples").type == pa.int64()
@@ -94,8 +104,8 @@ def test_parquet_keeps_exact_decimals_and_the_head_in_its_metadata(scenario):
 
 
 def test_parquet_of_the_version_report(scenario):
-    report = reports.labor_report(project=scenario["project"], by="version")
-    table = pq.read_table(io.BytesIO(reports.to_parquet(report)))
+    report = build.labor_report(project=scenario["project"], by="version")
+    table = pq.read_table(io.BytesIO(writers.to_parquet(report)))
     assert table.column("version").to_pylist() == [1, 2, 3]
     # v3 = {a1, a4}: piece 0.02 + A's 10 s x 0.58/60 (0.096667) + B's 10 s x 0.49/50 (0.098)
     assert table.column("pay").to_pylist() == [D("0.702"), D("0.518"), D("0.214667")]
@@ -103,9 +113,7 @@ def test_parquet_of_the_version_report(scenario):
 
 
 def test_parquet_of_the_period_report_has_dates(scenario):
-    table = pq.read_table(
-        io.BytesIO(reports.to_parquet(reports.labor_report(project=scenario["project"], by="period")))
-    )
+    table = pq.read_table(io.BytesIO(writers.to_parquet(build.labor_report(project=scenario["project"], by="period"))))
     assert table.schema.field("period").type == pa.date32()
     assert [str(d) for d in table.column("period").to_pylist()] == ["2030-01-07"]
 
@@ -115,12 +123,12 @@ def test_parquet_of_the_period_report_has_dates(scenario):
 
 def test_json_has_rows_totals_and_the_head(scenario):
     project = scenario["project"]
-    data = json.loads(reports.to_json(reports.labor_report(project=project, by="period")))
+    data = json.loads(writers.to_json(build.labor_report(project=project, by="period")))
     head = ChainHead.objects.get(project=project)
     assert data["ledger_head"] == {"seq": head.seq, "hash": head.last_hash}
     assert data["rows"][0]["period"] == "2030-01-07"
     assert D(data["totals"]["pay"]) == ledger_sums(project)["pay"] == D(data["rows"][0]["pay"])
-    version = json.loads(reports.to_json(reports.labor_report(project=project, by="version")))
+    version = json.loads(writers.to_json(build.labor_report(project=project, by="version")))
     assert version["totals"] is None  # versions share labels: their rows do not add up
     assert [r["version"] for r in version["rows"]] == [1, 2, 3]
     assert version["rows"][0]["accuracy_change"] is None
@@ -153,24 +161,24 @@ def test_pseudonymized_output_needs_a_proper_key(settings, key, message):
 def test_a_pseudonymized_report_names_no_one(scenario, settings):
     settings.TALLY_PSEUDONYM_KEY = KEY
     project = scenario["project"]
-    report = reports.labor_report(project=project, by="annotator", pseudonymize=True)
-    again = reports.labor_report(project=project, by="annotator", pseudonymize=True)
+    report = build.labor_report(project=project, by="annotator", pseudonymize=True)
+    again = build.labor_report(project=project, by="annotator", pseudonymize=True)
     assert sorted(report.frame["annotator"]) == sorted(again.frame["annotator"])
     assert "annotator_id" not in report.frame.columns
     expected = {pseudonyms.pseudonym(u.pk) for u in (scenario["A"], scenario["B"], scenario["C"])}
     assert set(report.frame["annotator"]) == expected
-    for data in (reports.to_csv(report), reports.to_json(report), reports.to_parquet(report)):
+    for data in (writers.to_csv(report), writers.to_json(report), writers.to_parquet(report)):
         for user in (scenario["A"], scenario["B"], scenario["C"]):
             assert user.email.encode() not in data
             assert f'"{user.username}"'.encode() not in data and f"\n{user.username},".encode() not in data
-    rows = read_csv(reports.to_csv(report))
+    rows = read_csv(writers.to_csv(report))
     assert sum(D(r["pay"]) for r in rows) == ledger_sums(project)["pay"]
 
 
 def test_pseudonymizing_without_a_key_fails_before_any_work(scenario, settings):
     settings.TALLY_PSEUDONYM_KEY = ""
     with pytest.raises(pseudonyms.PseudonymKeyMissing, match="TALLY_PSEUDONYM_KEY"):
-        reports.labor_report(project=scenario["project"], by="annotator", pseudonymize=True)
+        build.labor_report(project=scenario["project"], by="annotator", pseudonymize=True)
 
 
 # --- the command ---
@@ -254,11 +262,20 @@ def test_labor_report_command_explains_what_is_wrong(scenario, settings, tmp_pat
         call_command("labor_report", *args)
 
 
-def test_labor_report_command_says_when_it_indexes_new_versions(scenario, tmp_path):
-    first, second = io.StringIO(), io.StringIO()
+def test_labor_report_command_reads_and_says_when_a_version_is_not_indexed(scenario, tmp_path):
     args = ["labor_report", "--project", scenario["project"].slug, "--format", "csv", "--out", str(tmp_path / "v.csv")]
-    call_command(*args, stderr=first)
-    call_command(*args, stderr=second)
-    assert "indexing the labels of model version 1 (1/3)" in first.getvalue()
-    assert "indexing the labels of model version 3 (3/3)" in first.getvalue()
-    assert "indexing" not in second.getvalue()  # once per version, ever
+    said = io.StringIO()
+    call_command(*args, stderr=said)
+    assert "indexing" not in said.getvalue()  # the worker indexed the versions when they were registered
+    ann = scenario["annotations"]
+    make_version(
+        scenario["project"],
+        sequence=4,
+        parent=scenario["versions"][3],
+        annotations=[ann["a1"]],
+        snapshot_at=at(days=3),
+    )
+    with pytest.raises(CommandError, match="Model version 4 of project card is not indexed yet"):
+        call_command(*args)
+    call_command("labor_index_backfill", stdout=io.StringIO())
+    call_command(*args, stderr=io.StringIO())

@@ -29,10 +29,12 @@ from hypothesis import strategies as st
 from annotation import services as annotation_services
 from annotation.models import Annotation, Attempt, Membership
 from core.errors import TallyError
-from labor_ledger import reports, selectors, settlement
+from labor_ledger import selectors, settlement
 from labor_ledger import services as ledger_services
 from labor_ledger.models import Balance, LedgerEntry
+from labor_ledger.reports import build, writers
 from tests.factories import UserFactory, add_examples, add_member, make_project
+from training.hooks import VersionRegistered, version_registered
 
 from .report_helpers import at, label_text, make_version
 
@@ -139,16 +141,17 @@ class Project:
                 accepted = list(Annotation.objects.filter(project=self.project, status="accepted").order_by("id"))
                 trained = [a for a in accepted if a.example_id % action[2]]  # the rest held out
                 parent = self.versions[action[1] % len(self.versions)] if self.versions and action[1] % 3 else None
-                self.versions.append(
-                    make_version(
-                        self.project,
-                        sequence=len(self.versions) + 1,
-                        parent=parent,
-                        annotations=trained,
-                        snapshot_at=at(self.t),
-                        accuracy=0.5 + len(self.versions) / 100,
-                    )
+                version = make_version(
+                    self.project,
+                    sequence=len(self.versions) + 1,
+                    parent=parent,
+                    annotations=trained,
+                    snapshot_at=at(self.t),
+                    accuracy=0.5 + len(self.versions) / 100,
                 )
+                # registered: the worker indexes it at once (labor_ledger/labor_index.py)
+                version_registered.send(VersionRegistered(version_id=version.pk, project_id=version.project_id))
+                self.versions.append(version)
             elif kind == "settle":
                 self.tick(86400)
                 settlement.settle_due(project=self.project, now=at(self.t))
@@ -179,7 +182,7 @@ def check(run: Project) -> None:
     balances = Balance.objects.filter(project=project).aggregate(s=Sum("amount"))["s"] or D(0)
     assert everything["pay"] == balances
     for by in ("annotator", "period", "project"):
-        report = reports.labor_report(project=project, by=by)
+        report = build.labor_report(project=project, by=by)
         totals = report.totals
         for ours, theirs in (
             ("pay", "pay"),
@@ -197,11 +200,11 @@ def check(run: Project) -> None:
             ("entries", "entries"),
         ):
             assert totals[ours] == everything[theirs], (by, ours)
-        rows = list(csv.DictReader(io.StringIO(reports.to_csv(report).decode())))
+        rows = list(csv.DictReader(io.StringIO(writers.to_csv(report).decode())))
         assert sum((D(r["pay"]) for r in rows), D(0)) == everything["pay"]
         assert sum((D(r["active_seconds"]) for r in rows), D(0)) == everything["active"]
 
-    rows = {int(r["version"]): r for r in reports.labor_report(project=project, by="version").frame.to_dict("records")}
+    rows = {int(r["version"]): r for r in build.labor_report(project=project, by="version").frame.to_dict("records")}
     assert set(rows) == {v.sequence for v in run.versions}
     for version in run.versions:
         row = rows[version.sequence]
@@ -221,7 +224,7 @@ def check(run: Project) -> None:
         assert (row["new_labels"], row["dropped_labels"]) == (len(manifest - parent), len(parent - manifest))
         new = ledger_sums(LedgerEntry.objects.filter(project=project, annotation_id__in=manifest - parent))
         assert row["new_active_seconds"] == new["active"]
-        scoped = reports.labor_report(project=project, by="annotator", version=version.sequence).frame
+        scoped = build.labor_report(project=project, by="annotator", version=version.sequence).frame
         for column in ("pay", "direct_pay", "floor_top_up", "bonus", "adjustment", "allocated_pay", "counted_seconds"):
             assert sum(scoped[column].tolist(), D(0)) == row[column], (version.sequence, column)
 
@@ -258,8 +261,7 @@ def test_the_property_reaches_interesting_ledgers(db):
         assert {"floor_top_up", "reversal", "bonus", "hourly_pay"} <= kinds
         assert LedgerEntry.objects.filter(project=run.project, time_category="between_tasks").exists()
         rows = {
-            int(r["version"]): r
-            for r in reports.labor_report(project=run.project, by="version").frame.to_dict("records")
+            int(r["version"]): r for r in build.labor_report(project=run.project, by="version").frame.to_dict("records")
         }
         assert rows[3]["parent_version"] == 2 and rows[2]["dropped_labels"] >= 1
         check(run)
@@ -274,8 +276,7 @@ def test_time_between_tasks_is_recorded_but_never_embodied(db):
         between = LedgerEntry.objects.get(project=run.project, time_category="between_tasks")
         assert between.annotation_id is None and between.wall_seconds > 0
         rows = {
-            int(r["version"]): r
-            for r in reports.labor_report(project=run.project, by="version").frame.to_dict("records")
+            int(r["version"]): r for r in build.labor_report(project=run.project, by="version").frame.to_dict("records")
         }
         assert rows[2]["wall_seconds"] == D("20")  # the two labels' own wall time only
         assert rows[2]["between_tasks_wall_seconds"] == between.wall_seconds
@@ -287,7 +288,7 @@ def test_a_version_trained_after_a_settlement_counts_late_entries(db):
         run = Project({"piece_rate": D("0.05"), "floor_hourly_rate": D("36")})
         for action in [("label", 0, 40, 0, 400), ("settle",), ("review", 0, "rejected"), ("version", 0, 99)]:
             run.apply(action)
-        row = reports.labor_report(project=run.project, by="version").frame.iloc[0]
+        row = build.labor_report(project=run.project, by="version").frame.iloc[0]
         assert row["labels"] == 0 and row["rejected_active_seconds"] == D("40")
         transaction.set_rollback(True)
 

@@ -18,10 +18,13 @@ django.setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from tests.labor_ledger.report_helpers import build_scenario
-from labor_ledger import labor_card, reports
+from labor_ledger.reports import build, card as labor_card, writers
+from training.hooks import VersionRegistered, version_registered
 s = build_scenario()
-rows = {int(r["version"]): r for r in reports.labor_report(project=s["project"], by="version").frame.to_dict("records")}
-annotators = reports.labor_report(project=s["project"], by="annotator", version=1).frame
+for v in s["versions"].values():
+    version_registered.send(VersionRegistered(version_id=v.pk, project_id=v.project_id))
+rows = {int(r["version"]): r for r in build.labor_report(project=s["project"], by="version").frame.to_dict("records")}
+annotators = build.labor_report(project=s["project"], by="annotator", version=1).frame
 card = labor_card.build_card(project=s["project"], version=s["versions"][2])
 print(json.dumps({
     "pay": {v: str(r["pay"]) for v, r in rows.items()},
@@ -29,10 +32,10 @@ print(json.dumps({
     "new_dropped": {v: [r["new_labels"], r["dropped_labels"]] for v, r in rows.items()},
     "recorded": {v: str(r["recorded_active_seconds"]) for v, r in rows.items()},
     "median": str(rows[1]["wage_median"]),
-    "total": str(reports.labor_report(project=s["project"], by="project").totals["pay"]),
+    "total": str(build.labor_report(project=s["project"], by="project").totals["pay"]),
     "v1_top_ups": sorted(str(x) for x in annotators["floor_top_up"]),
     "outvoted": card["labor"]["not_used"]["outvoted"]["labels"],
-    "csv_bytes": len(reports.to_csv(reports.labor_report(project=s["project"], by="version"))),
+    "csv_bytes": len(writers.to_csv(build.labor_report(project=s["project"], by="version"))),
 }))
 """
 

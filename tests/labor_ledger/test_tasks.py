@@ -39,6 +39,12 @@ def test_the_beat_schedule_names_a_registered_task():
     assert entry["task"] == tasks.settle_due.name
 
 
+def test_no_beat_entry_polls_for_model_versions_to_index():
+    """The labor index is written when a version is registered (labor_ledger/labor_index.py)."""
+    assert "labor-ledger-index-model-versions" not in settings.CELERY_BEAT_SCHEDULE
+    assert not hasattr(tasks, "index_model_versions")
+
+
 def test_the_task_settles_what_is_due(project, examples, annotator, admin_user):
     two_days_ago = timezone.now() - timedelta(days=2)
     services.pay_policy_create(

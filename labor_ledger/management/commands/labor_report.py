@@ -5,15 +5,17 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Project
-from labor_ledger import reports, services
+from labor_ledger.labor_index import VersionNotIndexed
 from labor_ledger.pseudonyms import PseudonymKeyMissing, pseudonym_key
+from labor_ledger.reports import build, writers
 
 
 class Command(BaseCommand):
     help = (
         "Write a labor report of a project: the ledger per model version (default), per annotator, per "
         "period or for the whole project, optionally scoped to one model version's training labels, as "
-        "CSV, Parquet or JSON. Every report names the ledger chain head it was computed from."
+        "CSV, Parquet or JSON. Every report names the ledger chain head it was computed from. Only "
+        "reads: a per-version report of versions not indexed yet fails and says so (labor_index_backfill)."
     )
 
     def add_arguments(self, parser):
@@ -24,8 +26,8 @@ class Command(BaseCommand):
             dest="model_version",
             help="a model version's sequence number: only the labels it was trained on",
         )
-        parser.add_argument("--by", choices=reports.BY_CHOICES, default="version", help="grouping (default: version)")
-        parser.add_argument("--format", choices=reports.FORMATS, required=True, dest="file_format")
+        parser.add_argument("--by", choices=build.BY_CHOICES, default="version", help="grouping (default: version)")
+        parser.add_argument("--format", choices=writers.FORMATS, required=True, dest="file_format")
         parser.add_argument("--out", required=True, help="file to write, or - for standard output (csv, json)")
         parser.add_argument(
             "--pseudonymize",
@@ -40,18 +42,14 @@ class Command(BaseCommand):
         if out == "-" and file_format == "parquet":
             raise CommandError("Parquet is binary: write it to a file with --out FILE.")
         started = time.perf_counter()
-
-        def progress(done, total, sequence):
-            self.stderr.write(f"indexing the labels of model version {sequence} ({done + 1}/{total}), once per version")
-
         try:
             if pseudonymize:
                 pseudonym_key()  # no work at all without a key
-            if by == "version" or model_version is not None:
-                services.version_labor_index_ensure(project=found, upto=model_version, progress=progress)
-            report = reports.labor_report(project=found, by=by, version=model_version, pseudonymize=pseudonymize)
-            data = reports.render(report, file_format)
-        except (reports.ReportError, PseudonymKeyMissing) as exc:
+            report = build.labor_report(project=found, by=by, version=model_version, pseudonymize=pseudonymize)
+            data = writers.render(report, file_format)
+        except VersionNotIndexed as exc:
+            raise CommandError(exc.message) from exc
+        except (build.ReportError, PseudonymKeyMissing) as exc:
             raise CommandError(str(exc)) from exc
         if out == "-":
             sys.stdout.buffer.write(data)

@@ -3,7 +3,7 @@
 Built from the ledger (labor_ledger_ledgerentry) joined with the version's manifest
 (training_manifestentry), in one consistent snapshot named by the ledger's chain head:
 
-- the per-version labor frame of reports.versions_frame (versions 1..N: embodied labor, what
+- the per-version labor frame of frames.versions_frame (versions 1..N: embodied labor, what
   each added to its parent, the books at each training snapshot), and
 - one query for what only this version's card shows (labels held out of training, contested
   texts, outvoted labels, annotators whose settled periods needed a top-up).
@@ -11,6 +11,10 @@ Built from the ledger (labor_ledger_ledgerentry) joined with the version's manif
 The result is a plain, JSON-ready dict (money as strings, exact; hours as numbers) that the API
 returns as it is and the page renders. It is cached per version, chain head and pseudonym key:
 a new ledger entry moves the head, and with it the cache key. docs/labor-card.md.
+
+The card only reads: the per-version labor index it needs is written by the worker when a
+version is registered (labor_ledger/labor_index.py). A card of a version not indexed yet raises
+`labor_index.VersionNotIndexed` (the page and the API say so, with HTTP 409).
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ from django.db import connection
 from django.utils import timezone
 
 from annotation.models import Project
+from labor_ledger import charts, money, pseudonyms
+from labor_ledger.models import TimeCategory
 
-from . import money, pseudonyms, reports
-from .models import TimeCategory
+from .columns import MONEY_PLACES
+from .frames import version_rows, versions_frame
+from .sql import LedgerHead, consistent_read, ledger_head
 
 CARD_FORMAT_VERSION = 3
 CACHE_SECONDS = 24 * 3600
@@ -42,7 +49,7 @@ def _extras_sql() -> str:
     labels on texts whose training labels disagree (contested) and those outvoted there, and
     how many of the version's annotators had a settled period topped up before it was trained.
     Held out = (all accepted labels' time before the snapshot) - (that of the version's labels):
-    two sums, not a grouping by label."""
+    two sums, not a grouping by label. Long because it is one statement: the CTEs are its steps."""
     submitted = "e.time_category = 'submitted' AND e.annotation_id IS NOT NULL AND e.occurred_at < %(snapshot)s"
     live = "CASE WHEN e.kind = 'reversal' THEN -1 ELSE 1 END"
     return f"""
@@ -124,7 +131,7 @@ def _hours(seconds) -> float:
 def _money(value) -> str | None:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return None
-    return str(Decimal(value).quantize(reports.MONEY_PLACES))
+    return str(Decimal(value).quantize(MONEY_PLACES))
 
 
 def _num(value, places: int = 6):
@@ -190,7 +197,7 @@ def _annotator_names(ids: list[int], hours: dict[int, float]) -> tuple[dict[int,
 # --- the card ---------------------------------------------------------------------------------
 
 
-def cache_key(version, head: reports.LedgerHead) -> str:
+def cache_key(version, head: LedgerHead) -> str:
     fingerprint = pseudonyms.key_fingerprint() or "nokey"
     return f"labor-card:v{CARD_FORMAT_VERSION}:{version.pk}:{head.seq}:{head.hash[:16]}:{fingerprint}"
 
@@ -199,24 +206,25 @@ def labor_card(*, version, use_cache: bool = True) -> dict:
     """The card's data for one model version (training.ModelVersion), cached by chain head."""
     project = Project.objects.get(pk=version.project_id)
     if use_cache:
-        key = cache_key(version, reports.ledger_head(project))
+        key = cache_key(version, ledger_head(project))
         cached = cache.get(key)
         if cached is not None:
             return cached
     card = build_card(project=project, version=version)
     if use_cache:
-        cache.set(cache_key(version, reports.LedgerHead(**card["ledger_head"])), card, CACHE_SECONDS)
+        cache.set(cache_key(version, LedgerHead(**card["ledger_head"])), card, CACHE_SECONDS)
     return card
 
 
 def build_card(*, project: Project, version) -> dict:
-    from .services import version_labor_index_ensure
+    """The card of `version`, uncached: the per-version frame and the card's own query in one
+    snapshot, shaped into the JSON the API returns. Raises VersionNotIndexed for a version (or
+    an earlier one) whose labor index the worker has not written yet.
 
-    # Derived, immutable data first, each version in its own transaction: never inside the
-    # snapshot the card is read in (a concurrent reader may be computing the same version).
-    version_labor_index_ensure(project=project, upto=version.sequence)
-    with reports.consistent_read():
-        head, raw, meta = reports.versions_frame(project, upto=version.sequence)
+    Long because most of it is one dict literal with the card's sections in the order the page
+    shows them and docs/labor-card.md describes them: the JSON's shape is readable in one place."""
+    with consistent_read():
+        head, raw, meta = versions_frame(project, upto=version.sequence)
         with connection.cursor() as cursor:
             cursor.execute(
                 _extras_sql(),
@@ -228,7 +236,7 @@ def build_card(*, project: Project, version) -> dict:
                 },
             )
             extras = dict(zip([c[0] for c in cursor.description], cursor.fetchone(), strict=True))
-    rows = reports.version_rows(raw, meta)
+    rows = version_rows(raw, meta)
     row = rows[rows["version"] == version.sequence].iloc[0]
     mine = raw[(raw["version_id"] == version.pk) & raw["annotator_id"].notna()]
     contributors = mine[mine["labels"] > 0]
@@ -417,8 +425,6 @@ def _stack(raw: pd.DataFrame, rows: pd.DataFrame, names: dict[int, str]) -> dict
 
 def card_charts(card: dict) -> dict[str, str]:
     """The three SVG charts of a card (cached with it by the page view)."""
-    from . import charts
-
     wages = [float(a["effective_hourly_wage"]) for a in card["annotators"] if a["effective_hourly_wage"] is not None]
     floor = card["pay"]["floor_hourly_rate"]
     return {

@@ -5,6 +5,7 @@ break a cycle. From the top (the web's entry points) down:
         -> featurizers -> worker_cache -> runs -> selectors -> models, hooks, apps -> ml
 
 A module may import only modules below it (ml's modules import each other, never the app's).
+`AppConfig.ready()` is exempt: Django's place to connect hooks once the apps are loaded.
 torch and the other heavy libraries are imported inside functions (test_no_torch_in_web.py);
 that is the only kind of local import allowed, so this test looks at the app's own modules.
 """
@@ -38,6 +39,8 @@ def app_imports(source: str, unit: str, in_ml: bool) -> list[tuple[str, bool, in
 
     def visit(node, in_function):
         for child in ast.iter_child_nodes(node):
+            if unit == "apps" and isinstance(child, ast.FunctionDef) and child.name == "ready":
+                continue  # AppConfig.ready() connects hooks to services: Django's place for it
             nested = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
             if isinstance(child, ast.ImportFrom):
                 for target in _targets(child, in_ml):
@@ -103,6 +106,8 @@ def test_the_check_would_notice_an_upward_or_local_import():
     from_ml = "from .loop import fit\nfrom ..models import TrainingRun\nfrom ..runs import run_claim\n"
     assert violations(upward, "pipeline") == ["pipeline:2 imports training.services, which is not below it"]
     assert violations(local, "pipeline") == ["pipeline:4 imports training.tasks inside a function"]
+    ready = "class C:\n    def ready(self):\n        from . import services\n"
+    assert violations(ready, "apps") == [] and violations(ready, "runs") != []
     assert violations(from_ml, "ml", in_ml=True) == [
         "ml:2 imports training.models, which is not below it",
         "ml:3 imports training.runs, which is not below it",

@@ -334,7 +334,7 @@ def _setup_ag(quick: bool) -> dict:
     annotation.services by the simulated annotator (training switched off meanwhile)."""
     from annotation.models import Example
     from annotation.services import text_hash
-    from training import services
+    from training import runs
     from training.ml.encoder import ENCODER_KEY
 
     rows, y, pool, _ = ag_split()
@@ -345,7 +345,7 @@ def _setup_ag(quick: bool) -> dict:
         batch_size=2000,
     )
     ctx["truth"] = {ex.pk: AG_NEWS_CLASSES[y[i]] for ex, i in zip(examples, pool, strict=True)}
-    services.embeddings_store(
+    runs.embeddings_store(
         project_id=ctx["project"].pk, encoder_key=ENCODER_KEY, example_ids=[e.pk for e in examples], vectors=emb[pool]
     )
     n_labels = 300 if quick else 1000
@@ -374,7 +374,7 @@ def _setup_sst2_large(quick: bool) -> dict:
 
     from annotation.models import Annotation, Attempt, Example, Label
     from annotation.services import text_hash
-    from training import services
+    from training import runs
     from training.ml.data import read_sst2
     from training.ml.encoder import ENCODER_KEY
 
@@ -400,7 +400,7 @@ def _setup_sst2_large(quick: bool) -> dict:
         sl = slice(start, start + 10_000)
         v = rng.normal(size=(len(ids[sl]), 384)).astype(np.float32) + 0.3 * signs[sl, None] * direction
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        services.embeddings_store(project_id=project.pk, encoder_key=ENCODER_KEY, example_ids=ids[sl], vectors=v)
+        runs.embeddings_store(project_id=project.pk, encoder_key=ENCODER_KEY, example_ids=ids[sl], vectors=v)
     n_labels = 2000 if quick else 10_000
     chosen = rng.choice(len(examples), size=n_labels, replace=False)
     now = timezone.now() - timedelta(hours=1)

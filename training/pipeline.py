@@ -1,156 +1,46 @@
-"""The worker's side of training: what a Celery task runs. Never imported by the web process
-(torch comes in through training.ml, inside functions).
+"""The worker's run steps: what a Celery task (training.tasks) runs. Never imported by the web
+process for use (torch comes in through training.ml, inside functions).
 
-One run: claim it (fenced), read the snapshot of accepted labels, featurize (cached
-embeddings, the missing ones computed here), fit, evaluate on the held-out split, score the
-pool, save weights, register exactly one version, and, if it became current, write the
-predictions and queue priorities.
+One run: claim it (fenced), read the snapshot of accepted labels, featurize (one featurizer
+per model kind, training/featurizers.py), fit, evaluate on the held-out split, save weights,
+score the pool, register exactly one version, and, if it became current, write the queue
+priorities and predictions. The writes are training.runs'; the featurizers' and the loaded
+models' memory is training.worker_cache's. This module sends no messages: the tasks ring the
+follow-ups (embedding the rest of a pool, a run once the pool is embedded).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
 from annotation.models import Annotation, Example, Project
 
-from . import selectors, services
+from . import runs, selectors
+from .featurizers import featurizer_for
 from .ml import store
-from .ml.classifiers import Dataset, HashedClassifier, HashedFeatures, HeadClassifier, HyperParams
-from .ml.encoder import ENCODER_KEY
+from .ml.classifiers import HyperParams
+from .ml.device import resolve_device
 from .ml.metrics import classification_report
 from .ml.sampling import queue_priorities, uncertainty
-from .models import ExampleEmbedding, Loop, ModelKind, ModelVersion, TrainingRun
+from .models import ExampleEmbedding, ModelVersion, TrainingRun
+from .runs import TrainingRefused
+from .worker_cache import worker_cache
 
 logger = logging.getLogger(__name__)
 
-
-class TrainingRefused(Exception):
-    """The run cannot train (not enough labels, unsupported project): fail it with this message."""
-
-
-# --- worker-process caches (immutable data only: embeddings and texts never change) -------
-
-_embeddings: dict[tuple[int, str], dict] = {}
-_hashed: dict[tuple[int, int], dict] = {}
-_classifiers: OrderedDict[int, object] = OrderedDict()
-_encoders: dict[tuple[str, str], object] = {}
-
-
-def cached_embeddings(
-    project_id: int, encoder_key: str, ensure: list[int] | None = None
-) -> tuple[dict[int, int], np.ndarray]:
-    """{example id: row} and the float32 matrix of the project's cached embeddings, read
-    incrementally (rows newer than the last read). Rows committed out of id order by parallel
-    chunk tasks are caught by `ensure`: any of those example ids still missing is looked up."""
-    entry = _embeddings.setdefault((project_id, encoder_key), {"last": 0, "index": {}, "matrix": None})
-    base = ExampleEmbedding.objects.filter(project_id=project_id, encoder_key=encoder_key)
-    new = list(base.filter(id__gt=entry["last"]).order_by("id").values_list("id", "example_id", "vector"))
-    if new:
-        entry["last"] = new[-1][0]
-    if ensure is not None:
-        missing = [e for e in ensure if e not in entry["index"]]
-        seen = {ex for _, ex, _ in new}
-        for start in range(0, len(missing), 10_000):
-            chunk = [e for e in missing[start : start + 10_000] if e not in seen]
-            if chunk:
-                new += list(base.filter(example_id__in=chunk).values_list("id", "example_id", "vector"))
-    new = [row for row in new if row[1] not in entry["index"]]
-    if new:
-        block = np.frombuffer(b"".join(bytes(v) for _, _, v in new), dtype=np.float32).reshape(len(new), -1)
-        offset = 0 if entry["matrix"] is None else len(entry["matrix"])
-        for i, (_, ex, _) in enumerate(new):
-            entry["index"][ex] = offset + i
-        entry["matrix"] = block.copy() if entry["matrix"] is None else np.vstack([entry["matrix"], block])
-    return entry["index"], entry["matrix"] if entry["matrix"] is not None else np.zeros((0, 384), np.float32)
-
-
-def cached_hashed_features(project_id: int, model: HashedClassifier, example_ids: list[int]) -> HashedFeatures:
-    """Hashed n-gram ids of the given examples (texts are read and hashed once per worker)."""
-    entry = _hashed.setdefault((project_id, model.params.buckets), {"rows": {}})
-    missing = [e for e in example_ids if e not in entry["rows"]]
-    for start in range(0, len(missing), 5000):
-        chunk = missing[start : start + 5000]
-        texts = dict(Example.objects.filter(pk__in=chunk).values_list("id", "text"))
-        feats = model.featurize([texts[e] for e in chunk])
-        for i, e in enumerate(chunk):
-            entry["rows"][e] = feats.ids[feats.offsets[i] : feats.offsets[i + 1]]
-    parts = [entry["rows"][e] for e in example_ids]
-    lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
-    return HashedFeatures(
-        ids=np.concatenate(parts) if parts else np.zeros(0, np.int64),
-        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-    )
-
-
-def encoder_for_key(encoder_key: str, device: str):
-    """The frozen MiniLM, or the fine-tuned encoder of the deep version that owns the key."""
-    from .ml.encoder import cached_encoder
-
-    if encoder_key == ENCODER_KEY:
-        return cached_encoder(device)
-    if (encoder_key, device) not in _encoders:
-        owner = ModelVersion.objects.filter(loop=Loop.DEEP, encoder_key=encoder_key).order_by("id").first()
-        if owner is None:
-            raise TrainingRefused(f"No deep model version owns the encoder {encoder_key!r}.")
-        _encoders[(encoder_key, device)] = load_classifier(owner, device=device).encoder
-    return _encoders[(encoder_key, device)]
-
-
-def load_classifier(version: ModelVersion, *, device: str = "cpu"):
-    """A registered version's classifier, from the model store only (sha256 checked)."""
-    from .ml.finetune import FineTunedClassifier
-
-    if version.pk in _classifiers:
-        _classifiers.move_to_end(version.pk)
-        return _classifiers[version.pk]
-    tensors, meta = store.load_weights(
-        store=settings.TALLY_MODEL_STORE, relative=version.weights_path, expected_sha256=version.weights_sha256
-    )
-    if version.kind == ModelKind.HASHED:
-        clf = HashedClassifier.from_state(tensors, meta)
-    elif version.kind == ModelKind.MINILM:
-        key = version.encoder_key
-        clf = HeadClassifier.from_state(tensors, meta, encoder_loader=lambda: encoder_for_key(key, device))
-    else:
-        clf = FineTunedClassifier.from_state(tensors, meta, device=device)
-    _classifiers[version.pk] = clf
-    while len(_classifiers) > 3:
-        _classifiers.popitem(last=False)
-    return clf
+FULL_WRITE_MAX_AGE = 30.0  # seconds
 
 
 def _params(config) -> HyperParams:
     known = {f.name for f in fields(HyperParams)}
     return HyperParams(**{k: v for k, v in (config.hyperparams or {}).items() if k in known}, seed=config.seed)
-
-
-def _embed_missing(
-    project_id: int, encoder_key: str, example_ids: list[int], device: str, run: TrainingRun | None = None
-) -> float:
-    """Embed (and cache) the given examples that have no embedding yet. Returns seconds spent."""
-    index, _ = cached_embeddings(project_id, encoder_key, ensure=example_ids)
-    missing = [e for e in example_ids if e not in index]
-    if not missing:
-        return 0.0
-    started = time.perf_counter()
-    encoder = encoder_for_key(encoder_key, device)
-    size = settings.TALLY_EMBED_CHUNK_SIZE
-    for start in range(0, len(missing), size):
-        chunk = missing[start : start + size]
-        texts = dict(Example.objects.filter(pk__in=chunk).values_list("id", "text"))
-        vectors = encoder.embed([texts[e] for e in chunk], bf16=device == "cuda")
-        services.embeddings_store(project_id=project_id, encoder_key=encoder_key, example_ids=chunk, vectors=vectors)
-        if run is not None:
-            services.run_progress(run=run, stage="embedding", embedded=start + len(chunk), to_embed=len(missing))
-    cached_embeddings(project_id, encoder_key)
-    return time.perf_counter() - started
 
 
 # --- one run ----------------------------------------------------------------------------
@@ -159,20 +49,18 @@ def _embed_missing(
 def execute_run(*, run_id: int, task_id: str = "", worker: str = "", redelivered: bool = False) -> int | None:
     """Claim and execute a run; returns the registered version's id (None if not ours, failed,
     or fenced out). Safe to call any number of times for one run: one version at most."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    run = services.run_claim(run_id=run_id, task_id=task_id, worker=worker, redelivered=redelivered)
+    run = runs.run_claim(run_id=run_id, task_id=task_id, worker=worker, redelivered=redelivered)
     if run is None:
         return None
     try:
         return _train(run)
     except TrainingRefused as exc:
-        services.run_fail(run=run, error=str(exc))
+        runs.run_fail(run=run, error=str(exc))
     except SoftTimeLimitExceeded:
-        services.run_fail(run=run, error=f"The run took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s.")
+        runs.run_fail(run=run, error=f"The run took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s.")
     except Exception as exc:
         logger.exception("Training run %s failed", run.pk)
-        services.run_fail(run=run, error=f"{type(exc).__name__}: {exc}")
+        runs.run_fail(run=run, error=f"{type(exc).__name__}: {exc}")
     return None
 
 
@@ -188,15 +76,10 @@ def _pool(project: Project) -> dict:
     return {"ids": ids, "claimable": claimable}
 
 
-def _train(run: TrainingRun) -> int | None:
-    from .ml.device import resolve_device
-    from .ml.finetune import FineTunedClassifier
-
-    project = Project.objects.get(pk=run.project_id)
-    config = services.config_get(project_id=project.pk)
+def _snapshot(run: TrainingRun, project: Project, config) -> selectors.Snapshot:
     if project.label_mode != Project.LabelMode.SINGLE:
         raise TrainingRefused("Training supports single-label projects only (this one is multi-label).")
-    services.run_progress(run=run, stage="snapshot")
+    runs.run_progress(run=run, stage="snapshot")
     snap = selectors.training_snapshot(project=project, config=config)
     if len(snap.train_example_ids) < 2 or snap.n_classes_labeled < 2:
         raise TrainingRefused(
@@ -204,149 +87,62 @@ def _train(run: TrainingRun) -> int | None:
             f"{snap.n_classes_labeled} label(s); at least two labels must be used "
             f"({len(snap.eval_example_ids)} examples are held out for evaluation)."
         )
+    return snap
+
+
+@dataclass
+class Scored:
+    """The pool as this run scored it (the examples it could: embedded ones, for MiniLM)."""
+
+    ids: np.ndarray
+    probs: np.ndarray
+    margins: np.ndarray
+    entropies: np.ndarray
+    priorities: np.ndarray
+
+
+def _train(run: TrainingRun) -> int | None:
+    """The steps of one claimed run; what differs between model kinds is the featurizer's."""
+    project = Project.objects.get(pk=run.project_id)
+    config = runs.config_get(project_id=project.pk)
+    snap = _snapshot(run, project, config)
     dev = resolve_device(settings.TALLY_TRAINING_DEVICE)
-    params = _params(config)
     timings = {"embedding": 0.0, "training": 0.0, "scoring": 0.0}
     pool = _pool(project)
-    train_ids, eval_ids = snap.train_example_ids, snap.eval_example_ids
-    deep = run.loop == Loop.DEEP and config.model_kind == ModelKind.MINILM
-    encoder_key = ""
+    featurizer = featurizer_for(run=run, project=project, config=config, device=dev.device)
+    model = featurizer.model(snap.label_names, _params(config))
 
     # 1. features
-    if config.model_kind == ModelKind.HASHED:
-        kind = ModelKind.HASHED
-        model = HashedClassifier(snap.label_names, params)
-        services.run_progress(run=run, stage="featurizing")
-        pool_features = cached_hashed_features(project.pk, model, pool["ids"].tolist())
-        row_of = {int(e): i for i, e in enumerate(pool["ids"])}
-        train = Dataset(features=pool_features.take([row_of[e] for e in train_ids]), targets=snap.train_targets)
-        evaluation = (
-            Dataset(
-                features=pool_features.take([row_of[e] for e in eval_ids]),
-                targets=np.eye(len(snap.label_ids))[snap.eval_y],
-            )
-            if eval_ids
-            else None
-        )
-    elif deep:
-        kind = ModelKind.MINILM_FT
-        model = FineTunedClassifier(snap.label_names, params)
-        texts = dict(Example.objects.filter(pk__in=train_ids + eval_ids).values_list("id", "text"))
-        train = Dataset(texts=[texts[e] for e in train_ids], targets=snap.train_targets)
-        evaluation = (
-            Dataset(texts=[texts[e] for e in eval_ids], targets=np.eye(len(snap.label_ids))[snap.eval_y])
-            if eval_ids
-            else None
-        )
-    else:
-        kind = ModelKind.MINILM
-        encoder_key = config.encoder_key or ENCODER_KEY
-        model = HeadClassifier(
-            snap.label_names, params, encoder_loader=lambda: encoder_for_key(encoder_key, dev.device)
-        )
-        timings["embedding"] += _embed_missing(project.pk, encoder_key, train_ids + eval_ids, dev.device, run)
-        index, matrix = cached_embeddings(project.pk, encoder_key, ensure=train_ids + eval_ids)
-        train = Dataset(features=matrix[[index[e] for e in train_ids]], targets=snap.train_targets)
-        evaluation = (
-            Dataset(features=matrix[[index[e] for e in eval_ids]], targets=np.eye(len(snap.label_ids))[snap.eval_y])
-            if eval_ids
-            else None
-        )
+    train, evaluation = featurizer.datasets(model, snap, pool["ids"], timings)
 
     # 2. fit (with per-epoch held-out accuracy)
-    services.run_progress(run=run, stage="training", n_train=len(train_ids), n_eval=len(eval_ids))
+    runs.run_progress(run=run, stage="training", n_train=len(snap.train_example_ids), n_eval=len(snap.eval_example_ids))
     fit = model.fit(train, evaluation, device=dev.device)
     timings["training"] = fit.seconds
 
     # 3. evaluate
     started = time.perf_counter()
-    services.run_progress(run=run, stage="evaluating")
-    if evaluation is not None:
-        eval_probs = model.predict_proba(
-            evaluation.features if evaluation.features is not None else model.featurize(evaluation.texts)
-        )
-    else:
-        eval_probs = np.zeros((0, len(snap.label_ids)), np.float32)
-    metrics = classification_report(eval_probs, snap.eval_y if eval_ids else np.zeros(0, np.int64), snap.label_names)
+    runs.run_progress(run=run, stage="evaluating")
+    metrics = _evaluate(model, evaluation, snap)
     timings["scoring"] += time.perf_counter() - started
 
-    # 4. weights (the deep loop's encoder key is its weights' content hash)
-    services.run_progress(run=run, stage="saving")
-    tensors, meta = model.state()
-    # One file per claim: a worker fenced out of this run (another took it over after its
-    # lease or the broker's visibility timeout ran out) must not overwrite the weights the
-    # registered version's sha256 names.
-    relative = f"project-{project.pk}/run-{run.pk}-{run.claim_token[:8]}-{kind}.safetensors"
-    sha = store.save_weights(store=settings.TALLY_MODEL_STORE, relative=relative, tensors=tensors, metadata=meta)
-    if deep:
-        encoder_key = f"minilm-ft@{sha[:12]}"
+    # 4. weights, and the encoder key they give the version
+    runs.run_progress(run=run, stage="saving")
+    relative, sha = _save_weights(run, model, featurizer.kind)
+    encoder_key = featurizer.encoder_key(sha)
 
     # 5. score the pool
     started = time.perf_counter()
-    services.run_progress(run=run, stage="scoring")
-    if kind == ModelKind.HASHED:
-        scored_ids, probs = pool["ids"], model.predict_proba(pool_features)
-    else:
-        if deep:
-            # the fine-tuned encoder embeds the whole pool once; later fast runs reuse it
-            t0 = time.perf_counter()
-            missing = pool["ids"].tolist()
-            size = settings.TALLY_EMBED_CHUNK_SIZE
-            for start in range(0, len(missing), size):
-                chunk = missing[start : start + size]
-                txt = dict(Example.objects.filter(pk__in=chunk).values_list("id", "text"))
-                services.embeddings_store(
-                    project_id=project.pk,
-                    encoder_key=encoder_key,
-                    example_ids=chunk,
-                    vectors=model.featurize([txt[e] for e in chunk]),
-                )
-                services.run_progress(
-                    run=run, stage="embedding pool", embedded=start + len(chunk), to_embed=len(missing)
-                )
-            timings["embedding"] += time.perf_counter() - t0
-        index, matrix = cached_embeddings(project.pk, encoder_key, ensure=pool["ids"].tolist())
-        have = np.asarray([int(e) in index for e in pool["ids"]], dtype=bool)
-        scored_ids = pool["ids"][have]
-        probs = (
-            model.predict_proba(matrix[[index[int(e)] for e in scored_ids]])
-            if len(scored_ids)
-            else np.zeros((0, len(snap.label_ids)), np.float32)
-        )
-        if not have.all():
-            services.embeddings_schedule(project=project, encoder_key=encoder_key)
-    margins = uncertainty(probs, "margin")
-    entropies = uncertainty(probs, "entropy")
-    claimable = pool["claimable"][np.isin(pool["ids"], scored_ids)]
-    priorities = _priorities(
-        config,
-        run,
-        probs,
-        scored_ids,
-        claimable,
-        margins,
-        entropies,
-        eval_gold=set(eval_ids) if snap.eval_source == "gold" else set(),
-    )
+    runs.run_progress(run=run, stage="scoring")
+    scored = _score(run, config, snap, pool, *featurizer.score_pool(model, pool["ids"], encoder_key, timings))
     timings["scoring"] += time.perf_counter() - started
-
-    metrics.update(
-        eval_source=snap.eval_source,
-        eval_examples_hash=selectors.manifest_hash([(e, 0, 0) for e in eval_ids]),
-        history=fit.history,
-        n_train_examples=len(train_ids),
-        train_label_counts={n: float(c) for n, c in zip(snap.label_names, snap.train_targets.sum(0), strict=True)},
-        n_machine_labels=snap.n_machine_labels,
-        pool_scored=int(len(scored_ids)),
-        pool_size=int(len(pool["ids"])),
-        sampling=config.sampling,
-    )
+    metrics.update(_run_metrics(snap, config, fit.history, scored, pool))
 
     # 6. register exactly one version; promote if newest
-    version, promoted = services.version_register(
+    version, promoted = runs.version_register(
         run=run,
         snapshot=snap,
-        kind=kind,
+        kind=featurizer.kind,
         hyperparams=model.params.as_dict(),
         encoder_key=encoder_key,
         device=dev.device,
@@ -355,41 +151,89 @@ def _train(run: TrainingRun) -> int | None:
         metrics=metrics,
         weights_path=relative,
         weights_sha256=sha,
-        loop=Loop.DEEP if deep else Loop.FAST,
+        loop=featurizer.loop,
     )
     if version is None:
         logger.warning("Run %s was taken over by another worker; its result is discarded.", run.pk)
         return None
-
-    # 7. the head of the queue first (what annotators feel); then the whole pool's positions and
-    #    the predictions admins see, unless a newer run is already waiting to write its own (at
-    #    most FULL_WRITE_MAX_AGE apart). Short transactions, skipped if a newer version is current.
     if promoted:
-        write_started = time.perf_counter()
-        reordered = services.priorities_write(
-            version=version, example_ids=scored_ids, priorities=priorities, head=services.QUEUE_HEAD
-        )
-        queue_updated_at = timezone.now()
-        progress = {**run.progress, "queue_head_seconds": round(time.perf_counter() - write_started, 4)}
-        if reordered:
-            progress["queue_updated_at"] = queue_updated_at.isoformat()
-            if run.first_event_at:
-                progress["freshness_seconds"] = (queue_updated_at - run.first_event_at).total_seconds()
-        full = reordered and _full_write_due(project.pk)
-        if full:
-            full = services.priorities_write(version=version, example_ids=scored_ids, priorities=priorities)
-            full = full and services.predictions_write(
-                version=version, example_ids=scored_ids, probs=probs, margins=1.0 - margins, entropies=entropies
-            )
-            if full:
-                _full_writes[project.pk] = time.monotonic()
-        progress.update(pool_written=bool(full), write_seconds=round(time.perf_counter() - write_started, 4))
-        TrainingRun.objects.filter(pk=run.pk).update(progress=progress)
+        _write(run, version, scored)
     return version.pk
 
 
-FULL_WRITE_MAX_AGE = 30.0  # seconds
-_full_writes: dict[int, float] = {}
+def _evaluate(model, evaluation, snap: selectors.Snapshot) -> dict:
+    """Held-out metrics (empty ones when nothing is held out)."""
+    if evaluation is not None:
+        features = evaluation.features if evaluation.features is not None else model.featurize(evaluation.texts)
+        eval_probs = model.predict_proba(features)
+    else:
+        eval_probs = np.zeros((0, len(snap.label_ids)), np.float32)
+    eval_y = snap.eval_y if snap.eval_example_ids else np.zeros(0, np.int64)
+    return classification_report(eval_probs, eval_y, snap.label_names)
+
+
+def _run_metrics(snap: selectors.Snapshot, config, history: list[dict], scored: Scored, pool: dict) -> dict:
+    """What the version records beside the held-out metrics."""
+    return {
+        "eval_source": snap.eval_source,
+        "eval_examples_hash": selectors.manifest_hash([(e, 0, 0) for e in snap.eval_example_ids]),
+        "history": history,
+        "n_train_examples": len(snap.train_example_ids),
+        "train_label_counts": {n: float(c) for n, c in zip(snap.label_names, snap.train_targets.sum(0), strict=True)},
+        "n_machine_labels": snap.n_machine_labels,
+        "pool_scored": int(len(scored.ids)),
+        "pool_size": int(len(pool["ids"])),
+        "sampling": config.sampling,
+    }
+
+
+def _save_weights(run: TrainingRun, model, kind: str) -> tuple[str, str]:
+    """(path in the model store, sha256). One file per claim: a worker fenced out of this run
+    (another took it over after its lease or the broker's visibility timeout ran out) must
+    not overwrite the weights the registered version's sha256 names."""
+    tensors, meta = model.state()
+    relative = f"project-{run.project_id}/run-{run.pk}-{run.claim_token[:8]}-{kind}.safetensors"
+    sha = store.save_weights(store=settings.TALLY_MODEL_STORE, relative=relative, tensors=tensors, metadata=meta)
+    return relative, sha
+
+
+def _score(run, config, snap, pool: dict, scored_ids: np.ndarray, probs: np.ndarray) -> Scored:
+    margins = uncertainty(probs, "margin")
+    entropies = uncertainty(probs, "entropy")
+    claimable = pool["claimable"][np.isin(pool["ids"], scored_ids)]
+    eval_gold = set(snap.eval_example_ids) if snap.eval_source == "gold" else set()
+    priorities = _priorities(config, run, probs, scored_ids, claimable, margins, entropies, eval_gold=eval_gold)
+    return Scored(ids=scored_ids, probs=probs, margins=margins, entropies=entropies, priorities=priorities)
+
+
+def _write(run: TrainingRun, version: ModelVersion, scored: Scored) -> None:
+    """The head of the queue first (what annotators feel); then the whole pool's positions and
+    the predictions admins see, unless a newer run is already waiting to write its own (at most
+    FULL_WRITE_MAX_AGE apart). Short transactions, skipped if a newer version is current."""
+    write_started = time.perf_counter()
+    reordered = runs.priorities_write(
+        version=version, example_ids=scored.ids, priorities=scored.priorities, head=runs.QUEUE_HEAD
+    )
+    queue_updated_at = timezone.now()
+    progress = {**run.progress, "queue_head_seconds": round(time.perf_counter() - write_started, 4)}
+    if reordered:
+        progress["queue_updated_at"] = queue_updated_at.isoformat()
+        if run.first_event_at:
+            progress["freshness_seconds"] = (queue_updated_at - run.first_event_at).total_seconds()
+    full = reordered and _full_write_due(version.project_id)
+    if full:
+        full = runs.priorities_write(version=version, example_ids=scored.ids, priorities=scored.priorities)
+        full = full and runs.predictions_write(
+            version=version,
+            example_ids=scored.ids,
+            probs=scored.probs,
+            margins=1.0 - scored.margins,
+            entropies=scored.entropies,
+        )
+        if full:
+            worker_cache.full_writes[version.project_id] = time.monotonic()
+    progress.update(pool_written=bool(full), write_seconds=round(time.perf_counter() - write_started, 4))
+    TrainingRun.objects.filter(pk=run.pk).update(progress=progress)
 
 
 def _full_write_due(project_id: int) -> bool:
@@ -397,7 +241,7 @@ def _full_write_due(project_id: int) -> bool:
     write by this worker is recent: under a stream of labels the worker then spends its time
     on fresh queue heads instead of rewriting 100,000 rows after every label."""
     waiting = TrainingRun.objects.filter(project_id=project_id, status=TrainingRun.Status.QUEUED).exists()
-    last = _full_writes.get(project_id)
+    last = worker_cache.full_writes.get(project_id)
     return not waiting or last is None or time.monotonic() - last > FULL_WRITE_MAX_AGE
 
 
@@ -423,11 +267,7 @@ def _priorities(config, run, probs, scored_ids, claimable, margins, entropies, e
 
 
 def embed_examples(*, project_id: int, encoder_key: str, example_ids: list[int]) -> int:
-    """One chunk task: embed what is still missing; when the project's pool is complete, queue
-    a run so that the new examples get predictions and queue positions."""
-    from .ml.device import resolve_device
-
-    config = services.config_get(project_id=project_id)
+    """One chunk task's work: embed what is still missing; returns how many were embedded."""
     dev = resolve_device(settings.TALLY_TRAINING_DEVICE)
     existing = set(
         ExampleEmbedding.objects.filter(encoder_key=encoder_key, example_id__in=example_ids).values_list(
@@ -438,22 +278,18 @@ def embed_examples(*, project_id: int, encoder_key: str, example_ids: list[int])
     if todo:
         texts = dict(Example.objects.filter(pk__in=todo).values_list("id", "text"))
         todo = [e for e in todo if e in texts]  # deleted meanwhile
-        vectors = encoder_for_key(encoder_key, dev.device).embed([texts[e] for e in todo], bf16=dev.device == "cuda")
-        services.embeddings_store(project_id=project_id, encoder_key=encoder_key, example_ids=todo, vectors=vectors)
-    progress = selectors.embedding_progress(project=Project(pk=project_id), encoder_key=encoder_key)
-    if progress["done"] and todo and config.enabled:
-        services.embeddings_done(project_id=project_id)
+        encoder = worker_cache.encoder(encoder_key, dev.device)
+        vectors = encoder.embed([texts[e] for e in todo], bf16=dev.device == "cuda")
+        runs.embeddings_store(project_id=project_id, encoder_key=encoder_key, example_ids=todo, vectors=vectors)
     return len(todo)
 
 
 def explain_example(*, version_id: int, example_id: int) -> dict:
-    from .ml.device import resolve_device
-
     version = ModelVersion.objects.get(pk=version_id)
     example = Example.objects.get(pk=example_id, project_id=version.project_id)
     dev = resolve_device(settings.TALLY_TRAINING_DEVICE)
     started = time.perf_counter()
-    result = load_classifier(version, device=dev.device).explain(example.text)
+    result = worker_cache.classifier(version, device=dev.device).explain(example.text)
     return {
         **result,
         "label_id": version.classes[result["label_index"]],

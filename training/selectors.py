@@ -115,6 +115,15 @@ def embedding_progress(*, project: Project, encoder_key: str) -> dict:
     return {"encoder": encoder_key, "total": total, "embedded": min(embedded, total), "done": embedded >= total}
 
 
+def enough_labels(*, project_id: int, min_labels: int) -> bool:
+    """Before the first version: at least `min_labels` accepted labels over two labels or more."""
+    accepted = Annotation.labels.through.objects.filter(
+        annotation__project_id=project_id, annotation__status=Annotation.Status.ACCEPTED
+    )
+    # Bounded counts: this runs after every label until the first version exists.
+    return accepted[:min_labels].count() >= min_labels and accepted.values("label_id").distinct()[:2].count() >= 2
+
+
 def learning_curve(*, version: ModelVersion) -> dict:
     """Per-epoch loss and held-out accuracy of this version, and held-out accuracy against the
     number of labels across this version and its predecessors."""
@@ -186,7 +195,11 @@ def training_snapshot(*, project: Project, config: ProjectTrainingConfig) -> Sna
     """The accepted annotations of this moment (one SQL statement, so one consistent snapshot),
     split into training data and the evaluation split. `taken_at` is read right after that
     statement: every annotation in the snapshot was created before it (an annotation created
-    just before it but committed just after is not in it: it did not exist yet for the run)."""
+    just before it but committed just after is not in it: it did not exist yet for the run).
+
+    Longer than most functions here because the one statement's rows feed every part of the
+    snapshot (votes, gold items, the split, the manifest): split up, each part would re-read
+    or re-walk them."""
     labels = list(Label.objects.filter(project=project).order_by("order", "id").values_list("id", "name"))
     label_ids = [lid for lid, _ in labels]
     col = {lid: i for i, lid in enumerate(label_ids)}

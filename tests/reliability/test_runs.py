@@ -13,9 +13,10 @@ from rest_framework.test import APIClient
 
 from annotation.models import Annotation, Label
 from tests.training.conftest import label_next
-from training import pipeline, services
+from training import pipeline, runs, services, tasks
 from training.ml import store
 from training.models import ModelVersion, TrainingRun
+from training.worker_cache import worker_cache
 
 from .conftest import ledger_totals
 
@@ -92,7 +93,7 @@ def test_a_fenced_out_worker_cannot_overwrite_the_registered_weights(toy_project
     file (the version's sha256 would then name a file that no longer exists)."""
     project, annotator = toy_project
     run = queued_run(project)
-    slow = services.run_claim(run_id=run.pk, task_id="msg", worker="A")
+    slow = runs.run_claim(run_id=run.pk, task_id="msg", worker="A")
     assert slow is not None
     TrainingRun.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     version_id = pipeline.execute_run(run_id=run.pk, task_id="msg", worker="B", redelivered=True)
@@ -103,8 +104,8 @@ def test_a_fenced_out_worker_cannot_overwrite_the_registered_weights(toy_project
     assert ModelVersion.objects.filter(run=run).count() == 1
     assert TrainingRun.objects.get(pk=run.pk).claimed_by == "B"
     store.load_weights(store=model_store, relative=version.weights_path, expected_sha256=version.weights_sha256)
-    pipeline._classifiers.clear()
-    assert pipeline.load_classifier(version) is not None
+    worker_cache.clear()
+    assert worker_cache.classifier(version) is not None
 
 
 @pytest.mark.django_db(transaction=True)
@@ -202,12 +203,12 @@ def test_the_sweeper_resends_exactly_the_runs_whose_message_may_be_lost(toy_proj
     finished = run(others[4], status="succeeded", enqueued_at=long_ago)
     sent = []
     monkeypatch.setattr("training.tasks.run_training.delay", lambda run_id: sent.append(run_id))
-    assert services.runs_resend_lost(now=now) == sorted([lost_queued, never_sent, dead_worker])
+    assert tasks.runs_resend_lost(now=now) == sorted([lost_queued, never_sent, dead_worker])
     assert sorted(sent) == sorted([lost_queued, never_sent, dead_worker])
     assert fresh not in sent and just_created not in sent and live_worker not in sent and finished not in sent
     # a re-sent run waits another interval before the next re-send
     sent.clear()
-    assert services.runs_resend_lost(now=now + timedelta(seconds=1)) == []
+    assert tasks.runs_resend_lost(now=now + timedelta(seconds=1)) == []
 
 
 def test_the_sweeper_is_scheduled_on_the_default_queue(settings):

@@ -20,13 +20,13 @@ import django  # noqa: E402
 
 django.setup()
 
-from training import services  # noqa: E402
+from training import runs  # noqa: E402
 
 PAUSE_STAGE = os.environ.get("TALLY_TEST_PAUSE_AT_STAGE")
 PAUSE_SECONDS = float(os.environ.get("TALLY_TEST_PAUSE_SECONDS", "0"))
 
 if PAUSE_STAGE:
-    _original = services.run_progress
+    _original = runs.run_progress
 
     def run_progress(*, run, stage, **progress):
         _original(run=run, stage=stage, **progress)
@@ -35,7 +35,7 @@ if PAUSE_STAGE:
             time.sleep(PAUSE_SECONDS)
             print(f"fault hook: resuming run {run.pk}", flush=True)
 
-    services.run_progress = run_progress
+    runs.run_progress = run_progress
 
 from config.celery_app import app  # noqa: E402
 

@@ -360,22 +360,22 @@ def test_a_pickle_in_the_store_is_never_unpickled(tmp_path):
 def test_a_version_row_cannot_point_the_worker_elsewhere(world, settings):
     from training.ml.store import StoreError
     from training.models import ModelVersion
-    from training.pipeline import _classifiers, load_classifier
+    from training.worker_cache import worker_cache
 
     version = ModelVersion.objects.get(project=world.a)
-    _classifiers.clear()
-    assert load_classifier(version) is not None  # it loads from the store as registered
-    _classifiers.clear()
+    worker_cache.clear()
+    assert worker_cache.classifier(version) is not None  # it loads from the store as registered
+    worker_cache.clear()
     for path in ("../../../etc/passwd", "/etc/hostname", "project-1/evil.pt"):
         ModelVersion.objects.filter(pk=version.pk).update(weights_path=path)
         with pytest.raises(StoreError):
-            load_classifier(ModelVersion.objects.get(pk=version.pk))
+            worker_cache.classifier(ModelVersion.objects.get(pk=version.pk))
     # a file swapped in the store is refused by its recorded hash
     ModelVersion.objects.filter(pk=version.pk).update(weights_path=version.weights_path)
     weights = Path(settings.TALLY_MODEL_STORE) / version.weights_path
     weights.write_bytes(weights.read_bytes()[:-1] + b" ")
     with pytest.raises(StoreError, match="sha256"):
-        load_classifier(ModelVersion.objects.get(pk=version.pk))
+        worker_cache.classifier(ModelVersion.objects.get(pk=version.pk))
 
 
 def test_no_unsafe_deserialisation_in_the_code():

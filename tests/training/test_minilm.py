@@ -8,6 +8,7 @@ import pytest
 from training import pipeline, selectors, services, tasks
 from training.ml.encoder import ENCODER_KEY, load_encoder
 from training.models import ExampleEmbedding, ModelVersion, Prediction, ProjectTrainingConfig, TrainingRun
+from training.worker_cache import worker_cache
 
 from .conftest import label_next
 
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.slow
 def inline_workers(monkeypatch):
     """Embedding chunks run at once, as if workers were idle; runs are executed by the test."""
     monkeypatch.setattr(services, "_enqueue", lambda run_id: None)
+    monkeypatch.setattr(tasks, "enqueue_run", lambda run_id: None)
     monkeypatch.setattr(tasks.embed_chunk, "delay", lambda *args: tasks.embed_chunk.run(*args))
     from django.core.cache import cache
 
@@ -42,7 +44,8 @@ def test_fast_loop_on_cached_minilm_embeddings(minilm_project, labeler, toy, dja
     with django_capture_on_commit_callbacks(execute=True):
         label_next(minilm_project, labeler, toy, n=16)
     run = TrainingRun.objects.get(project=minilm_project, status="queued")
-    version = ModelVersion.objects.get(pk=pipeline.execute_run(run_id=run.pk))
+    # the task, as a worker runs it: the run, then the rest of the pool sent to be embedded
+    version = ModelVersion.objects.get(pk=tasks.run_training(run.pk))
     assert version.kind == "minilm" and version.encoder_key == ENCODER_KEY
     assert version.embedding_seconds > 0
     # the whole pool got embedded (chunks) and cached once per example
@@ -87,6 +90,5 @@ def test_deep_loop_fine_tunes_the_encoder_and_later_fast_runs_use_it(
     assert head.kind == "minilm" and head.encoder_key == version.encoder_key and head.parent == version
     # and the fine-tuned encoder is loaded back from the store to explain
     example = Prediction.objects.filter(project=minilm_project).first().example
-    pipeline._classifiers.clear()
-    pipeline._encoders.clear()
+    worker_cache.clear()
     assert pipeline.explain_example(version_id=head.pk, example_id=example.pk)["tokens"]

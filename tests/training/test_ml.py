@@ -161,3 +161,25 @@ def test_queue_priorities_prefer_gold_candidates_in_qc_slots():
     order = list(np.argsort(-prio))
     qc_positions = [order[i] for i in (9, 29, 49)]  # every other QC slot goes to gold first
     assert set(qc_positions) == set(gold.tolist())
+
+
+def test_classifiers_fill_their_defaults_on_a_copy_of_frozen_hyper_parameters():
+    import dataclasses
+
+    from training.ml.finetune import FineTunedClassifier
+
+    params = HyperParams(seed=3)
+    hashed = HashedClassifier(["a", "b"], params)
+    head = HeadClassifier(["a", "b"], params)
+    deep = FineTunedClassifier(["a", "b"], params)
+    assert params == HyperParams(seed=3)  # the caller's object is untouched
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.epochs = 5
+    assert (hashed.params.learning_rate, hashed.params.batch_size) == (0.05, 32)
+    assert (head.params.learning_rate, head.params.l2, head.params.batch_size) == (0.1, 25.0, 0)
+    assert (deep.params.epochs, deep.params.batch_size, deep.params.learning_rate, deep.params.l2) == (
+        4,
+        16,
+        2e-3,
+        25.0,
+    )

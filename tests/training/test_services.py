@@ -1,4 +1,5 @@
-"""Training services and the pipeline, called directly (the worker's code, no broker)."""
+"""Training services, the run rows (training.runs) and the pipeline, called directly (the
+worker's code, no broker)."""
 
 from datetime import timedelta
 
@@ -10,7 +11,8 @@ from annotation import services as annotation_services
 from annotation.models import Annotation, Example, Label
 from annotation.queue import candidate_examples
 from core.errors import Conflict, ValidationFailed
-from training import pipeline, selectors, services
+from training import pipeline, runs, selectors, services
+from training.ml.classifiers import HashedClassifier
 from training.models import ManifestEntry, ModelVersion, Prediction, ProjectTrainingConfig, TrainingRun
 
 from .conftest import label_next
@@ -53,12 +55,12 @@ def test_labels_queue_at_most_one_run_and_labels_during_a_run_queue_the_next(
     # then: still one queued run (debounced)
     assert queued(toy_project).count() == 1
     # when: the run starts and labels keep arriving
-    services.run_claim(run_id=first.pk, task_id="t1")
+    runs.run_claim(run_id=first.pk, task_id="t1")
     with on_commit():
         label_next(toy_project, labeler, toy, n=2)
     # then: the next run is queued behind the running one
-    runs = TrainingRun.objects.filter(project=toy_project).order_by("id")
-    assert [r.status for r in runs] == ["running", "queued"]
+    rows = TrainingRun.objects.filter(project=toy_project).order_by("id")
+    assert [r.status for r in rows] == ["running", "queued"]
 
 
 def test_no_run_before_min_labels_over_two_classes(toy_project, labeler, toy, on_commit):
@@ -95,16 +97,16 @@ def test_a_fenced_out_worker_cannot_register(toy_project, labeler, toy, on_commi
     with on_commit():
         label_next(toy_project, labeler, toy, n=12)
     run = queued(toy_project).get()
-    zombie = services.run_claim(run_id=run.pk, task_id="a")
+    zombie = runs.run_claim(run_id=run.pk, task_id="a")
     # a second claim fails while the lease holds ...
-    assert services.run_claim(run_id=run.pk, task_id="b") is None
+    assert runs.run_claim(run_id=run.pk, task_id="b") is None
     # ... and succeeds once it ran out (the first worker is presumed dead)
     later = timezone.now() + timedelta(seconds=10_000)
-    heir = services.run_claim(run_id=run.pk, task_id="b", now=later)
+    heir = runs.run_claim(run_id=run.pk, task_id="b", now=later)
     assert heir is not None and heir.claim_token != zombie.claim_token
     # the zombie wakes up: its registration is refused, its failure report ignored
     snap = selectors.training_snapshot(project=toy_project, config=services.config_get(project_id=toy_project.pk))
-    version, promoted = services.version_register(
+    version, promoted = runs.version_register(
         run=zombie,
         snapshot=snap,
         kind="hashed",
@@ -118,7 +120,7 @@ def test_a_fenced_out_worker_cannot_register(toy_project, labeler, toy, on_commi
         weights_sha256="0" * 64,
     )
     assert version is None and not promoted
-    assert not services.run_fail(run=zombie, error="zombie")
+    assert not runs.run_fail(run=zombie, error="zombie")
     # the heir finishes the run
     assert pipeline._train(heir) is not None
     assert ModelVersion.objects.filter(run=run).count() == 1
@@ -128,10 +130,10 @@ def test_a_redelivered_message_takes_its_own_run_back(toy_project, labeler, toy,
     with on_commit():
         label_next(toy_project, labeler, toy, n=6)
     run = queued(toy_project).get()
-    assert services.run_claim(run_id=run.pk, task_id="msg-1") is not None
+    assert runs.run_claim(run_id=run.pk, task_id="msg-1") is not None
     # the worker died; the broker redelivers the same message to another worker
-    assert services.run_claim(run_id=run.pk, task_id="msg-2", redelivered=True) is None
-    again = services.run_claim(run_id=run.pk, task_id="msg-1", redelivered=True)
+    assert runs.run_claim(run_id=run.pk, task_id="msg-2", redelivered=True) is None
+    again = runs.run_claim(run_id=run.pk, task_id="msg-1", redelivered=True)
     assert again is not None and again.attempts == 2
 
 
@@ -142,13 +144,13 @@ def test_manifest_is_the_accepted_annotations_when_the_run_started(toy_project, 
         annotation_services.annotation_undo_last(project=toy_project, annotator=labeler)
     run = queued(toy_project).get()
     # when: a label arrives while the model is training
-    original_fit = pipeline.HashedClassifier.fit
+    original_fit = HashedClassifier.fit
 
     def fit_while_labeling(self, *args, **kwargs):
         label_next(toy_project, labeler, toy, n=1)
         return original_fit(self, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline.HashedClassifier, "fit", fit_while_labeling)
+    monkeypatch.setattr(HashedClassifier, "fit", fit_while_labeling)
     version = ModelVersion.objects.get(pk=pipeline.execute_run(run_id=run.pk))
     # then: the manifest holds exactly the accepted annotations of the snapshot, minus held-out ones
     accepted = Annotation.objects.filter(
@@ -175,7 +177,7 @@ def test_an_older_run_finishing_late_does_not_replace_the_current_version(toy_pr
     with on_commit():
         label_next(toy_project, labeler, toy, n=8)
     older = queued(toy_project).get()
-    older = services.run_claim(run_id=older.pk, task_id="old")
+    older = runs.run_claim(run_id=older.pk, task_id="old")
     with on_commit():
         label_next(toy_project, labeler, toy, n=4)
     newer = queued(toy_project).get()

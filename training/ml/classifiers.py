@@ -15,20 +15,27 @@ from __future__ import annotations
 
 import math
 import re
+import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+
+from . import loop
+from .device import seed_everything, small_model_threads
 
 WORD_RE = re.compile(r"\w+", re.UNICODE)
 SPAN_RE = re.compile(r"\S+")
 MAX_EXPLAIN_SEGMENTS = 96
 
 
-@dataclass
+@dataclass(frozen=True)
 class HyperParams:
-    """Defaults chosen on AG News / SST-2 (docs/training.md); stored with every version."""
+    """Defaults chosen on AG News / SST-2 (docs/training.md); stored with every version.
+
+    Frozen: a classifier fills in its kind's defaults (the zeros below) on a copy
+    (`dataclasses.replace`, in `_with_defaults`), never on the caller's object."""
 
     seed: int = 0
     epochs: int = 0  # 0: chosen from the data size
@@ -75,8 +82,13 @@ class TextClassifier:
         if len(classes) < 2:
             raise ValueError("A classifier needs at least two classes.")
         self.classes = list(classes)
-        self.params = params or HyperParams()
+        self.params = self._with_defaults(params or HyperParams())
         self.net = None
+
+    @classmethod
+    def _with_defaults(cls, params: HyperParams) -> HyperParams:
+        """`params` with this kind's defaults in place of the zeros (a copy)."""
+        return params
 
     # -- to implement -------------------------------------------------------------------
     def featurize(self, texts: Sequence[str]):
@@ -114,6 +126,10 @@ class TextClassifier:
             )
         ]
 
+    def _fit_threads(self, device: str):
+        """A small model trains on one CPU thread (see small_model_threads)."""
+        return small_model_threads(device)
+
     def fit(
         self,
         train: Dataset,
@@ -122,67 +138,57 @@ class TextClassifier:
         device: str = "cpu",
         on_epoch: Callable[[dict], None] | None = None,
     ) -> FitResult:
+        """Train from scratch with the shared loop (training/ml/loop.py), under a fixed seed."""
+        with self._fit_threads(device):
+            started = time.perf_counter()
+            seed_everything(self.params.seed)
+            self.device = device
+            plan = self._plan(train, evaluation)
+            history = loop.fit(plan, seed=self.params.seed, on_epoch=on_epoch)
+            return FitResult(history=history, seconds=time.perf_counter() - started)
 
-        from .device import small_model_threads
-
-        with small_model_threads(device):
-            return self._fit(train, evaluation, device=device, on_epoch=on_epoch)
-
-    def _fit(self, train, evaluation, *, device, on_epoch) -> FitResult:
-        import time
-
+    def _plan(self, train: Dataset, evaluation: Dataset | None) -> loop.Plan:
+        """Features prepared once; full-batch steps when the batch covers the training set,
+        else shuffled mini-batches; soft cross-entropy plus the kind's penalty."""
         import torch
 
-        from .device import seed_everything
-
-        started = time.perf_counter()
-        seed_everything(self.params.seed)
-        self.device = device
+        device = self.device
         features = self._prepare(self._features(train))
         targets = torch.as_tensor(np.asarray(train.targets, dtype=np.float32)).to(device)
         has_eval = evaluation is not None and len(evaluation) > 0
         eval_features = self._prepare(self._features(evaluation)) if has_eval else None
         eval_y = torch.as_tensor(np.asarray(evaluation.targets).argmax(1)).to(device) if has_eval else None
         self.net = self._build().to(device)
-        optimizers = self._optimizers()
         n = len(targets)
         bs = self.params.batch_size or n
-        generator = torch.Generator().manual_seed(self.params.seed)
-        history = []
-        for epoch in range(1, self._default_epochs(n) + 1):
-            self.net.train()
-            total = 0.0
+
+        def batches(generator):
             if bs >= n:  # full batch: no shuffling or gathering
-                batches = [None]
-            else:
-                perm = torch.randperm(n, generator=generator).numpy()
-                batches = [perm[start : start + bs] for start in range(0, n, bs)]
-            for idx in batches:
-                for opt in optimizers:
-                    opt.zero_grad(set_to_none=True)
-                logits = self._logits(features, self._batches(features, idx))
-                t = targets if idx is None else targets[idx]
-                loss = -(t * torch.log_softmax(logits, dim=1)).sum(1).mean() + self._penalty(n)
-                loss.backward()
-                for opt in optimizers:
-                    opt.step()
-                total += float(loss.detach()) * len(t)
-            row = {"epoch": epoch, "train_loss": total / n, "eval_accuracy": None}
-            if has_eval:
-                self.net.eval()
-                with torch.no_grad():
-                    pred = self._logits(eval_features, self._batches(eval_features, None)).argmax(1)
-                row["eval_accuracy"] = float((pred == eval_y).float().mean())
-            history.append(row)
-            if on_epoch is not None:
-                on_epoch(row)
-        self.net.eval()
-        return FitResult(history=history, seconds=time.perf_counter() - started)
+                return [None]
+            perm = torch.randperm(n, generator=generator).numpy()
+            return [perm[start : start + bs] for start in range(0, n, bs)]
+
+        def batch_loss(idx):
+            logits = self._logits(features, self._batches(features, idx))
+            t = targets if idx is None else targets[idx]
+            return loop.soft_cross_entropy(logits, t) + self._penalty(n)
+
+        def predict_eval():
+            return self._logits(eval_features, self._batches(eval_features, None)).argmax(1)
+
+        return loop.Plan(
+            n=n,
+            epochs=self._default_epochs(n),
+            modules=[self.net],
+            optimizers=self._optimizers(),
+            batches=batches,
+            batch_loss=batch_loss,
+            predict_eval=predict_eval if has_eval else None,
+            eval_y=eval_y,
+            eval_modules=[self.net],
+        )
 
     def predict_proba(self, features, *, batch_size: int = 8192) -> np.ndarray:
-
-        from .device import small_model_threads
-
         if self.net is None:
             raise RuntimeError("The model is not trained or loaded.")
         if not getattr(self, "encoder", None):  # a small model: one thread (see small_model_threads)
@@ -270,10 +276,9 @@ def hash_tokens(text: str, buckets: int) -> list[int]:
 class HashedClassifier(TextClassifier):
     kind = "hashed"
 
-    def __init__(self, classes, params=None):
-        super().__init__(classes, params)
-        self.params.learning_rate = self.params.learning_rate or 0.05
-        self.params.batch_size = self.params.batch_size or 32
+    @classmethod
+    def _with_defaults(cls, params):
+        return replace(params, learning_rate=params.learning_rate or 0.05, batch_size=params.batch_size or 32)
 
     def featurize(self, texts):
         ids, lengths = [], []
@@ -335,9 +340,11 @@ class HeadClassifier(TextClassifier):
 
     def __init__(self, classes, params=None, *, encoder_loader: Callable[[], object] | None = None):
         super().__init__(classes, params)
-        self.params.learning_rate = self.params.learning_rate or 0.1
-        self.params.l2 = self.params.l2 or 25.0
         self._encoder_loader = encoder_loader
+
+    @classmethod
+    def _with_defaults(cls, params):
+        return replace(params, learning_rate=params.learning_rate or 0.1, l2=params.l2 or 25.0)
 
     def featurize(self, texts):
         if self._encoder_loader is None:

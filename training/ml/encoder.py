@@ -144,13 +144,3 @@ def load_encoder(
         raise EncoderUnavailable(f"MiniLM weights do not fit the model: missing {missing}, unexpected {unexpected}.")
     model.to(device).eval()
     return Encoder(tokenizer=load_tokenizer(model_dir), model=model, device=device)
-
-
-_cache: dict[str, Encoder] = {}
-
-
-def cached_encoder(device: str = "cpu") -> Encoder:
-    """One frozen encoder per worker process and device (loading takes a few seconds)."""
-    if device not in _cache:
-        _cache[device] = load_encoder(device)
-    return _cache[device]

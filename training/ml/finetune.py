@@ -7,25 +7,34 @@ On a GPU (bf16 autocast) a few hundred labels take seconds; on two CPU cores, mi
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import replace
 
 import numpy as np
 
-from .classifiers import Dataset, FitResult, HeadClassifier, HyperParams
-from .encoder import EMBEDDING_DIM
+from . import loop
+from .classifiers import Dataset, HeadClassifier, HyperParams
+from .encoder import EMBEDDING_DIM, Encoder, build_model, load_encoder, load_tokenizer, package_model_dir
 
 
 class FineTunedClassifier(HeadClassifier):
     kind = "minilm-ft"
 
     def __init__(self, classes, params=None, *, encoder=None):
-        params = params or HyperParams()
-        params.epochs = params.epochs or 4
-        params.batch_size = params.batch_size or 16
-        params.learning_rate = params.learning_rate or 2e-3  # the head's rate (the encoder's is separate)
         super().__init__(classes, params)
         self.encoder = encoder  # an encoder.Encoder whose model this classifier owns and trains
+
+    @classmethod
+    def _with_defaults(cls, params):
+        # the deep loop's own defaults first, then the head's (l2 among them, unused here)
+        params = replace(
+            params,
+            epochs=params.epochs or 4,
+            batch_size=params.batch_size or 16,
+            learning_rate=params.learning_rate or 2e-3,  # the head's rate (the encoder's is separate)
+        )
+        return super()._with_defaults(params)
 
     def featurize(self, texts: Sequence[str]) -> np.ndarray:
         bf16 = getattr(self, "device", "cpu") == "cuda"
@@ -34,22 +43,16 @@ class FineTunedClassifier(HeadClassifier):
     def _penalty(self, n):
         return 0.0
 
-    def fit(
-        self,
-        train: Dataset,
-        evaluation: Dataset | None = None,
-        *,
-        device: str = "cpu",
-        on_epoch: Callable[[dict], None] | None = None,
-    ) -> FitResult:
+    def _fit_threads(self, device: str):
+        """Fine-tuning keeps TALLY_TRAINING_THREADS (see small_model_threads)."""
+        return nullcontext()
+
+    def _plan(self, train: Dataset, evaluation: Dataset | None) -> loop.Plan:
+        """MiniLM and the head trained together on tokenised texts: AdamW with one rate per
+        part, linear warm-up and decay, the encoder's gradients clipped, bf16 on a GPU."""
         import torch
 
-        from .device import seed_everything
-        from .encoder import load_encoder
-
-        started = time.perf_counter()
-        seed_everything(self.params.seed)
-        self.device = device
+        device = self.device
         if self.encoder is None:
             self.encoder = load_encoder(device)
         self.encoder.model.to(device)
@@ -69,37 +72,35 @@ class FineTunedClassifier(HeadClassifier):
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
         )
-        eval_y = np.asarray(evaluation.targets).argmax(1) if evaluation is not None and len(evaluation) else None
-        generator = torch.Generator().manual_seed(self.params.seed)
-        history = []
-        for epoch in range(1, self.params.epochs + 1):
-            self.encoder.model.train()
-            self.net.train()
+        has_eval = evaluation is not None and len(evaluation) > 0
+        eval_y = np.asarray(evaluation.targets).argmax(1) if has_eval else None
+
+        def batches(generator):
             perm = torch.randperm(n, generator=generator).tolist()
-            total = 0.0
-            for start in range(0, n, bs):
-                idx = perm[start : start + bs]
-                ids, mask = self.encoder.tokenize([texts[i] for i in idx], max_length=self.params.max_length)
-                with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-                    logits = self.net(self.encoder.forward_pooled(ids, mask)).float()
-                loss = -(targets[idx].to(device) * torch.log_softmax(logits, dim=1)).sum(1).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.encoder.model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                total += float(loss.detach()) * len(idx)
-            self.encoder.model.eval()
-            row = {"epoch": epoch, "train_loss": total / n, "eval_accuracy": None}
-            if eval_y is not None:
-                probs = self.predict_proba(self.featurize(evaluation.texts))
-                row["eval_accuracy"] = float((probs.argmax(1) == eval_y).mean())
-            history.append(row)
-            if on_epoch is not None:
-                on_epoch(row)
-        self.encoder.model.eval()
-        self.net.eval()
-        return FitResult(history=history, seconds=time.perf_counter() - started)
+            return [perm[start : start + bs] for start in range(0, n, bs)]
+
+        def batch_loss(idx):
+            ids, mask = self.encoder.tokenize([texts[i] for i in idx], max_length=self.params.max_length)
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+                logits = self.net(self.encoder.forward_pooled(ids, mask)).float()
+            return loop.soft_cross_entropy(logits, targets[idx].to(device))
+
+        def predict_eval():
+            return self.predict_proba(self.featurize(evaluation.texts)).argmax(1)
+
+        return loop.Plan(
+            n=n,
+            epochs=self.params.epochs,
+            modules=[self.encoder.model, self.net],
+            optimizers=[optimizer],
+            schedulers=[scheduler],
+            clip=lambda: torch.nn.utils.clip_grad_norm_(self.encoder.model.parameters(), 1.0),
+            batches=batches,
+            batch_loss=batch_loss,
+            predict_eval=predict_eval if has_eval else None,
+            eval_y=eval_y,
+            eval_modules=[self.encoder.model, self.net],
+        )
 
     def state(self) -> tuple[dict, dict]:
         tensors = {f"head.{k}": v for k, v in self.net.state_dict().items()}
@@ -113,8 +114,6 @@ class FineTunedClassifier(HeadClassifier):
 
     @classmethod
     def from_state(cls, tensors: dict, meta: dict, *, device: str = "cpu", **kwargs) -> FineTunedClassifier:
-        from .encoder import Encoder, build_model, load_tokenizer, package_model_dir
-
         model_dir = package_model_dir()
         bert = build_model(model_dir)
         bert.load_state_dict({k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")})

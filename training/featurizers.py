@@ -1,0 +1,175 @@
+"""One featurizer per model kind: what a run's steps do differently for each kind, behind
+one interface, so that training.pipeline never branches on the kind.
+
+- HashedFeaturizer ("hashed"): hashed word and bigram ids, read and hashed once per worker.
+- EmbeddingFeaturizer ("minilm", the fast loop): cached sentence embeddings under the
+  project's encoder (frozen MiniLM, or the last deep version's), the missing ones embedded
+  here; a head is trained on them.
+- FineTuneFeaturizer ("minilm-ft", the deep loop): raw texts, MiniLM fine-tuned with the
+  head; the pool is then embedded with the new encoder, under the weights' hash.
+
+Each one builds the classifier, makes the training and held-out datasets, names the encoder
+key of the version, and scores the pool. The worker's side only: torch is imported by the
+classifiers, inside their methods.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from django.conf import settings
+
+from annotation.models import Example, Project
+
+from . import runs
+from .ml.classifiers import Dataset, HashedClassifier, HeadClassifier, HyperParams, TextClassifier
+from .ml.encoder import ENCODER_KEY
+from .ml.finetune import FineTunedClassifier
+from .models import Loop, ModelKind, ProjectTrainingConfig, TrainingRun
+from .selectors import Snapshot
+from .worker_cache import worker_cache
+
+
+def texts_of(example_ids) -> dict[int, str]:
+    return dict(Example.objects.filter(pk__in=example_ids).values_list("id", "text"))
+
+
+class Featurizer:
+    kind: str = ""  # the version's ModelKind
+    loop: str = Loop.FAST
+
+    def __init__(self, *, run: TrainingRun, project: Project, config: ProjectTrainingConfig, device: str):
+        self.run, self.project, self.config, self.device = run, project, config, device
+
+    def model(self, classes: list[str], params: HyperParams) -> TextClassifier:
+        raise NotImplementedError
+
+    def datasets(self, model, snap: Snapshot, pool_ids: np.ndarray, timings: dict) -> tuple:
+        """(train, held-out or None): the snapshot's examples as the model consumes them."""
+        raise NotImplementedError
+
+    def encoder_key(self, weights_sha256: str) -> str:
+        """The encoder key the version records ("" when the kind has no encoder)."""
+        return ""
+
+    def score_pool(self, model, pool_ids: np.ndarray, encoder_key: str, timings: dict) -> tuple:
+        """(scored example ids, probabilities [n, k]): the pool's examples this run can score."""
+        raise NotImplementedError
+
+    def _datasets(self, snap: Snapshot, make) -> tuple:
+        """`make(example_ids)` -> the keyword arguments of a Dataset (features or texts)."""
+        train = Dataset(**make(snap.train_example_ids), targets=snap.train_targets)
+        if not snap.eval_example_ids:
+            return train, None
+        targets = np.eye(len(snap.label_ids))[snap.eval_y]
+        return train, Dataset(**make(snap.eval_example_ids), targets=targets)
+
+    def _score_embedded(self, model, pool_ids: np.ndarray, encoder_key: str) -> tuple:
+        """Score the pool's examples already embedded under `encoder_key` (the rest are
+        embedded in the background: training.tasks schedules them after the run)."""
+        index, matrix = worker_cache.embeddings(self.project.pk, encoder_key, ensure=pool_ids.tolist())
+        have = np.asarray([int(e) in index for e in pool_ids], dtype=bool)
+        scored_ids = pool_ids[have]
+        if not len(scored_ids):
+            return scored_ids, np.zeros((0, len(model.classes)), np.float32)
+        return scored_ids, model.predict_proba(matrix[[index[int(e)] for e in scored_ids]])
+
+
+class HashedFeaturizer(Featurizer):
+    kind = ModelKind.HASHED
+
+    def model(self, classes, params):
+        return HashedClassifier(classes, params)
+
+    def datasets(self, model, snap, pool_ids, timings):
+        runs.run_progress(run=self.run, stage="featurizing")
+        self.pool_features = worker_cache.hashed_features(self.project.pk, model, pool_ids.tolist())
+        row_of = {int(e): i for i, e in enumerate(pool_ids)}
+        return self._datasets(snap, lambda ids: {"features": self.pool_features.take([row_of[e] for e in ids])})
+
+    def score_pool(self, model, pool_ids, encoder_key, timings):
+        return pool_ids, model.predict_proba(self.pool_features)
+
+
+class EmbeddingFeaturizer(Featurizer):
+    kind = ModelKind.MINILM
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.key = self.config.encoder_key or ENCODER_KEY
+
+    def model(self, classes, params):
+        return HeadClassifier(classes, params, encoder_loader=lambda: worker_cache.encoder(self.key, self.device))
+
+    def datasets(self, model, snap, pool_ids, timings):
+        ids = snap.train_example_ids + snap.eval_example_ids
+        timings["embedding"] += self._embed_missing(ids)
+        index, matrix = worker_cache.embeddings(self.project.pk, self.key, ensure=ids)
+        return self._datasets(snap, lambda ids: {"features": matrix[[index[e] for e in ids]]})
+
+    def encoder_key(self, weights_sha256):
+        return self.key
+
+    def score_pool(self, model, pool_ids, encoder_key, timings):
+        return self._score_embedded(model, pool_ids, encoder_key)
+
+    def _embed_missing(self, example_ids: list[int]) -> float:
+        """Embed (and cache) the given examples that have no embedding yet. Returns seconds spent."""
+        index, _ = worker_cache.embeddings(self.project.pk, self.key, ensure=example_ids)
+        missing = [e for e in example_ids if e not in index]
+        if not missing:
+            return 0.0
+        started = time.perf_counter()
+        encoder = worker_cache.encoder(self.key, self.device)
+        size = settings.TALLY_EMBED_CHUNK_SIZE
+        for start in range(0, len(missing), size):
+            chunk = missing[start : start + size]
+            texts = texts_of(chunk)
+            vectors = encoder.embed([texts[e] for e in chunk], bf16=self.device == "cuda")
+            runs.embeddings_store(project_id=self.project.pk, encoder_key=self.key, example_ids=chunk, vectors=vectors)
+            runs.run_progress(run=self.run, stage="embedding", embedded=start + len(chunk), to_embed=len(missing))
+        worker_cache.embeddings(self.project.pk, self.key)
+        return time.perf_counter() - started
+
+
+class FineTuneFeaturizer(Featurizer):
+    kind = ModelKind.MINILM_FT
+    loop = Loop.DEEP
+
+    def model(self, classes, params):
+        return FineTunedClassifier(classes, params)
+
+    def datasets(self, model, snap, pool_ids, timings):
+        texts = texts_of(snap.train_example_ids + snap.eval_example_ids)
+        return self._datasets(snap, lambda ids: {"texts": [texts[e] for e in ids]})
+
+    def encoder_key(self, weights_sha256):
+        return f"minilm-ft@{weights_sha256[:12]}"  # the fine-tuned weights' content hash
+
+    def score_pool(self, model, pool_ids, encoder_key, timings):
+        # the fine-tuned encoder embeds the whole pool once; later fast runs reuse it
+        started = time.perf_counter()
+        todo = pool_ids.tolist()
+        size = settings.TALLY_EMBED_CHUNK_SIZE
+        for start in range(0, len(todo), size):
+            chunk = todo[start : start + size]
+            texts = texts_of(chunk)
+            vectors = model.featurize([texts[e] for e in chunk])
+            runs.embeddings_store(
+                project_id=self.project.pk, encoder_key=encoder_key, example_ids=chunk, vectors=vectors
+            )
+            runs.run_progress(run=self.run, stage="embedding pool", embedded=start + len(chunk), to_embed=len(todo))
+        timings["embedding"] += time.perf_counter() - started
+        return self._score_embedded(model, pool_ids, encoder_key)
+
+
+def featurizer_for(*, run: TrainingRun, project: Project, config: ProjectTrainingConfig, device: str) -> Featurizer:
+    """The project's model kind; the deep loop fine-tunes only where the kind is MiniLM."""
+    if config.model_kind == ModelKind.HASHED:
+        cls = HashedFeaturizer
+    elif run.loop == Loop.DEEP and config.model_kind == ModelKind.MINILM:
+        cls = FineTuneFeaturizer
+    else:
+        cls = EmbeddingFeaturizer
+    return cls(run=run, project=project, config=config, device=device)

@@ -40,6 +40,7 @@ NAV = (
     ("label", "Label", "frontend:label", LABELERS),
     ("earnings", "Earnings", "earnings:project", LABELERS),
     ("labor-cards", "Labor Cards", "labor_card:index", READERS),
+    ("members", "Members", "console:members", ADMINS),
 )
 
 

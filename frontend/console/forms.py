@@ -26,3 +26,29 @@ class ProjectCreateForm(forms.Form):
 
 
 ROLE_CHOICES = Role.choices
+
+
+class InvitationForm(forms.Form):
+    role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Role.ANNOTATOR)
+    note = forms.CharField(
+        max_length=200,
+        required=False,
+        label="Who it is for",
+        help_text="For your own records (a name or an email address); the invitee never sees it.",
+    )
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
+
+
+class SignupForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    password = forms.CharField(widget=forms.PasswordInput, min_length=1)
+    password_again = forms.CharField(widget=forms.PasswordInput, label="Password, again")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password") and data.get("password") != data.get("password_again"):
+            raise forms.ValidationError("The two passwords differ.")
+        return data

@@ -11,4 +11,10 @@ P = "projects/<slug:slug>/"
 urlpatterns = [
     path("new-project/", views.project_create, name="project-create"),
     path(P, views.dashboard, name="dashboard"),
+    path(P + "members/", views.members, name="members"),
+    path(P + "members/invite/", views.member_invite, name="member-invite"),
+    path(P + "members/<int:user_id>/role/", views.member_role, name="member-role"),
+    path(P + "members/<int:user_id>/remove/", views.member_remove, name="member-remove"),
+    path(P + "members/invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation-revoke"),
+    path("invitations/<str:token>/", views.invitation, name="invitation"),
 ]

@@ -4,18 +4,22 @@ selector, and renders; nothing is written on GET. Domain errors (core.errors.Tal
 shown in the form that caused them."""
 
 from django.contrib import messages
+from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import redirect, render
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
+from annotation import selectors as annotation_selectors
 from annotation import services as annotation_services
 from core.errors import TallyError
 
 from . import selectors
-from .access import project_page
-from .forms import ProjectCreateForm
+from .access import admin_page, project_page
+from .forms import ROLE_CHOICES, InvitationForm, ProjectCreateForm, RoleForm, SignupForm
 
 
 def _form_error(form, exc: TallyError) -> None:
@@ -48,3 +52,125 @@ def dashboard(request, slug):
     project = project_page(request, slug)
     board = selectors.dashboard(project=project)
     return render(request, "frontend/console/dashboard.html", {"project": project, "board": board})
+
+
+# --- members -------------------------------------------------------------------------------------
+
+
+def _members_page(request, project, *, invite_form=None, invitation=None, token=None, status=200):
+    context = {
+        "project": project,
+        "members": annotation_selectors.members_of(project=project),
+        "invitations": annotation_selectors.invitations_pending(project=project),
+        "invite_form": invite_form or InvitationForm(),
+        "roles": ROLE_CHOICES,
+        "new_invitation": invitation,
+        "invitation_url": request.build_absolute_uri(reverse("console:invitation", args=[token])) if token else "",
+    }
+    return render(request, "frontend/console/members.html", context, status=status)
+
+
+@never_cache
+@login_required
+def members(request, slug):
+    project = admin_page(request, slug)
+    return _members_page(request, project)
+
+
+@never_cache
+@login_required
+@require_POST
+def member_invite(request, slug):
+    """A one-time invitation link, shown once on the page this answers with (never stored in
+    clear, never sent through a cookie)."""
+    project = admin_page(request, slug)
+    form = InvitationForm(request.POST)
+    if form.is_valid():
+        try:
+            invitation, token = annotation_services.invitation_create(
+                project=project, created_by=request.user, **form.cleaned_data
+            )
+        except TallyError as exc:
+            _form_error(form, exc)
+        else:
+            return _members_page(request, project, invitation=invitation, token=token)
+    return _members_page(request, project, invite_form=form, status=400)
+
+
+@never_cache
+@login_required
+@require_POST
+def member_role(request, slug, user_id):
+    project = admin_page(request, slug)
+    form = RoleForm(request.POST)
+    member = get_object_or_404(annotation_selectors.members_of(project=project), user_id=user_id)
+    if not form.is_valid():
+        messages.error(request, "Choose a role.")
+    else:
+        try:
+            annotation_services.member_set_role(project=project, user=member.user, role=form.cleaned_data["role"])
+        except TallyError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"{member.user.username} is now {form.cleaned_data['role']}.")
+    return redirect("console:members", project.slug)
+
+
+@never_cache
+@login_required
+@require_POST
+def member_remove(request, slug, user_id):
+    project = admin_page(request, slug)
+    member = get_object_or_404(annotation_selectors.members_of(project=project), user_id=user_id)
+    try:
+        annotation_services.member_remove(project=project, user=member.user)
+    except TallyError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{member.user.username} was removed; their open claims were closed.")
+    return redirect("console:members", project.slug)
+
+
+@never_cache
+@login_required
+@require_POST
+def invitation_revoke(request, slug, invitation_id):
+    project = admin_page(request, slug)
+    try:
+        annotation_services.invitation_revoke(project=project, invitation_id=invitation_id)
+    except TallyError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The invitation was withdrawn; its link no longer works.")
+    return redirect("console:members", project.slug)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def invitation(request, token):
+    """The invitee's page: join with the account you are logged in with, or create one.
+    Nothing is written on GET; a link that is used, withdrawn or expired is a 404."""
+    invitation = annotation_selectors.invitation_open(token=token)
+    if invitation is None:
+        raise Http404
+    signup = SignupForm(request.POST if request.POST.get("action") == "signup" else None)
+    error = ""
+    if request.method == "POST":
+        try:
+            if request.POST.get("action") == "join" and request.user.is_authenticated:
+                annotation_services.invitation_accept(token=token, user=request.user)
+                return redirect("frontend:home")
+            if request.POST.get("action") == "signup" and not request.user.is_authenticated and signup.is_valid():
+                user = annotation_services.invitation_signup(
+                    token=token, username=signup.cleaned_data["username"], password=signup.cleaned_data["password"]
+                )
+                auth_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                return redirect("frontend:home")
+        except TallyError as exc:
+            error = exc.message
+    return render(
+        request,
+        "frontend/console/invitation.html",
+        {"invitation": invitation, "signup": signup, "error": error, "token": token},
+        status=400 if request.method == "POST" else 200,
+    )

@@ -1,15 +1,20 @@
 """The console's pages per role: admins use them, auditors read, annotators and outsiders are
 turned away (403 / 404), nothing changes on GET and every form needs its CSRF token."""
 
+import re
+
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from annotation.models import Project
+from annotation import services as annotation_services
+from annotation.models import Attempt, Invitation, Membership, Project
 from tests.factories import UserFactory, add_examples
 from tests.frontend.conftest import assert_no_inline_script, nav_keys
 
 pytestmark = pytest.mark.django_db
+PASSPHRASE = "a long passphrase 42"
 
 
 # --- the project bar and the home page --------------------------------------------------------------
@@ -119,3 +124,71 @@ def test_dashboard_figures_and_alerts(client_for, project, annotator, admin_user
 def test_login_required_everywhere(project):
     response = Client().get(reverse("console:dashboard", args=[project.slug]))
     assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+# --- members ----------------------------------------------------------------------------------------
+
+
+def test_members_page_per_role(client_for, project, annotator, auditor, admin_user, other_admin):
+    url = reverse("console:members", args=[project.slug])
+    html = client_for(admin_user).get(url).content.decode()
+    assert 'data-member="ann"' in html and 'data-member="audrey"' in html
+    assert_no_inline_script(html)
+    assert client_for(auditor).get(url).status_code == 403
+    assert client_for(annotator).get(url).status_code == 403
+    assert client_for(other_admin).get(url).status_code == 404
+    invite = reverse("console:member-invite", args=[project.slug])
+    assert client_for(auditor).post(invite, {"role": "admin"}).status_code == 403
+    assert client_for(other_admin).post(invite, {"role": "admin"}).status_code == 404
+    assert not Invitation.objects.exists()
+
+
+def test_invite_shows_the_link_once_and_the_invitee_joins(client_for, project, admin_user):
+    client = client_for(admin_user)
+    response = client.post(reverse("console:member-invite", args=[project.slug]), {"role": "annotator", "note": "Kim"})
+    html = response.content.decode()
+    link = re.search(r'<p class="secret" id="invitation-url">(http://testserver(/invitations/[^<]+/))</p>', html)
+    assert link, html
+    assert link.group(2) not in client.get(reverse("console:members", args=[project.slug])).content.decode()
+    client.logout()
+    page = client.get(link.group(2))
+    assert page.status_code == 200 and "Join Reviews" in page.content.decode()
+    assert not get_user_model().objects.filter(username="kim").exists()  # GET writes nothing
+    joined = client.post(
+        link.group(2),
+        {"action": "signup", "username": "kim", "password": PASSPHRASE, "password_again": PASSPHRASE},
+    )
+    assert joined.status_code == 302
+    kim = get_user_model().objects.get(username="kim")
+    assert Membership.objects.get(project=project, user=kim).role == "annotator"
+    assert client.get(link.group(2)).status_code == 404
+
+
+def test_adding_a_member_answers_the_same_whatever_usernames_exist(client_for, project, admin_user, annotator):
+    """The admin never types a username: the form has no such field, so it cannot probe."""
+    html = client_for(admin_user).get(reverse("console:members", args=[project.slug])).content.decode()
+    form = re.search(r'<form[^>]*id="invite-form".*?</form>', html, flags=re.S).group(0)
+    assert 'name="username"' not in form
+
+
+def test_role_change_and_remove_from_the_page(client_for, project, annotator, admin_user, examples):
+    client = client_for(admin_user)
+    annotation_services.claim_next(project=project, annotator=annotator)
+    client.post(reverse("console:member-role", args=[project.slug, annotator.pk]), {"role": "auditor"})
+    assert Membership.objects.get(project=project, user=annotator).role == "auditor"
+    assert not Attempt.objects.filter(annotator=annotator, status="claimed").exists()
+    response = client.post(reverse("console:member-remove", args=[project.slug, admin_user.pk]), follow=True)
+    assert "A project keeps at least one admin" in response.content.decode()
+    client.post(reverse("console:member-remove", args=[project.slug, annotator.pk]))
+    assert not Membership.objects.filter(project=project, user=annotator).exists()
+
+
+def test_console_forms_need_their_csrf_token(project, admin_user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    for url, data in (
+        (reverse("console:member-invite", args=[project.slug]), {"role": "admin"}),
+        (reverse("console:project-create"), {"name": "x", "labels": "a\nb"}),
+    ):
+        assert client.post(url, data).status_code == 403, url
+    assert not Invitation.objects.exists()

@@ -39,6 +39,7 @@ NAV = (
     ("dashboard", "Dashboard", "console:dashboard", READERS),
     ("label", "Label", "frontend:label", LABELERS),
     ("earnings", "Earnings", "earnings:project", LABELERS),
+    ("models", "Models", "console:models", READERS),
     ("labor-cards", "Labor Cards", "labor_card:index", READERS),
     ("members", "Members", "console:members", ADMINS),
 )

@@ -4,6 +4,7 @@ from django import forms
 
 from annotation.models import Project
 from core.roles import Role
+from training.models import ProjectTrainingConfig
 
 
 class ProjectCreateForm(forms.Form):
@@ -52,3 +53,47 @@ class SignupForm(forms.Form):
         if data.get("password") and data.get("password") != data.get("password_again"):
             raise forms.ValidationError("The two passwords differ.")
         return data
+
+
+class TrainingSettingsForm(forms.ModelForm):
+    """The training settings, each with one line of explanation. Validated here, saved by
+    training.services.config_update (never by this form)."""
+
+    class Meta:
+        model = ProjectTrainingConfig
+        fields = [
+            "enabled",
+            "model_kind",
+            "sampling",
+            "retrain_every_n_labels",
+            "deep_every_n_labels",
+            "min_labels",
+            "qc_share",
+            "holdout_share",
+            "max_gold_eval",
+            "train_on_machine_labels",
+        ]
+        labels = {
+            "enabled": "Retrain automatically",
+            "model_kind": "Model",
+            "sampling": "Which texts come first",
+            "retrain_every_n_labels": "Retrain every N label changes",
+            "deep_every_n_labels": "Fine-tune the encoder every N labels",
+            "min_labels": "Labels before the first model",
+            "qc_share": "Quality-control share",
+            "holdout_share": "Held-out share",
+            "max_gold_eval": "Gold texts for evaluation (at most)",
+            "train_on_machine_labels": "Train on accepted machine labels",
+        }
+        help_texts = {
+            "enabled": "Queue a training run as labels arrive; off, only the Retrain button trains.",
+            "model_kind": "MiniLM reads sentence embeddings (better, slower to start); hashed learns words itself.",
+            "sampling": "The current model's uncertainty orders the queue: margin and entropy pick the least certain.",
+            "retrain_every_n_labels": "1 retrains after every label (runs are debounced: at most one waits).",
+            "deep_every_n_labels": "0 fine-tunes only on request; MiniLM only.",
+            "min_labels": "The first model waits for this many labels over at least two labels.",
+            "qc_share": "Share of the queue given to random and gold texts, to check quality (0 to 0.5).",
+            "holdout_share": "Without gold labels, this share of labeled texts is kept out of training to evaluate.",
+            "max_gold_eval": "With imported gold labels, evaluate on at most this many of them.",
+            "train_on_machine_labels": "Bulk-accepted predictions join the training set (a human label always wins).",
+        }

@@ -168,7 +168,7 @@ def alerts(*, board: Dashboard, now: datetime) -> list[Alert]:
     if board.policy is None:
         out.append(Alert("warn", "No pay policy is set: time is recorded but nothing is paid.", _later("console:pay")))
     if not config.enabled:
-        out.append(Alert("warn", "Training is blocked because automatic retraining is off.", _later("console:models")))
+        out.append(Alert("warn", "Training is blocked because automatic retraining is off.", "console:models"))
     elif board.current_version is None:
         accepted = Annotation.labels.through.objects.filter(
             annotation__project=project, annotation__status=Annotation.Status.ACCEPTED
@@ -181,12 +181,12 @@ def alerts(*, board: Dashboard, now: datetime) -> list[Alert]:
                     "info",
                     f"Training is blocked because the first model needs {config.min_labels} labels over at least "
                     f"two labels (there are {n} over {kinds}).",
-                    _later("console:models"),
+                    "console:models",
                 )
             )
     failed = next((r for r in board.runs if r.status == TrainingRun.Status.FAILED), None)
     if failed is not None and board.runs and board.runs[0].pk == failed.pk:
-        out.append(Alert("warn", f"The latest training run failed: {failed.error[:200]}", _later("console:models")))
+        out.append(Alert("warn", f"The latest training run failed: {failed.error[:200]}", "console:models"))
     contested = (
         Example.objects.filter(project=project, submitted_count__gte=2)  # only these can be disputed
         .annotate(
@@ -245,3 +245,39 @@ def alerts(*, board: Dashboard, now: datetime) -> list[Alert]:
             )
         )
     return out
+
+
+# --- training runs, for the Models page and its poll -----------------------------------------------
+
+# The stages a run reports (training.pipeline), in order: the progress bar's steps.
+RUN_STAGES = ("embedding", "snapshot", "featurizing", "training", "evaluating", "saving", "scoring", "embedding pool")
+ACTIVE_RUN = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
+
+
+def run_percent(run: TrainingRun) -> int:
+    """How far a run has come, 0-100, from its stage and, while embedding, its embedded count."""
+    if run.status == TrainingRun.Status.SUCCEEDED:
+        return 100
+    if run.status == TrainingRun.Status.QUEUED or run.stage not in RUN_STAGES:
+        return 0
+    step = RUN_STAGES.index(run.stage)
+    within = 0.0
+    progress = run.progress or {}
+    if run.stage.startswith("embedding") and progress.get("to_embed"):
+        within = min(1.0, progress.get("embedded", 0) / progress["to_embed"])
+    return int(100 * (step + within) / len(RUN_STAGES))
+
+
+@dataclass
+class RunRow:
+    run: TrainingRun
+    percent: int
+    version: object  # its ModelVersion, or None
+
+
+def runs_page(*, project: Project, limit: int = 20) -> list[RunRow]:
+    rows = []
+    for run in training_selectors.runs_for(project=project).select_related("requested_by")[:limit]:
+        version = getattr(run, "model_version", None)  # the reverse one-to-one: None before it registers
+        rows.append(RunRow(run=run, percent=run_percent(run), version=version))
+    return rows

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -16,10 +16,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotation import selectors as annotation_selectors
 from annotation import services as annotation_services
 from core.errors import TallyError
+from core.roles import ADMINS
+from training import selectors as training_selectors
+from training import services as training_services
+from training.models import Loop
 
 from . import selectors
 from .access import admin_page, project_page
-from .forms import ROLE_CHOICES, InvitationForm, ProjectCreateForm, RoleForm, SignupForm
+from .forms import ROLE_CHOICES, InvitationForm, ProjectCreateForm, RoleForm, SignupForm, TrainingSettingsForm
 
 
 def _form_error(form, exc: TallyError) -> None:
@@ -174,3 +178,92 @@ def invitation(request, token):
         {"invitation": invitation, "signup": signup, "error": error, "token": token},
         status=400 if request.method == "POST" else 200,
     )
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+
+def _is_admin(request, project) -> bool:
+    return annotation_selectors.role_in_project(user=request.user, project=project) in ADMINS
+
+
+def _models_page(request, project, *, settings_form=None, status=200):
+    config = training_selectors.training_config(project=project)
+    context = {
+        "project": project,
+        "can_admin": _is_admin(request, project),
+        "config": config,
+        "current": training_selectors.current_version(project=project),
+        "runs": selectors.runs_page(project=project),
+        "versions": list(training_selectors.versions_for(project=project)[:50]),
+        "settings_form": settings_form or TrainingSettingsForm(instance=config),
+        "loops": Loop.choices,
+    }
+    return render(request, "frontend/console/models.html", context, status=status)
+
+
+@never_cache
+@login_required
+def models_page(request, slug):
+    """Runs (stage, progress, failure), versions (page, Labor Card, run), the retrain button
+    and the training settings; auditors read it without the buttons."""
+    return _models_page(request, project_page(request, slug))
+
+
+@never_cache
+@login_required
+def runs_json(request, slug):
+    """What the Models page polls while a run is queued or running (frontend/static/frontend/console.js)."""
+    project = project_page(request, slug)
+    rows = selectors.runs_page(project=project)
+    return JsonResponse(
+        {
+            "active": any(r.run.status in selectors.ACTIVE_RUN for r in rows),
+            "runs": [
+                {
+                    "id": r.run.pk,
+                    "status": r.run.status,
+                    "stage": r.run.stage,
+                    "percent": r.percent,
+                    "error": r.run.error[:500],
+                    "version": r.version.sequence if r.version else None,
+                }
+                for r in rows
+            ],
+        }
+    )
+
+
+@never_cache
+@login_required
+@require_POST
+def retrain(request, slug):
+    project = admin_page(request, slug)
+    loop = request.POST.get("loop", Loop.FAST)
+    if loop not in Loop.values:
+        messages.error(request, "Choose the fast or the deep loop.")
+        return redirect("console:models", project.slug)
+    try:
+        run = training_services.training_run_request(project=project, requested_by=request.user, loop=loop)
+    except TallyError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Training run {run.pk} is queued.")
+    return redirect("console:models", project.slug)
+
+
+@never_cache
+@login_required
+@require_POST
+def training_settings(request, slug):
+    project = admin_page(request, slug)
+    form = TrainingSettingsForm(request.POST, instance=training_selectors.training_config(project=project))
+    if form.is_valid():
+        try:
+            training_services.config_update(project=project, **form.cleaned_data)
+        except TallyError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, "Training settings saved.")
+            return redirect("console:models", project.slug)
+    return _models_page(request, project, settings_form=form, status=400)

@@ -41,6 +41,9 @@ NAV = (
     ("earnings", "Earnings", "earnings:project", LABELERS),
     ("models", "Models", "console:models", READERS),
     ("labor-cards", "Labor Cards", "labor_card:index", READERS),
+    ("ledger", "Ledger", "console:ledger", READERS),
+    ("import", "Import", "console:import", ADMINS),
+    ("pay", "Pay", "console:pay", READERS),
     ("members", "Members", "console:members", ADMINS),
 )
 

@@ -4,6 +4,7 @@ from django import forms
 
 from annotation.models import Project
 from core.roles import Role
+from labor_ledger.models import LedgerEntry, TimeCategory
 from training.models import ProjectTrainingConfig
 
 
@@ -97,3 +98,41 @@ class TrainingSettingsForm(forms.ModelForm):
             "max_gold_eval": "With imported gold labels, evaluate on at most this many of them.",
             "train_on_machine_labels": "Bulk-accepted predictions join the training set (a human label always wins).",
         }
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV, TSV or JSONL, UTF-8. It is imported in the background.")
+    text_column = forms.CharField(
+        max_length=100, initial="text", help_text="The text's column; several joined by commas (title,description)."
+    )
+    label_column = forms.CharField(
+        max_length=100, required=False, help_text="Optional: a column of gold labels (for evaluation and QC)."
+    )
+    create_labels = forms.BooleanField(required=False, help_text="Add gold labels the project does not have yet.")
+    no_header = forms.BooleanField(required=False, label="The first line is data (columns by position: 1, 2, …)")
+
+
+RATE = {"max_digits": 14, "decimal_places": 6, "min_value": 0}
+
+
+class PayPolicyForm(forms.Form):
+    piece_rate = forms.DecimalField(initial=0, help_text="Per accepted text.", **RATE)
+    hourly_rate = forms.DecimalField(initial=0, help_text="Per active hour, on top of the piece rate.", **RATE)
+    floor_hourly_rate = forms.DecimalField(
+        initial=0, label="Floor per hour worked", help_text="Each period is topped up to this per hour worked.", **RATE
+    )
+    client_price_per_example = forms.DecimalField(
+        required=False, label="Client's price per text", help_text="What the client pays per accepted text.", **RATE
+    )
+    client_price_per_hour = forms.DecimalField(
+        required=False, label="Client's price per hour", help_text="What the client pays per hour worked.", **RATE
+    )
+    note = forms.CharField(required=False, max_length=500, help_text="Why this version (kept with it).")
+
+
+class LedgerFilterForm(forms.Form):
+    annotator = forms.CharField(required=False, max_length=150)
+    kind = forms.ChoiceField(required=False, choices=[("", "any kind"), *LedgerEntry.Kind.choices])
+    category = forms.ChoiceField(required=False, choices=[("", "any time category"), *TimeCategory.choices])
+    period = forms.DateField(required=False, help_text="The period's first day, YYYY-MM-DD.")
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)

@@ -3,6 +3,7 @@ all). Each takes a project the caller already resolved through `access.project_p
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Sum, Value
@@ -26,10 +27,6 @@ class Progress:
     @property
     def percent(self) -> int:
         return int(100 * self.labeled / self.texts) if self.texts else 0
-
-
-def _later(name: str) -> str:  # pages still to come: no link yet
-    return ""
 
 
 def progress_of(*, projects) -> dict[int, Progress]:
@@ -164,9 +161,9 @@ def alerts(*, board: Dashboard, now: datetime) -> list[Alert]:
     out: list[Alert] = []
     project, config = board.project, board.config
     if not board.progress.texts:
-        out.append(Alert("warn", "The project has no texts yet: import some.", _later("console:import")))
+        out.append(Alert("warn", "The project has no texts yet: import some.", "console:import"))
     if board.policy is None:
-        out.append(Alert("warn", "No pay policy is set: time is recorded but nothing is paid.", _later("console:pay")))
+        out.append(Alert("warn", "No pay policy is set: time is recorded but nothing is paid.", "console:pay"))
     if not config.enabled:
         out.append(Alert("warn", "Training is blocked because automatic retraining is off.", "console:models"))
     elif board.current_version is None:
@@ -205,13 +202,13 @@ def alerts(*, board: Dashboard, now: datetime) -> list[Alert]:
     has_entries = LedgerEntry.objects.filter(project=project).exists()
     verified = board.last_verification
     if has_entries and verified is None:
-        out.append(Alert("warn", "The ledger has never been verified.", _later("console:ledger")))
+        out.append(Alert("warn", "The ledger has never been verified.", "console:ledger"))
     elif verified is not None and not verified.ok:
         out.append(
             Alert(
                 "warn",
                 f"The last ledger verification found problems ({verified.created_at:%Y-%m-%d %H:%M} UTC).",
-                _later("console:ledger"),
+                "console:ledger",
             )
         )
     elif verified is not None and has_entries and now - verified.created_at > timedelta(days=1):
@@ -219,22 +216,11 @@ def alerts(*, board: Dashboard, now: datetime) -> list[Alert]:
             Alert(
                 "warn",
                 f"The ledger has not been verified since {verified.created_at:%Y-%m-%d %H:%M} UTC.",
-                _later("console:ledger"),
+                "console:ledger",
             )
         )
-    due = (
-        LedgerEntry.objects.filter(project=project, period_start__lt=periods.period_of(now))
-        .exclude(
-            Exists(
-                Settlement.objects.filter(
-                    project=project, annotator=OuterRef("annotator"), period=OuterRef("period_start")
-                )
-            )
-        )
-        .exists()
-    )
-    if due:
-        out.append(Alert("info", "Some ended periods are not settled yet.", _later("console:ledger")))
+    if unsettled_periods(project=project, now=now):
+        out.append(Alert("info", "Some ended periods are not settled yet.", "console:ledger"))
     below = sum(1 for a in board.annotators if a.below_floor)
     if below:
         out.append(
@@ -281,3 +267,99 @@ def runs_page(*, project: Project, limit: int = 20) -> list[RunRow]:
         version = getattr(run, "model_version", None)  # the reverse one-to-one: None before it registers
         rows.append(RunRow(run=run, percent=run_percent(run), version=version))
     return rows
+
+
+# --- pay: what a policy would pay at this project's speed ---------------------------------------------
+
+
+def median_seconds_per_label(*, project: Project, sample: int = 2000) -> float | None:
+    """The median active seconds of the project's latest submitted human attempts (a sample:
+    the preview needs a typical speed, not every attempt of a million)."""
+    seconds = sorted(
+        float(s)
+        for s in Attempt.objects.filter(project=project, status=Attempt.Status.SUBMITTED, active_seconds__gt=0)
+        .order_by("-id")
+        .values_list("active_seconds", flat=True)[:sample]
+    )
+    if not seconds:
+        return None
+    mid = len(seconds) // 2
+    return seconds[mid] if len(seconds) % 2 else (seconds[mid - 1] + seconds[mid]) / 2
+
+
+@dataclass
+class PayPreview:
+    seconds_per_label: float | None
+    assumed: bool  # no labels yet: a stand-in speed
+    labels_per_hour: float
+    piece_per_hour: Decimal
+    hourly: Decimal
+    effective: Decimal
+    floor: Decimal
+
+    @property
+    def below_floor(self) -> bool:
+        return self.floor > 0 and self.piece_per_hour + self.hourly < self.floor
+
+
+ASSUMED_SECONDS_PER_LABEL = 30.0
+
+
+def pay_preview(*, project: Project, piece_rate, hourly_rate, floor_hourly_rate) -> PayPreview:
+    """The effective hourly wage a policy pays at this project's median seconds per label (or
+    an assumed 30 s before anyone has labeled), and whether piece pay alone is below the floor."""
+    median = median_seconds_per_label(project=project)
+    seconds = median or ASSUMED_SECONDS_PER_LABEL
+    per_hour = 3600 / seconds
+    piece = (Decimal(piece_rate or 0) * Decimal(str(per_hour))).quantize(Decimal("0.01"))
+    hourly = Decimal(hourly_rate or 0)
+    floor = Decimal(floor_hourly_rate or 0)
+    return PayPreview(
+        seconds_per_label=median,
+        assumed=median is None,
+        labels_per_hour=per_hour,
+        piece_per_hour=piece,
+        hourly=hourly,
+        effective=max(piece + hourly, floor),
+        floor=floor,
+    )
+
+
+# --- the ledger's entries, a page at a time --------------------------------------------------------------
+
+LEDGER_PAGE = 50
+
+
+def ledger_page(*, project: Project, annotator: str = "", kind: str = "", category: str = "", period=None, before=None):
+    """One page of the project's entries, newest first, found by sequence number (keyset: page
+    10,000 costs what page 1 does). Returns (entries, the `before` of the next page or None)."""
+    qs = LedgerEntry.objects.filter(project=project)
+    if annotator:
+        qs = qs.filter(annotator__username=annotator)
+    if kind:
+        qs = qs.filter(kind=kind)
+    if category:
+        qs = qs.filter(time_category=category)
+    if period:
+        qs = qs.filter(period_start=period)
+    if before:
+        qs = qs.filter(seq__lt=before)
+    rows = list(qs.select_related("annotator", "acting_user").order_by("-seq")[: LEDGER_PAGE + 1])
+    more = len(rows) > LEDGER_PAGE
+    rows = rows[:LEDGER_PAGE]
+    return rows, (rows[-1].seq if more else None)
+
+
+def unsettled_periods(*, project: Project, now: datetime | None = None, limit: int = 20) -> list:
+    """Ended periods with entries some annotator's settlement has not closed yet (oldest first)."""
+    now = now or timezone.now()
+    settled = Settlement.objects.filter(
+        project=project, annotator=OuterRef("annotator"), period=OuterRef("period_start")
+    )
+    return list(
+        LedgerEntry.objects.filter(project=project, period_start__lt=periods.period_of(now))
+        .exclude(Exists(settled))
+        .order_by("period_start")
+        .values_list("period_start", flat=True)
+        .distinct()[:limit]
+    )

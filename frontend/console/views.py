@@ -15,15 +15,30 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import selectors as annotation_selectors
 from annotation import services as annotation_services
+from annotation.models import ImportBatch
 from core.errors import TallyError
 from core.roles import ADMINS
+from labor_ledger import selectors as ledger_selectors
+from labor_ledger import services as ledger_services
+from labor_ledger import settlement
+from labor_ledger.models import ChainHead, LedgerEntry
 from training import selectors as training_selectors
 from training import services as training_services
 from training.models import Loop
 
-from . import selectors
+from . import imports, selectors
 from .access import admin_page, project_page
-from .forms import ROLE_CHOICES, InvitationForm, ProjectCreateForm, RoleForm, SignupForm, TrainingSettingsForm
+from .forms import (
+    ROLE_CHOICES,
+    ImportForm,
+    InvitationForm,
+    LedgerFilterForm,
+    PayPolicyForm,
+    ProjectCreateForm,
+    RoleForm,
+    SignupForm,
+    TrainingSettingsForm,
+)
 
 
 def _form_error(form, exc: TallyError) -> None:
@@ -46,7 +61,7 @@ def project_create(request):
             _form_error(form, exc)
         else:
             messages.success(request, f"Project {project.name} created. Import texts next.")
-            return redirect("console:dashboard", project.slug)
+            return redirect("console:import", project.slug)
     return render(request, "frontend/console/project_create.html", {"form": form})
 
 
@@ -267,3 +282,154 @@ def training_settings(request, slug):
             messages.success(request, "Training settings saved.")
             return redirect("console:models", project.slug)
     return _models_page(request, project, settings_form=form, status=400)
+
+
+# --- import ----------------------------------------------------------------------------------------
+
+
+def _import_page(request, project, *, form=None, status=200):
+    batches = list(ImportBatch.objects.filter(project=project).select_related("created_by")[:20])
+    rows = [(b, imports.progress(batch=b)) for b in batches]
+    active = any(b.status not in imports.FINISHED for b in batches)
+    context = {"project": project, "form": form or ImportForm(), "rows": rows, "active": active}
+    return render(request, "frontend/console/import.html", context, status=status)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def import_page(request, slug):
+    """Upload a file through annotation's import services; the batches below show their
+    progress (the page refreshes itself while one is pending or running)."""
+    project = admin_page(request, slug)
+    if request.method == "GET":
+        return _import_page(request, project)
+    form = ImportForm(request.POST, request.FILES)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            batch, _ = imports.upload(
+                project=project,
+                created_by=request.user,
+                upload=data["file"],
+                options=imports.options(
+                    source_name=data["file"].name,
+                    text_column=data["text_column"],
+                    label_column=data["label_column"],
+                    has_header=not data["no_header"],
+                    create_labels=data["create_labels"],
+                ),
+            )
+        except TallyError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Import {batch.pk} of {batch.source_name} is queued.")
+            return redirect("console:import", project.slug)
+    return _import_page(request, project, form=form, status=400)
+
+
+# --- pay --------------------------------------------------------------------------------------------
+
+
+def _pay_page(request, project, *, form=None, preview=None, status=200):
+    current = ledger_selectors.policy_current(project=project)
+    if form is None:
+        initial = {}
+        if current is not None:
+            initial = {name: getattr(current, name) for name in PayPolicyForm.base_fields if name != "note"}
+        form = PayPolicyForm(initial=initial)
+    if preview is None:
+        values = {name: form.initial.get(name, form.fields[name].initial) for name in PREVIEWED}
+        preview = selectors.pay_preview(project=project, **values)
+    context = {
+        "project": project,
+        "can_admin": _is_admin(request, project),
+        "form": form,
+        "preview": preview,
+        "current": current,
+        "policies": list(ledger_selectors.pay_policies(project=project).select_related("created_by").reverse()),
+        "ledger_started": LedgerEntry.objects.filter(project=project).exists(),
+    }
+    return render(request, "frontend/console/pay.html", context, status=status)
+
+
+PREVIEWED = ("piece_rate", "hourly_rate", "floor_hourly_rate")
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def pay_page(request, slug):
+    """The pay policy as a form, its versions, and a preview of the effective hourly wage at
+    this project's median speed. "Preview" only computes; "Save" writes a new version."""
+    if request.method == "GET":
+        return _pay_page(request, project_page(request, slug))
+    project = admin_page(request, slug)
+    form = PayPolicyForm(request.POST)
+    if not form.is_valid():
+        return _pay_page(request, project, form=form, status=400)
+    preview = selectors.pay_preview(project=project, **{k: form.cleaned_data[k] for k in PREVIEWED})
+    if request.POST.get("action") != "save":
+        return _pay_page(request, project, form=form, preview=preview)
+    try:
+        policy = ledger_services.pay_policy_create(project=project, created_by=request.user, **form.cleaned_data)
+    except TallyError as exc:
+        _form_error(form, exc)
+        return _pay_page(request, project, form=form, preview=preview, status=400)
+    messages.success(request, f"Pay policy version {policy.version} is in force.")
+    return redirect("console:pay", project.slug)
+
+
+# --- ledger -----------------------------------------------------------------------------------------
+
+
+@never_cache
+@login_required
+def ledger_page(request, slug):
+    """Verify (admins and auditors), settle (admins), and the entries: filtered, paged by sequence."""
+    project = project_page(request, slug)
+    filters = LedgerFilterForm(request.GET or None)
+    values = filters.cleaned_data if filters.is_valid() else {}
+    entries, next_before = selectors.ledger_page(project=project, **{k: v for k, v in values.items() if v})
+    query = request.GET.copy()
+    query.pop("before", None)
+    context = {
+        "project": project,
+        "can_admin": _is_admin(request, project),
+        "filters": filters,
+        "entries": entries,
+        "next_query": f"{query.urlencode()}&before={next_before}" if next_before else "",
+        "verification": ledger_selectors.last_verification(project=project),
+        "head": ChainHead.objects.filter(project=project).first(),
+        "due": selectors.unsettled_periods(project=project),
+    }
+    return render(request, "frontend/console/ledger.html", context)
+
+
+@never_cache
+@login_required
+@require_POST
+def ledger_verify(request, slug):
+    """Recompute the chain, balances and settlements and record the result. Auditors may: it
+    changes no books, it records that they were checked."""
+    project = project_page(request, slug)
+    result = ledger_services.ledger_verification_record(project=project, actor=request.user)
+    if result.ok:
+        messages.success(request, f"The ledger checks out: {result.entries} entries, chain head #{result.head_seq}.")
+    else:
+        messages.error(request, f"Verification found {len(result.problems)} problem(s); see below.")
+    return redirect("console:ledger", project.slug)
+
+
+@never_cache
+@login_required
+@require_POST
+def ledger_settle(request, slug):
+    project = admin_page(request, slug)
+    try:
+        settled = settlement.settle_due(project=project, actor=request.user)
+    except (TallyError, settlement.SettlementFailed) as exc:
+        messages.error(request, getattr(exc, "message", str(exc)))
+    else:
+        messages.success(request, f"Settled {len(settled)} annotator-period(s).")
+    return redirect("console:ledger", project.slug)

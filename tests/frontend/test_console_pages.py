@@ -77,7 +77,7 @@ def test_create_a_project_from_the_form(client_for, tally_admin):
         },
     )
     project = Project.objects.get(name="Topics")
-    assert response.status_code == 302 and response.url == reverse("console:dashboard", args=[project.slug])
+    assert response.status_code == 302 and response.url == reverse("console:import", args=[project.slug])
     assert list(project.labels.values_list("name", flat=True)) == ["World", "Sports", "Business"]
     assert project.currency == "EUR" and project.annotations_per_example == 2
     assert project.memberships.get().user == tally_admin

@@ -66,3 +66,8 @@
     render();
   });
 })();
+
+/* Pages with long work in the background (imports): reload while it runs. */
+document.querySelectorAll("[data-reload-ms]").forEach(function (el) {
+  setTimeout(function () { window.location.reload(); }, parseInt(el.dataset.reloadMs, 10) || 2000);
+});

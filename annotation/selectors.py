@@ -1,10 +1,11 @@
 """Reads, each scoped to what the requesting user may see."""
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from core.roles import READERS
 
-from .models import Annotation, Attempt, Example, Membership, Project
+from .models import Annotation, Attempt, Example, Invitation, Membership, Project
 
 
 def projects_visible_to(user) -> QuerySet[Project]:
@@ -61,3 +62,21 @@ def open_claims(*, annotator, project: Project, now) -> QuerySet[Attempt]:
     return Attempt.objects.filter(
         project=project, annotator=annotator, status=Attempt.Status.CLAIMED, lease_expires_at__gt=now
     ).order_by("claimed_at", "id")
+
+
+def invitation_open(*, token: str, now=None) -> Invitation | None:
+    """The invitation a link's token opens, if it is still open (not used, withdrawn or expired)."""
+    now = now or timezone.now()
+    invitation = Invitation.objects.select_related("project").filter(token_hash=Invitation.hash_token(token)).first()
+    return invitation if invitation is not None and invitation.is_open(now) else None
+
+
+def invitations_pending(*, project: Project, now=None) -> QuerySet[Invitation]:
+    now = now or timezone.now()
+    return Invitation.objects.filter(
+        project=project, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
+    ).select_related("created_by")
+
+
+def members_of(*, project: Project) -> QuerySet[Membership]:
+    return Membership.objects.filter(project=project).select_related("user").order_by("user__username")

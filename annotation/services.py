@@ -10,11 +10,15 @@ in production it is always the server's own `timezone.now()`, never a browser's 
 """
 
 import hashlib
+import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
@@ -24,7 +28,17 @@ from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.roles import LABELERS
 
 from . import hooks
-from .models import ActivityClock, Annotation, Attempt, Example, InstructionReading, Label, Membership, Project
+from .models import (
+    ActivityClock,
+    Annotation,
+    Attempt,
+    Example,
+    InstructionReading,
+    Invitation,
+    Label,
+    Membership,
+    Project,
+)
 from .queue import next_example
 from .selectors import open_claims
 
@@ -121,27 +135,57 @@ def label_create(*, project: Project, name: str) -> Label:
 
 @transaction.atomic
 def membership_set(*, project: Project, user, role: str, actor=None, now: datetime | None = None) -> Membership:
-    """Give `user` a role in the project. A role that may not label (auditor) closes the
-    person's open claims and readings there, their time credited up to that moment."""
+    """Give `user` a role in the project (adding them if needed). A role that may not label
+    (auditor) closes the person's open claims and reading there first (`member_work_close`)."""
     if role not in Membership.Role.values:
         raise ValidationFailed(f"Unknown role {role!r}; use one of {', '.join(Membership.Role.values)}.")
-    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     if role not in LABELERS:
-        work_revoke(project=project, user=user, actor=actor, now=now)
+        member_work_close(project=project, user=user, actor=actor, now=now)
+    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     return membership
 
 
+def _member_for_change(*, project: Project, user) -> Membership:
+    membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
+    if membership is None:
+        raise NotFound("This person is not a member of the project.")
+    return membership
+
+
+def _keep_an_admin(*, project: Project, membership: Membership) -> None:
+    if membership.role != Membership.Role.ADMIN:
+        return
+    admins = Membership.objects.select_for_update().filter(project=project, role=Membership.Role.ADMIN)
+    if admins.exclude(pk=membership.pk).count() == 0:
+        raise Conflict("A project keeps at least one admin: make someone else admin first.", code="last_admin")
+
+
 @transaction.atomic
-def membership_remove(*, project: Project, user, actor=None, now: datetime | None = None) -> None:
-    """Take the person out of the project; their open work there is closed first."""
-    work_revoke(project=project, user=user, actor=actor, now=now)
-    Membership.objects.filter(project=project, user=user).delete()
+def member_set_role(*, project: Project, user, role: str, actor=None, now: datetime | None = None) -> Membership:
+    """Change an existing member's role. The last admin cannot be demoted; a member who no
+    longer labels has their open claims closed (their time credited up to their last activity)."""
+    membership = _member_for_change(project=project, user=user)
+    if role != Membership.Role.ADMIN:
+        _keep_an_admin(project=project, membership=membership)
+    return membership_set(project=project, user=user, role=role, actor=actor, now=now)
 
 
-def work_revoke(*, project: Project, user, actor=None, now: datetime | None = None) -> int:
-    """Close the person's open claims in the project as revoked and their open reading, each
-    with the time the server saw them at work; the ledger pays it as the policy says. Returns
-    how many claims were closed."""
+@transaction.atomic
+def member_remove(*, project: Project, user, actor=None, now: datetime | None = None) -> None:
+    """Take someone out of a project. Their open claims and instruction reading are closed
+    first, their time credited up to their last activity; their labels, attempts and ledger
+    entries stay (they are the project's records, and the ledger is append-only)."""
+    membership = _member_for_change(project=project, user=user)
+    _keep_an_admin(project=project, membership=membership)
+    member_work_close(project=project, user=user, actor=actor, now=now)
+    membership.delete()
+
+
+@transaction.atomic
+def member_work_close(*, project: Project, user, actor=None, now: datetime | None = None) -> int:
+    """Close a person's open claims in a project as revoked (the text goes back to the pool;
+    wall time runs to their last activity, and the ledger records it, naming `actor`, through
+    the attempt_closed hook) and their open instruction reading. Returns the claims closed."""
     now = now or timezone.now()
     claims = Attempt.objects.select_for_update(of=("self",)).filter(
         project=project, annotator=user, status=Attempt.Status.CLAIMED
@@ -160,6 +204,114 @@ def work_revoke(*, project: Project, user, actor=None, now: datetime | None = No
     if reading is not None:
         _close_reading(reading, end=reading.last_active_at)
     return closed
+
+
+# --- Invitations ---------------------------------------------------------------------------
+
+
+INVITATION_DAYS = 7
+
+
+@transaction.atomic
+def invitation_create(
+    *, project: Project, role: str, created_by, note: str = "", now: datetime | None = None
+) -> tuple[Invitation, str]:
+    """A one-time invitation link's token (returned once, stored only as its hash)."""
+    now = now or timezone.now()
+    if role not in Membership.Role.values:
+        raise ValidationFailed(f"Unknown role {role!r}; use one of {', '.join(Membership.Role.values)}.")
+    token = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.create(
+        project=project,
+        role=role,
+        note=note.strip()[:200],
+        token_hash=Invitation.hash_token(token),
+        created_by=created_by,
+        created_at=now,
+        expires_at=now + timedelta(days=INVITATION_DAYS),
+    )
+    return invitation, token
+
+
+def _open_invitation(token: str, now: datetime) -> Invitation:
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("project")
+        .filter(token_hash=Invitation.hash_token(token))
+        .first()
+    )
+    if invitation is None or not invitation.is_open(now):
+        raise NotFound("This invitation does not exist, was used already, was withdrawn or has expired.")
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, user, now: datetime | None = None) -> Membership:
+    """The person holding the link joins the project with the invitation's role. Once only."""
+    now = now or timezone.now()
+    invitation = _open_invitation(token, now)
+    if Membership.objects.filter(project=invitation.project, user=user).exists():
+        raise Conflict("You are already a member of this project.", code="already_member")
+    membership = membership_set(project=invitation.project, user=user, role=invitation.role, now=now)
+    invitation.accepted_at = now
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    return membership
+
+
+@transaction.atomic
+def invitation_signup(*, token: str, username: str, password: str, now: datetime | None = None):
+    """A new account for the holder of an open invitation, who then joins its project. The
+    only way to an account besides an operator's `manage.py tally_user add`: there is no
+    self-registration, and an invitation makes one account at most."""
+    now = now or timezone.now()
+    _open_invitation(token, now)  # a bad link creates nothing
+    User = get_user_model()
+    user = User(username=username.strip())
+    try:
+        user.full_clean(exclude=["password"])
+        validate_password(password, user)
+    except DjangoValidationError as exc:
+        raise ValidationFailed(" ".join(exc.messages)) from exc
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError as exc:
+        raise ValidationFailed("A user with that username already exists.") from exc
+    invitation_accept(token=token, user=user, now=now)
+    return user
+
+
+@transaction.atomic
+def invitation_revoke(*, project: Project, invitation_id: int, now: datetime | None = None) -> Invitation:
+    invitation = Invitation.objects.select_for_update().filter(project=project, pk=invitation_id).first()
+    if invitation is None:
+        raise NotFound("No such invitation.")
+    if invitation.accepted_at is None and invitation.revoked_at is None:
+        invitation.revoked_at = now or timezone.now()
+        invitation.save(update_fields=["revoked_at"])
+    return invitation
+
+
+# --- Accounts for operators (manage.py tally_user) ----------------------------------------
+
+
+@transaction.atomic
+def account_create(*, username: str, email: str = "") -> tuple[object, str]:
+    """A new active account with a random one-time password (returned once, to be shown once).
+    For operators at the command line, who may know which usernames exist; the console adds
+    people by invitation instead."""
+    User = get_user_model()
+    password = secrets.token_urlsafe(12)
+    user = User(username=username.strip(), email=email.strip())
+    try:
+        user.full_clean(exclude=["password"])
+    except DjangoValidationError as exc:
+        raise ValidationFailed(" ".join(exc.messages)) from exc
+    user.set_password(password)
+    user.save()
+    return user, password
 
 
 # --- The queue: claims with a lease ------------------------------------------------------

@@ -20,5 +20,6 @@ urlpatterns = [
     path("training/", include("training.page_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("frontend.console.urls")),
     path("", include("frontend.urls")),
 ]

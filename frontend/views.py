@@ -12,15 +12,20 @@ from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 from annotation.models import Annotation, Example, Membership
 from annotation.permissions import project_for
 from annotation.selectors import projects_visible_to
+from core.roles import READERS
+
+from .console.selectors import Progress, progress_of
 
 LABELER_ROLES = frozenset({Membership.Role.ANNOTATOR, Membership.Role.ADMIN})
 
 
 @login_required
 def home(request):
-    """The user's projects with their role in each; a Label link where they may label."""
+    """The user's projects with their role and progress in each; a Label link where they may
+    label, the project's dashboard where they may read it."""
     my_role = Membership.objects.filter(project=OuterRef("pk"), user=request.user).values("role")[:1]
-    projects = projects_visible_to(request.user).annotate(my_role=Subquery(my_role)).order_by("name")
+    projects = list(projects_visible_to(request.user).annotate(my_role=Subquery(my_role)).order_by("name"))
+    progress = progress_of(projects=projects)
     rows = []
     for project in projects:
         # A superuser sees every project and acts as its admin (as annotation.selectors says).
@@ -30,9 +35,12 @@ def home(request):
                 "project": project,
                 "role": Membership.Role(role).label if role else "",
                 "can_label": role in LABELER_ROLES,
+                "can_read": role in READERS,
+                "progress": progress.get(project.pk, Progress()),
             }
         )
-    return render(request, "frontend/home.html", {"rows": rows})
+    can_create = request.user.has_perm("annotation.add_project")
+    return render(request, "frontend/home.html", {"rows": rows, "can_create": can_create})
 
 
 def _attempt_url(name: str) -> str:

@@ -343,3 +343,28 @@ class VersionLabelDelta(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.version_id} {'+' if self.sign > 0 else '-'}annotation {self.annotation_id}"
+
+
+class LedgerVerification(AppendOnlyModel):
+    """A record that someone recomputed the project's chain, balances and settlements (the
+    console's Verify button): when, by whom, what it found and the chain head it reached. The
+    books themselves are not touched; the record lets a dashboard say when they were last checked."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.PROTECT, related_name="+")
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    ok = models.BooleanField()
+    entries = models.PositiveBigIntegerField()
+    head_seq = models.PositiveBigIntegerField()
+    head_hash = models.CharField(max_length=64)
+    problems = models.JSONField(default=list, blank=True)
+    seconds = models.FloatField(default=0.0)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["project", "-created_at"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="ledger_verification_idx")]
+
+    def __str__(self) -> str:
+        return f"Verification of project {self.project_id} at #{self.head_seq}: {'ok' if self.ok else 'problems'}"

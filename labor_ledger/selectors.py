@@ -23,7 +23,7 @@ from annotation.selectors import role_in_project
 from core.roles import READERS
 
 from . import chain, money, periods
-from .models import Balance, ChainHead, LedgerEntry, PayPolicy, Settlement, TimeCategory
+from .models import Balance, ChainHead, LedgerEntry, LedgerVerification, PayPolicy, Settlement, TimeCategory
 
 Kind = LedgerEntry.Kind
 MONEY = DecimalField(max_digits=18, decimal_places=6)
@@ -349,3 +349,8 @@ def ledger_verify(*, project: Project) -> Verification:
     for seq in mismatched.values_list("seq", flat=True)[:MAX_PROBLEMS]:
         problem(f"entry #{seq}: a reversal that does not mirror the entry it reverses")
     return result
+
+
+def last_verification(*, project: Project) -> LedgerVerification | None:
+    """The latest recorded verification of the project's ledger (services.ledger_verification_record)."""
+    return LedgerVerification.objects.filter(project=project).order_by("-created_at", "-id").first()

@@ -14,6 +14,7 @@ can never pay twice.
 """
 
 import logging
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -25,9 +26,9 @@ from annotation import hooks
 from annotation.models import Annotation, Attempt, Project
 from core.errors import Conflict, ValidationFailed
 
-from . import money
+from . import money, selectors
 from .books import Books, open_books
-from .models import LedgerEntry, PayPolicy, TimeCategory
+from .models import LedgerEntry, LedgerVerification, PayPolicy, TimeCategory
 from .pricing import is_overlap, policy_in_force, price_time
 
 logger = logging.getLogger(__name__)
@@ -411,3 +412,25 @@ def manual_entry_create(
             reason=reason.strip(),
         )
     return entry
+
+
+# --- verification records ----------------------------------------------------------------------
+
+
+def ledger_verification_record(*, project: Project, actor, now: datetime | None = None) -> LedgerVerification:
+    """Verify the project's books (selectors.ledger_verify: chain, balances, settlements) and
+    record the result, so dashboards can say when the ledger was last checked and what it found.
+    Reads the entries outside any transaction (it streams them); writes one row."""
+    started = time.perf_counter()
+    result = selectors.ledger_verify(project=project)
+    return LedgerVerification.objects.create(
+        project=project,
+        verified_by=actor,
+        ok=result.ok,
+        entries=result.entries,
+        head_seq=result.head_seq,
+        head_hash=result.head_hash,
+        problems=result.problems,
+        seconds=time.perf_counter() - started,
+        created_at=now or timezone.now(),
+    )

@@ -52,7 +52,11 @@ def version_page(request, slug, sequence):
         "per_class": per_class,
         "labels": [names.get(lid, lid) for lid in version.classes],
         "curve_svg": charts.learning_curve_svg(selectors.learning_curve(version=version)),
-        "confusion_svg": charts.confusion_matrix_svg(metrics["confusion_matrix"]) if metrics.get("eval_size") else "",
+        "confusion_svg": (
+            charts.confusion_matrix_svg(metrics["confusion_matrix"])
+            if metrics.get("eval_size") and metrics.get("confusion_matrix")
+            else ""
+        ),
         "uncertain": uncertain,
     }
     return render(request, "training/version.html", context)

@@ -1,0 +1,29 @@
+"""The console, mounted at the site root (config/urls.py): /new-project/ and /projects/<slug>/…"""
+
+from django.urls import path
+
+from . import views
+
+app_name = "console"
+
+P = "projects/<slug:slug>/"
+
+urlpatterns = [
+    path("new-project/", views.project_create, name="project-create"),
+    path(P, views.dashboard, name="dashboard"),
+    path(P + "models/", views.models_page, name="models"),
+    path(P + "models/runs.json", views.runs_json, name="runs-json"),
+    path(P + "models/retrain/", views.retrain, name="retrain"),
+    path(P + "models/settings/", views.training_settings, name="training-settings"),
+    path(P + "import/", views.import_page, name="import"),
+    path(P + "pay/", views.pay_page, name="pay"),
+    path(P + "ledger/", views.ledger_page, name="ledger"),
+    path(P + "ledger/verify/", views.ledger_verify, name="ledger-verify"),
+    path(P + "ledger/settle/", views.ledger_settle, name="ledger-settle"),
+    path(P + "members/", views.members, name="members"),
+    path(P + "members/invite/", views.member_invite, name="member-invite"),
+    path(P + "members/<int:user_id>/role/", views.member_role, name="member-role"),
+    path(P + "members/<int:user_id>/remove/", views.member_remove, name="member-remove"),
+    path(P + "members/invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation-revoke"),
+    path("invitations/<str:token>/", views.invitation, name="invitation"),
+]

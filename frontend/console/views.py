@@ -1,0 +1,438 @@
+"""The console's pages. Each view resolves its project through `access` (404 outside the
+project, 403 for a role that may not use the page), validates a form, calls one service or
+selector, and renders; nothing is written on GET. Domain errors (core.errors.TallyError) are
+shown in the form that caused them."""
+
+from django.contrib import messages
+from django.contrib.auth import login as auth_login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from annotation import selectors as annotation_selectors
+from annotation import services as annotation_services
+from annotation.models import ImportBatch
+from core.errors import TallyError
+from core.roles import ADMINS
+from labor_ledger import selectors as ledger_selectors
+from labor_ledger import services as ledger_services
+from labor_ledger import settlement
+from labor_ledger.models import ChainHead, LedgerEntry
+from training import selectors as training_selectors
+from training import services as training_services
+from training.models import Loop
+
+from . import imports, selectors
+from .access import admin_page, project_page
+from .forms import (
+    ROLE_CHOICES,
+    ImportForm,
+    InvitationForm,
+    LedgerFilterForm,
+    PayPolicyForm,
+    ProjectCreateForm,
+    RoleForm,
+    SignupForm,
+    TrainingSettingsForm,
+)
+
+
+def _form_error(form, exc: TallyError) -> None:
+    form.add_error(None, exc.message)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_create(request):
+    """A new project; its creator becomes its admin. Needs the site-level right to create
+    projects (the "Tally admins" group, or a superuser)."""
+    if not request.user.has_perm("annotation.add_project"):
+        raise PermissionDenied("Only Tally admins create projects.")
+    form = ProjectCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = annotation_services.project_create(created_by=request.user, **form.cleaned_data)
+        except TallyError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Project {project.name} created. Import texts next.")
+            return redirect("console:import", project.slug)
+    return render(request, "frontend/console/project_create.html", {"form": form})
+
+
+@never_cache
+@login_required
+def dashboard(request, slug):
+    project = project_page(request, slug)
+    board = selectors.dashboard(project=project)
+    return render(request, "frontend/console/dashboard.html", {"project": project, "board": board})
+
+
+# --- members -------------------------------------------------------------------------------------
+
+
+def _members_page(request, project, *, invite_form=None, invitation=None, token=None, status=200):
+    context = {
+        "project": project,
+        "members": annotation_selectors.members_of(project=project),
+        "invitations": annotation_selectors.invitations_pending(project=project),
+        "invite_form": invite_form or InvitationForm(),
+        "roles": ROLE_CHOICES,
+        "new_invitation": invitation,
+        "invitation_url": request.build_absolute_uri(reverse("console:invitation", args=[token])) if token else "",
+    }
+    return render(request, "frontend/console/members.html", context, status=status)
+
+
+@never_cache
+@login_required
+def members(request, slug):
+    project = admin_page(request, slug)
+    return _members_page(request, project)
+
+
+@never_cache
+@login_required
+@require_POST
+def member_invite(request, slug):
+    """A one-time invitation link, shown once on the page this answers with (never stored in
+    clear, never sent through a cookie)."""
+    project = admin_page(request, slug)
+    form = InvitationForm(request.POST)
+    if form.is_valid():
+        try:
+            invitation, token = annotation_services.invitation_create(
+                project=project, created_by=request.user, **form.cleaned_data
+            )
+        except TallyError as exc:
+            _form_error(form, exc)
+        else:
+            return _members_page(request, project, invitation=invitation, token=token)
+    return _members_page(request, project, invite_form=form, status=400)
+
+
+@never_cache
+@login_required
+@require_POST
+def member_role(request, slug, user_id):
+    project = admin_page(request, slug)
+    form = RoleForm(request.POST)
+    member = get_object_or_404(annotation_selectors.members_of(project=project), user_id=user_id)
+    if not form.is_valid():
+        messages.error(request, "Choose a role.")
+    else:
+        try:
+            annotation_services.member_set_role(
+                project=project, user=member.user, role=form.cleaned_data["role"], actor=request.user
+            )
+        except TallyError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"{member.user.username} is now {form.cleaned_data['role']}.")
+    return redirect("console:members", project.slug)
+
+
+@never_cache
+@login_required
+@require_POST
+def member_remove(request, slug, user_id):
+    project = admin_page(request, slug)
+    member = get_object_or_404(annotation_selectors.members_of(project=project), user_id=user_id)
+    try:
+        annotation_services.member_remove(project=project, user=member.user, actor=request.user)
+    except TallyError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{member.user.username} was removed; their open claims were closed.")
+    return redirect("console:members", project.slug)
+
+
+@never_cache
+@login_required
+@require_POST
+def invitation_revoke(request, slug, invitation_id):
+    project = admin_page(request, slug)
+    try:
+        annotation_services.invitation_revoke(project=project, invitation_id=invitation_id)
+    except TallyError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The invitation was withdrawn; its link no longer works.")
+    return redirect("console:members", project.slug)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def invitation(request, token):
+    """The invitee's page: join with the account you are logged in with, or create one.
+    Nothing is written on GET; a link that is used, withdrawn or expired is a 404."""
+    invitation = annotation_selectors.invitation_open(token=token)
+    if invitation is None:
+        raise Http404
+    signup = SignupForm(request.POST if request.POST.get("action") == "signup" else None)
+    error = ""
+    if request.method == "POST":
+        try:
+            if request.POST.get("action") == "join" and request.user.is_authenticated:
+                annotation_services.invitation_accept(token=token, user=request.user)
+                return redirect("frontend:home")
+            if request.POST.get("action") == "signup" and not request.user.is_authenticated and signup.is_valid():
+                user = annotation_services.invitation_signup(
+                    token=token, username=signup.cleaned_data["username"], password=signup.cleaned_data["password"]
+                )
+                auth_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                return redirect("frontend:home")
+        except TallyError as exc:
+            error = exc.message
+    return render(
+        request,
+        "frontend/console/invitation.html",
+        {"invitation": invitation, "signup": signup, "error": error, "token": token},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+
+def _is_admin(request, project) -> bool:
+    return annotation_selectors.role_in_project(user=request.user, project=project) in ADMINS
+
+
+def _models_page(request, project, *, settings_form=None, status=200):
+    config = training_selectors.training_config(project=project)
+    context = {
+        "project": project,
+        "can_admin": _is_admin(request, project),
+        "config": config,
+        "current": training_selectors.current_version(project=project),
+        "runs": selectors.runs_page(project=project),
+        "versions": list(training_selectors.versions_for(project=project)[:50]),
+        "settings_form": settings_form or TrainingSettingsForm(instance=config),
+        "loops": Loop.choices,
+    }
+    return render(request, "frontend/console/models.html", context, status=status)
+
+
+@never_cache
+@login_required
+def models_page(request, slug):
+    """Runs (stage, progress, failure), versions (page, Labor Card, run), the retrain button
+    and the training settings; auditors read it without the buttons."""
+    return _models_page(request, project_page(request, slug))
+
+
+@never_cache
+@login_required
+def runs_json(request, slug):
+    """What the Models page polls while a run is queued or running (frontend/static/frontend/console.js)."""
+    project = project_page(request, slug)
+    rows = selectors.runs_page(project=project)
+    return JsonResponse(
+        {
+            "active": any(r.run.status in selectors.ACTIVE_RUN for r in rows),
+            "runs": [
+                {
+                    "id": r.run.pk,
+                    "status": r.run.status,
+                    "stage": r.run.stage,
+                    "percent": r.percent,
+                    "error": r.run.error[:500],
+                    "version": r.version.sequence if r.version else None,
+                }
+                for r in rows
+            ],
+        }
+    )
+
+
+@never_cache
+@login_required
+@require_POST
+def retrain(request, slug):
+    project = admin_page(request, slug)
+    loop = request.POST.get("loop", Loop.FAST)
+    if loop not in Loop.values:
+        messages.error(request, "Choose the fast or the deep loop.")
+        return redirect("console:models", project.slug)
+    try:
+        run = training_services.training_run_request(project=project, requested_by=request.user, loop=loop)
+    except TallyError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Training run {run.pk} is queued.")
+    return redirect("console:models", project.slug)
+
+
+@never_cache
+@login_required
+@require_POST
+def training_settings(request, slug):
+    project = admin_page(request, slug)
+    form = TrainingSettingsForm(request.POST, instance=training_selectors.training_config(project=project))
+    if form.is_valid():
+        try:
+            training_services.config_update(project=project, **form.cleaned_data)
+        except TallyError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, "Training settings saved.")
+            return redirect("console:models", project.slug)
+    return _models_page(request, project, settings_form=form, status=400)
+
+
+# --- import ----------------------------------------------------------------------------------------
+
+
+def _import_page(request, project, *, form=None, status=200):
+    batches = list(ImportBatch.objects.filter(project=project).select_related("created_by")[:20])
+    rows = [(b, imports.import_progress(batch=b)) for b in batches]
+    active = any(b.status not in imports.FINISHED for b in batches)
+    context = {"project": project, "form": form or ImportForm(), "rows": rows, "active": active}
+    return render(request, "frontend/console/import.html", context, status=status)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def import_page(request, slug):
+    """Upload a file through annotation's import services; the batches below show their
+    progress (the page refreshes itself while one is pending or running)."""
+    project = admin_page(request, slug)
+    if request.method == "GET":
+        return _import_page(request, project)
+    form = ImportForm(request.POST, request.FILES)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            batch, _ = imports.upload(
+                project=project,
+                created_by=request.user,
+                upload=data["file"],
+                options=imports.options(
+                    source_name=data["file"].name,
+                    text_column=data["text_column"],
+                    label_column=data["label_column"],
+                    has_header=not data["no_header"],
+                    create_labels=data["create_labels"],
+                    visible_columns=data["visible_columns"],
+                ),
+            )
+        except TallyError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Import {batch.pk} of {batch.source_name} is queued.")
+            return redirect("console:import", project.slug)
+    return _import_page(request, project, form=form, status=400)
+
+
+# --- pay --------------------------------------------------------------------------------------------
+
+
+def _pay_page(request, project, *, form=None, preview=None, status=200):
+    current = ledger_selectors.policy_current(project=project)
+    if form is None:
+        initial = {}
+        if current is not None:
+            initial = {name: getattr(current, name) for name in PayPolicyForm.base_fields if name != "note"}
+        form = PayPolicyForm(initial=initial)
+    if preview is None:
+        values = {name: form.initial.get(name, form.fields[name].initial) for name in PREVIEWED}
+        preview = selectors.pay_preview(project=project, **values)
+    context = {
+        "project": project,
+        "can_admin": _is_admin(request, project),
+        "form": form,
+        "preview": preview,
+        "current": current,
+        "policies": list(ledger_selectors.pay_policies(project=project).select_related("created_by").reverse()),
+        "ledger_started": LedgerEntry.objects.filter(project=project).exists(),
+    }
+    return render(request, "frontend/console/pay.html", context, status=status)
+
+
+PREVIEWED = ("piece_rate", "hourly_rate", "floor_hourly_rate")
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def pay_page(request, slug):
+    """The pay policy as a form, its versions, and a preview of the effective hourly wage at
+    this project's median speed. "Preview" only computes; "Save" writes a new version."""
+    if request.method == "GET":
+        return _pay_page(request, project_page(request, slug))
+    project = admin_page(request, slug)
+    form = PayPolicyForm(request.POST)
+    if not form.is_valid():
+        return _pay_page(request, project, form=form, status=400)
+    preview = selectors.pay_preview(project=project, **{k: form.cleaned_data[k] for k in PREVIEWED})
+    if request.POST.get("action") != "save":
+        return _pay_page(request, project, form=form, preview=preview)
+    try:
+        policy = ledger_services.pay_policy_create(project=project, created_by=request.user, **form.cleaned_data)
+    except TallyError as exc:
+        _form_error(form, exc)
+        return _pay_page(request, project, form=form, preview=preview, status=400)
+    messages.success(request, f"Pay policy version {policy.version} is in force.")
+    return redirect("console:pay", project.slug)
+
+
+# --- ledger -----------------------------------------------------------------------------------------
+
+
+@never_cache
+@login_required
+def ledger_page(request, slug):
+    """Verify (admins and auditors), settle (admins), and the entries: filtered, paged by sequence."""
+    project = project_page(request, slug)
+    filters = LedgerFilterForm(request.GET or None)
+    values = filters.cleaned_data if filters.is_valid() else {}
+    entries, next_before = selectors.ledger_page(project=project, **{k: v for k, v in values.items() if v})
+    query = request.GET.copy()
+    query.pop("before", None)
+    context = {
+        "project": project,
+        "can_admin": _is_admin(request, project),
+        "filters": filters,
+        "entries": entries,
+        "next_query": f"{query.urlencode()}&before={next_before}" if next_before else "",
+        "verification": ledger_selectors.last_verification(project=project),
+        "head": ChainHead.objects.filter(project=project).first(),
+        "due": selectors.unsettled_periods(project=project),
+    }
+    return render(request, "frontend/console/ledger.html", context)
+
+
+@never_cache
+@login_required
+@require_POST
+def ledger_verify(request, slug):
+    """Recompute the chain, balances and settlements and record the result. Auditors may: it
+    changes no books, it records that they were checked."""
+    project = project_page(request, slug)
+    result = ledger_services.ledger_verification_record(project=project, actor=request.user)
+    if result.ok:
+        messages.success(request, f"The ledger checks out: {result.entries} entries, chain head #{result.head_seq}.")
+    else:
+        messages.error(request, f"Verification found {len(result.problems)} problem(s); see below.")
+    return redirect("console:ledger", project.slug)
+
+
+@never_cache
+@login_required
+@require_POST
+def ledger_settle(request, slug):
+    project = admin_page(request, slug)
+    try:
+        settled = settlement.settle_due(project=project, actor=request.user)
+    except (TallyError, settlement.SettlementFailed) as exc:
+        messages.error(request, getattr(exc, "message", str(exc)))
+    else:
+        messages.success(request, f"Settled {len(settled)} annotator-period(s).")
+    return redirect("console:ledger", project.slug)

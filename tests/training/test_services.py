@@ -10,10 +10,9 @@ from annotation import services as annotation_services
 from annotation.models import Annotation, Example, Label
 from annotation.queue import candidate_examples
 from core.errors import Conflict, ValidationFailed
+from tests.support.annotators import label_next
 from training import pipeline, selectors, services
 from training.models import ManifestEntry, ModelVersion, Prediction, ProjectTrainingConfig, TrainingRun
-
-from .conftest import label_next
 
 
 @pytest.fixture(autouse=True)

@@ -1,19 +1,23 @@
-"""Shared fixtures. Integration fixtures start real processes against the test database."""
-
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
+"""Shared fixtures. The helpers every directory uses live in tests/support (plain modules);
+their fixtures are registered here, once, for the whole suite."""
 
 import pytest
-from django.conf import settings
 from rest_framework.test import APIClient
 
 from annotation.models import Membership
 from tests.factories import UserFactory, add_examples, add_member, make_project
+from tests.support.annotators import toy_texts
 
-ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.support.browser", "tests.support.model_store", "tests.support.worker"]
+
+NEWS_TEXTS = [
+    "Oil prices climb as OPEC weighs output cuts.",
+    "Late goal sends United into the cup final.",
+    "New chip promises faster phones and cooler laptops.",
+    "Leaders meet in Geneva to discuss the ceasefire.",
+    "Shares of the retailer fell after weak holiday sales.",
+    "Astronomers spot water vapour on a distant planet.",
+]
 
 
 @pytest.fixture
@@ -52,75 +56,16 @@ def api():
     return client_for
 
 
-def database_url_for_subprocess() -> str:
-    """A URL for the database pytest-django created, for processes we start ourselves."""
-    db = settings.DATABASES["default"]
-    user = db.get("USER") or "postgres"
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{user}@{host}:{port}/{db['NAME']}"
+@pytest.fixture
+def toy():
+    return toy_texts(40)
 
 
-def subprocess_env(**extra) -> dict:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.test",
-        DATABASE_URL=database_url_for_subprocess(),
-        DJANGO_SECRET_KEY=settings.SECRET_KEY,
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
-
-
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real Celery worker subprocess, consuming the default and training queues of the
-    test Redis database, writing to the test PostgreSQL database."""
-    from config.celery_app import app
-
-    app.control.purge()
-    log_path = tmp_path_factory.mktemp("celery") / "worker.log"
-    log = open(log_path, "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "default,training",
-            "-P",
-            "solo",
-            "-c",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "INFO",
-            "-n",
-            f"test-{os.getpid()}@%h",
-        ],
-        cwd=ROOT,
-        env=subprocess_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"Celery worker exited early:\n{log_path.read_text()}")
-        if app.control.inspect(timeout=1).ping():
-            break
-    else:
-        proc.kill()
-        raise RuntimeError(f"Celery worker did not answer within 60 s:\n{log_path.read_text()}")
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+@pytest.fixture
+def labeling(db):
+    """A news project with four labels, six texts and one annotator (the browser tests')."""
+    admin = UserFactory(username="lead")
+    project = make_project(admin=admin, name="News", labels=["World", "Sports", "Business", "Sci-Tech"])
+    annotator = add_member(project, Membership.Role.ANNOTATOR, UserFactory(username="kim"))
+    add_examples(project, NEWS_TEXTS)
+    return project, annotator

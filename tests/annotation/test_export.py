@@ -9,6 +9,7 @@ from annotation import services
 from annotation.apis_export import annotation_rows, csv_safe
 from annotation.models import Annotation, Membership
 from tests.factories import UserFactory, add_examples, add_member
+from tests.support.annotators import label_next
 
 
 def export_url(project, **params):
@@ -21,16 +22,9 @@ def body_of(response) -> str:
     return b"".join(response.streaming_content).decode("utf-8")
 
 
-def label_all(project, annotator, label_name_for_text):
+def label_all(project, annotator, label_names_for_text):
     """Claim and submit every open example for `annotator`, choosing labels by the text."""
-    labels = {lbl.name: lbl.pk for lbl in project.labels.all()}
-    done = []
-    while (attempt := services.claim_next(project=project, annotator=annotator)) is not None:
-        names = label_name_for_text(attempt.example.text)
-        done.append(
-            services.annotation_submit(attempt_id=attempt.pk, annotator=annotator, label_ids=[labels[n] for n in names])
-        )
-    return done
+    return label_next(project, annotator, label_names_for_text, n=None)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from annotation.models import Example, Membership, Project
 from core.roles import ADMINS_GROUP
 from labor_ledger.models import LedgerVerification, PayPolicy
 from tests.factories import UserFactory
-from tests.frontend.test_labeling_browser import browser, log_in, page  # noqa: F401 (fixtures)
+from tests.support.browser import log_in
 from training.models import TrainingRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -77,7 +77,7 @@ def invite(page, role: str, note: str) -> str:  # noqa: F811
     return link
 
 
-def test_an_admin_runs_a_project_from_the_home_page(page, browser, live_server, celery_worker_process):  # noqa: F811
+def test_an_admin_runs_a_project_from_the_home_page(page, browser, live_server, celery_worker):
     admin = UserFactory(username="lead")
     admin.groups.add(Group.objects.get(name=ADMINS_GROUP))
     log_in(page, "lead")

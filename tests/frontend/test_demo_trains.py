@@ -25,7 +25,7 @@ def demo_truth() -> dict[str, str]:
         return {row["text"]: row["label"] for row in csv.DictReader(f)}
 
 
-def test_the_demo_project_trains_from_its_first_labels(celery_worker_process, api):
+def test_the_demo_project_trains_from_its_first_labels(celery_worker, api):
     call_command("seed_demo", stdout=io.StringIO())
     project = Project.objects.get(slug=seed_demo.PROJECT_SLUG)
     assert project.examples.filter(gold_label__isnull=False).count() == project.examples.count() > 0

@@ -4,127 +4,25 @@ What the database must show afterwards is the point: accepted annotations whose 
 server-measured time (active seconds > 0 and never more than the wall-clock span).
 """
 
-import os
 import re
-import shutil
-import time
 from decimal import Decimal
 
 import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from annotation.models import Annotation, Attempt, Membership, Project
-from tests.factories import UserFactory, add_examples, add_member, make_project
+from annotation.models import Annotation, Attempt, Project
+from tests.factories import add_examples
+from tests.support.browser import (
+    HEARTBEAT_S,
+    label_by_keyboard,
+    log_in,
+    shown_attempt_id,
+    wait_all_saved,
+    wait_images_settled,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PASSWORD = "pw-for-tests-only"  # tests.factories.UserFactory's
-HEARTBEAT_S = 0.3  # the page reads it from settings; short so a test can see several beats
-TEXTS = [
-    "Oil prices climb as OPEC weighs output cuts.",
-    "Late goal sends United into the cup final.",
-    "New chip promises faster phones and cooler laptops.",
-    "Leaders meet in Geneva to discuss the ceasefire.",
-    "Shares of the retailer fell after weak holiday sales.",
-    "Astronomers spot water vapour on a distant planet.",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not shutil.which(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"Chromium not found at {CHROMIUM} (install Debian's chromium package)")
-        pytest.skip(f"Chromium not found at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop running in this thread for as long as the
-    # browser lives; the ORM calls the tests make between browser steps (and the database
-    # flush after each test) are plain blocking calls, which Django allows with this flag.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            yield browser
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-@pytest.fixture
-def page(browser, live_server, settings):
-    settings.TALLY_HEARTBEAT_INTERVAL_SECONDS = HEARTBEAT_S
-    context = browser.new_context(base_url=live_server.url)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    # Script errors and CSP refusals count; an expected 4xx answer ("Failed to load resource") does not.
-    page.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    page.js_errors = errors
-    yield page
-    context.close()
-
-
-@pytest.fixture
-def labeling(db):
-    admin = UserFactory(username="lead")
-    project = make_project(admin=admin, name="News", labels=["World", "Sports", "Business", "Sci-Tech"])
-    annotator = add_member(project, Membership.Role.ANNOTATOR, UserFactory(username="kim"))
-    add_examples(project, TEXTS)
-    return project, annotator
-
-
-def log_in(page, username):
-    """Through the login form, as a person would: type both fields, press Enter."""
-    page.goto(reverse("login"))
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_label("Password").press("Enter")
-    page.wait_for_url(re.compile(r"^https?://[^/]+/$"))
-
-
-# Waits go through locators: the page's CSP forbids eval, so no wait_for_function(string).
-def shown_attempt_id(page) -> str:
-    expect(page.locator("#text")).to_have_attribute("data-attempt-id", re.compile(r"^\d+$"))
-    return page.locator("#text").get_attribute("data-attempt-id")
-
-
-def wait_all_saved(page):
-    expect(page.locator("#sync")).to_be_hidden()
-
-
-def label_by_keyboard(page, key: str) -> str:
-    """Press a label's number and Enter; the next text must be on screen at once (prefetched)."""
-    before = shown_attempt_id(page)
-    expect(page.locator("#labeler")).to_have_attribute("data-ahead", re.compile(r"^[1-9]"))  # prefetched
-    page.keyboard.press(key)
-    assert page.locator(".label-choice[aria-pressed=true]").count() == 1
-    page.keyboard.press("Enter")
-    # No waiting: the next text was already loaded, so it replaced the old one synchronously.
-    after = page.locator("#text").get_attribute("data-attempt-id")
-    assert after and after != before, "the next text was not already loaded when Enter was pressed"
-    return before
 
 
 def test_annotator_labels_three_texts_by_keyboard_and_the_server_measures_time(page, labeling):
@@ -283,6 +181,6 @@ def test_no_inline_script_runs_from_user_text(page, labeling, live_server):
     page.goto(reverse("frontend:label", args=[project.slug]))
     shown_attempt_id(page)
     assert page.locator("#text").text_content() == payload
-    time.sleep(0.3)
+    wait_images_settled(page)
     assert page.title() != "pwned"
     assert dialogs == []

@@ -1,18 +1,12 @@
-"""Fixtures for the ledger tests: a project with a pay policy, a clock the tests drive."""
+"""Fixtures for the ledger tests: a project with a pay policy, on the clock of util.at()."""
 
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from labor_ledger import services
 
-# A fixed Monday noon, far from midnight: tests that cross periods say so with at(hours=...).
-T0 = datetime(2030, 1, 7, 12, 0, 0, tzinfo=UTC)
-
-
-def at(seconds: float = 0, *, hours: float = 0, days: float = 0) -> datetime:
-    return T0 + timedelta(seconds=seconds, hours=hours, days=days)
+from .util import at
 
 
 @pytest.fixture

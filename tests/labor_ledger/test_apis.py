@@ -13,8 +13,7 @@ from annotation.models import Annotation, Membership
 from labor_ledger import services
 from labor_ledger.models import LedgerEntry, PayPolicy
 from tests.factories import UserFactory, add_examples, add_member, make_project
-
-from .util import work
+from tests.support.annotators import work
 
 Kind = LedgerEntry.Kind
 

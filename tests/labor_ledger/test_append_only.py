@@ -13,9 +13,9 @@ from django.db import DatabaseError, connection, transaction
 
 from labor_ledger import selectors, settlement
 from labor_ledger.models import Balance, LedgerEntry, LedgerIsAppendOnly, PayPolicy, Settlement
+from tests.support.annotators import work
 
-from .conftest import at
-from .util import work
+from .util import at
 
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="the trigger exists on PostgreSQL only")
 

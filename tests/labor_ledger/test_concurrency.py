@@ -14,8 +14,7 @@ from labor_ledger import selectors, services, settlement
 from labor_ledger.models import LedgerEntry
 from tests.factories import add_member
 
-from .conftest import at
-from .util import live_pay
+from .util import at, live_pay
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

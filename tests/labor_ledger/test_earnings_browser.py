@@ -10,21 +10,12 @@ from playwright.sync_api import expect
 from annotation.models import Annotation, InstructionReading
 from labor_ledger import services as ledger_services
 from labor_ledger.models import LedgerEntry
-from tests.frontend.test_labeling_browser import (  # noqa: F401 - fixtures
-    HEARTBEAT_S,
-    browser,
-    label_by_keyboard,
-    labeling,
-    log_in,
-    page,
-    shown_attempt_id,
-    wait_all_saved,
-)
+from tests.support.browser import HEARTBEAT_S, label_by_keyboard, log_in, shown_attempt_id, wait_all_saved
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_labels_made_in_the_browser_appear_as_paid_entries_on_the_earnings_page(page, labeling):  # noqa: F811
+def test_labels_made_in_the_browser_appear_as_paid_entries_on_the_earnings_page(page, labeling):
     # given: a project that pays 0.25 per text, with a 12.00 hourly floor
     project, annotator = labeling
     ledger_services.pay_policy_create(

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from labor_ledger import selectors
 from labor_ledger.models import Balance, ChainHead, LedgerEntry, PayPolicy
-from tests.frontend.test_labeling_browser import browser, log_in, page  # noqa: F401 - fixtures
+from tests.support.browser import log_in
 from training.hooks import VersionRegistered, version_registered
 
 from .report_helpers import build_scenario
@@ -43,7 +43,7 @@ def download(on_page, selector: str) -> bytes:
     return Path(info.value.path()).read_bytes()
 
 
-def test_an_auditor_reads_a_labor_card_downloads_its_reports_and_changes_nothing(page, scenario):  # noqa: F811
+def test_an_auditor_reads_a_labor_card_downloads_its_reports_and_changes_nothing(page, scenario):
     project = scenario["project"]
     v2 = scenario["versions"][2]
     log_in(page, scenario["auditor"].username)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, subprocess_env
+from tests.support.processes import ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,9 @@ from core.errors import Conflict, ValidationFailed
 from labor_ledger import chain, selectors, services
 from labor_ledger.models import Balance, ChainHead, LedgerEntry, PayPolicy, TimeCategory
 from tests.factories import UserFactory, add_member
+from tests.support.annotators import work
 
-from .conftest import at
-from .util import live_pay, net, work
+from .util import at, live_pay, net
 
 Kind = LedgerEntry.Kind
 

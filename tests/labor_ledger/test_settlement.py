@@ -14,9 +14,9 @@ from labor_ledger import money, selectors, services
 from labor_ledger import settlement as ledger_settlement
 from labor_ledger.models import ChainHead, LedgerEntry, Settlement
 from tests.factories import add_examples, add_member, make_project
+from tests.support.annotators import work
 
-from .conftest import at
-from .util import net, work
+from .util import at, net
 
 Kind = LedgerEntry.Kind
 DAY = date(2030, 1, 7)

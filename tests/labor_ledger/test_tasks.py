@@ -1,7 +1,6 @@
 """The periodic settlement task on the real stack: Redis broker, a Celery worker process,
 the test PostgreSQL database."""
 
-import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -12,24 +11,8 @@ from django.utils import timezone
 from config.celery_app import app
 from labor_ledger import services, tasks
 from labor_ledger.models import LedgerEntry, Settlement
-
-from .util import work
-
-
-def wait_for(condition, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {condition.__name__}"
-        time.sleep(0.2)
-
-
-def worker_idle() -> bool:
-    """Nothing queued in the broker and nothing running or reserved in the worker."""
-    with app.connection_for_read() as conn:
-        queued = conn.default_channel.client.llen("default")
-    inspect = app.control.inspect(timeout=1)
-    busy = [t for reply in (inspect.active() or {}, inspect.reserved() or {}) for ts in reply.values() for t in ts]
-    return queued == 0 and not busy
+from tests.support.annotators import work
+from tests.support.waiting import wait_for
 
 
 def test_the_beat_schedule_names_a_registered_task():
@@ -62,7 +45,7 @@ def test_the_task_settles_what_is_due(project, examples, annotator, admin_user):
 
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
-def test_a_celery_worker_settles_yesterday(celery_worker_process, project, examples, annotator, admin_user):
+def test_a_celery_worker_settles_yesterday(celery_worker, project, examples, annotator, admin_user):
     # given: work yesterday, paid 0.10 a text under a 36.00/h floor: 100 s worked = 1.00 floor
     yesterday = timezone.now() - timedelta(days=1, hours=1)
     services.pay_policy_create(
@@ -76,9 +59,9 @@ def test_a_celery_worker_settles_yesterday(celery_worker_process, project, examp
     work(project, annotator, start=yesterday, active_seconds=100)
     # when: the periodic task runs in the worker, then runs again
     tasks.settle_due.delay()
-    wait_for(Settlement.objects.exists)
+    wait_for(Settlement.objects.exists, what="a settlement")
     tasks.settle_due.delay()
-    wait_for(worker_idle)
+    celery_worker.wait_idle()
     # then: one settlement, topped up to the floor, once
     settlement = Settlement.objects.get()
     assert (settlement.gross, settlement.top_up, settlement.payable) == (

@@ -1,39 +1,18 @@
-"""Helpers shared by the ledger tests: drive annotation.services with an explicit clock."""
+"""Helpers shared by the ledger tests: a clock the tests drive, and sums over the ledger."""
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Sum
 
-from annotation import services as annotation_services
 from labor_ledger.models import LedgerEntry
 
-
-def work(project, annotator, *, start, active_seconds=10, label=None, key=None, skip=False):
-    """Claim, show, heartbeat every 5 s for `active_seconds`, then submit (or skip). Returns
-    (attempt, annotation or None) and the moment it finished."""
-    attempt = annotation_services.claim_next(project=project, annotator=annotator, now=start)
-    annotation_services.attempt_heartbeat(attempt_id=attempt.pk, annotator=annotator, now=start)
-    t = 0
-    while t + 5 <= active_seconds:
-        t += 5
-        annotation_services.attempt_heartbeat(attempt_id=attempt.pk, annotator=annotator, now=start + _s(t))
-    end = start + _s(active_seconds)
-    if skip:
-        annotation_services.attempt_skip(attempt_id=attempt.pk, annotator=annotator, now=end)
-        attempt.refresh_from_db()
-        return attempt, None
-    label = label or project.labels.first()
-    annotation = annotation_services.annotation_submit(
-        attempt_id=attempt.pk, annotator=annotator, label_ids=[label.pk], idempotency_key=key, now=end
-    )
-    attempt.refresh_from_db()
-    return attempt, annotation
+# A fixed Monday noon, far from midnight: tests that cross periods say so with at(hours=...).
+T0 = datetime(2030, 1, 7, 12, 0, 0, tzinfo=UTC)
 
 
-def _s(seconds):
-    from datetime import timedelta
-
-    return timedelta(seconds=seconds)
+def at(seconds: float = 0, *, hours: float = 0, days: float = 0) -> datetime:
+    return T0 + timedelta(seconds=seconds, hours=hours, days=days)
 
 
 def net(qs, field="amount"):

@@ -15,25 +15,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import subprocess_env
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import ROOT, subprocess_env
+from tests.support.waiting import wait_for
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout=60.0, interval=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _stop(proc: subprocess.Popen | None, sig=signal.SIGTERM, timeout=20):
@@ -299,5 +288,5 @@ def wait_for_other_sessions_to_end(timeout=15.0) -> None:
 
 
 def env_for(**extra) -> dict:
-    """A subprocess environment on the test database (tests/conftest.py), plus `extra`."""
+    """A subprocess environment on the test database (tests/support/processes.py), plus `extra`."""
     return subprocess_env(**{k: str(v) for k, v in extra.items()})

@@ -7,9 +7,7 @@ given is stored once and paid once.
 """
 
 import mimetypes
-import os
 import re
-import shutil
 
 import pytest
 from django.contrib.staticfiles import finders
@@ -21,34 +19,10 @@ from playwright.sync_api import expect
 from annotation.models import Annotation
 from labor_ledger.models import LedgerEntry
 
-from .conftest import ledger_totals, make_toy_project
 from .harness import Gunicorn, TcpProxy, env_for
+from .toy import ledger_totals, make_toy_project
 
 pytestmark = [pytest.mark.faults, pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]  # fmt: skip
-
-
-@pytest.fixture
-def browser():
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"Chromium not found at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            yield browser
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 def serve_static(route):

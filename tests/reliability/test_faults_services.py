@@ -18,12 +18,12 @@ from rest_framework.authtoken.models import Token
 from annotation.models import Annotation, Attempt, Label, Membership
 from labor_ledger.models import LedgerEntry
 from tests.factories import UserFactory, add_examples, add_member
+from tests.support.annotators import Annotator, run_annotators
 from training import services as training_services
 from training.models import ModelVersion, TrainingRun
 
-from .annotators import Annotator, run_annotators
-from .conftest import ledger_totals, make_toy_project
 from .harness import Gunicorn, OwnRedis, TcpProxy, Worker, env_for, wait_for, wait_for_other_sessions_to_end
+from .toy import ledger_totals, make_toy_project
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

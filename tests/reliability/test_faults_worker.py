@@ -11,12 +11,12 @@ import time
 import pytest
 from celery import Celery
 
-from tests.training.conftest import label_next
+from tests.support.annotators import label_next
 from training.ml import store
 from training.models import ModelVersion, TrainingRun
 
-from .conftest import ledger_totals, make_toy_project
 from .harness import OwnRedis, Worker, env_for, wait_for, wait_for_other_sessions_to_end
+from .toy import ledger_totals, make_toy_project
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

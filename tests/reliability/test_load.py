@@ -31,11 +31,11 @@ from labor_ledger import selectors as ledger_selectors
 from labor_ledger import services as ledger_services
 from labor_ledger.models import LedgerEntry
 from tests.factories import UserFactory, add_member, make_project
+from tests.support.annotators import Annotator, run_annotators
 from training import services as training_services
 from training.ml.data import datasets_dir, read_sst2
 from training.models import ModelVersion, TrainingRun
 
-from .annotators import Annotator, run_annotators
 from .harness import ROOT, Gunicorn, OwnRedis, Worker, env_for, wait_for, wait_for_other_sessions_to_end
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -12,13 +12,14 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotation.models import Annotation, Label
-from tests.training.conftest import label_next
+from tests.support.annotators import label_next
+from tests.support.waiting import wait_for
 from training import pipeline, runs, services, tasks
 from training.ml import store
 from training.models import ModelVersion, TrainingRun
 from training.worker_cache import worker_cache
 
-from .conftest import ledger_totals
+from .toy import ledger_totals, make_toy_project
 
 
 def queued_run(project) -> TrainingRun:
@@ -64,7 +65,6 @@ def test_the_task_run_twice_in_a_row_registers_one_version(toy_project):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("redelivered", [False, True], ids=["two-messages", "one-message-redelivered"])
 def test_the_task_run_twice_at_once_registers_one_version(admin_user, toy, model_store, redelivered):
-    from .conftest import make_toy_project
 
     project, annotator = make_toy_project(admin_user, toy)
     before = ledger_totals(project)
@@ -110,7 +110,6 @@ def test_a_fenced_out_worker_cannot_overwrite_the_registered_weights(toy_project
 
 @pytest.mark.django_db(transaction=True)
 def test_twenty_simultaneous_retrain_requests_queue_one_run(admin_user, toy, model_store, monkeypatch):
-    from .conftest import make_toy_project
 
     project, _ = make_toy_project(admin_user, toy)
     sent = []
@@ -139,8 +138,6 @@ def test_twenty_simultaneous_retrain_requests_queue_one_run(admin_user, toy, mod
 def test_a_retrain_requested_in_a_transaction_that_rolls_back_sends_nothing(admin_user, toy, model_store, monkeypatch):
     from training import tasks
 
-    from .conftest import make_toy_project
-
     project, _ = make_toy_project(admin_user, toy)
     sent = []
     monkeypatch.setattr(tasks.run_training, "delay", lambda run_id: sent.append(run_id))
@@ -161,8 +158,6 @@ def test_a_retrain_requested_in_a_transaction_that_rolls_back_sends_nothing(admi
 def test_labels_in_a_rolled_back_submission_send_nothing(admin_user, toy, model_store, monkeypatch):
     from annotation import services as annotation_services
     from training import tasks
-
-    from .conftest import make_toy_project
 
     project, annotator = make_toy_project(admin_user, toy, labeled=0)
     services.config_update(project=project, min_labels=2, enabled=True)
@@ -224,29 +219,19 @@ def test_the_sweeper_is_scheduled_on_the_default_queue(settings):
 
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
-def test_a_run_whose_message_was_lost_is_executed_once_by_the_swept_doorbell(
-    celery_worker_process, admin_user, toy, settings
-):
+def test_a_run_whose_message_was_lost_is_executed_once_by_the_swept_doorbell(celery_worker, admin_user, toy, settings):
     """On the real worker: a queued run with no message anywhere (as after a Redis restart)
     is found by the sweeper task, executed once, and the re-sent duplicate is a no-op."""
-    import time
-
     from training import tasks
-
-    from .conftest import make_toy_project
 
     project, _ = make_toy_project(admin_user, toy)
     run = queued_run(project)
     TrainingRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(hours=1))
     tasks.sweep_lost_runs.delay()
     tasks.run_training.delay(run.pk)  # and a stray duplicate, as when the message was not lost after all
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        run.refresh_from_db()
-        if run.status in ("succeeded", "failed"):
-            break
-        time.sleep(0.3)
+    run = wait_for(lambda: TrainingRun.objects.filter(pk=run.pk, status__in=["succeeded", "failed"]).first(),
+                   timeout=90, what="the run to end")  # fmt: skip
     assert run.status == "succeeded", run.error
-    time.sleep(2)  # let the duplicate be consumed
+    celery_worker.wait_idle()  # the duplicate consumed
     run.refresh_from_db()
     assert run.attempts == 1 and ModelVersion.objects.filter(project=project).count() == 1

@@ -200,7 +200,7 @@ def test_training_run_and_config_ignore_state_fields(api, project, admin_user, s
 
 
 def test_review_changes_the_status_only(api, project, examples, annotator, admin_user, stranger, paid):
-    from tests.labor_ledger.util import work
+    from tests.support.annotators import work
 
     _, annotation = work(project, annotator, start=timezone.now() - timedelta(seconds=30))
     response = api(admin_user).post(

@@ -13,9 +13,7 @@ data in the DOM. With the CSP enforced, the same, and the console shows no scrip
 had to refuse (which would mean the payload reached the DOM and only the CSP stopped it).
 """
 
-import os
 import re
-import shutil
 from datetime import timedelta
 from decimal import Decimal
 from io import BytesIO
@@ -23,7 +21,6 @@ from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -32,18 +29,9 @@ from annotation.imports import formats, jobs, runs
 from annotation.models import ImportBatch, Membership
 from labor_ledger import services as ledger_services
 from tests.factories import UserFactory, add_member
+from tests.support.browser import open_as, wait_all_saved, wait_images_settled
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def js(tag: str) -> str:
@@ -80,28 +68,6 @@ FIND_INJECTED = """() => {
   }
   return {bad: bad, flag: window.__xss || null};
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not shutil.which(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"Chromium not found at {CHROMIUM}")
-        pytest.skip(f"Chromium not found at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            yield browser
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
@@ -189,18 +155,14 @@ class Watch:
         )
 
     def check(self, where: str):
-        self.page.wait_for_timeout(150)  # let broken images fire their onerror
+        wait_images_settled(self.page)  # broken images have fired their onerror
         result = self.page.evaluate(FIND_INJECTED)
         if result["flag"] or result["bad"]:
             self.findings.append(f"{where}: flag={result['flag']} {result['bad'][:3]}")
 
 
-def open_as(browser, live_server, user, *, bypass_csp):
-    client = Client()
-    client.force_login(user)
-    context = browser.new_context(base_url=live_server.url, bypass_csp=bypass_csp)
-    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
-    page = context.new_page()
+def open_watched(browser, live_server, user, *, bypass_csp):
+    context, page = open_as(browser, live_server.url, user, bypass_csp=bypass_csp)
     return context, page, Watch(page)
 
 
@@ -222,6 +184,7 @@ def label_every_text(page, watch):
         page.keyboard.press("1")
         page.keyboard.press("Enter")
         expect(text).not_to_have_attribute("data-attempt-id", attempt, timeout=15000)
+    wait_all_saved(page, timeout=15000)  # the caller leaves the page next
     return seen
 
 
@@ -277,7 +240,7 @@ def test_stored_payloads_never_run(browser, live_server, stored, bypass_csp):
     }
     findings, dialogs, refusals, pages, shown = [], [], [], 0, 0
     for who, (user, urls) in visits.items():
-        context, page, watch = open_as(browser, live_server, user, bypass_csp=bypass_csp)
+        context, page, watch = open_watched(browser, live_server, user, bypass_csp=bypass_csp)
         watch.slug = slug
         for url in urls:
             response = page.goto(url)

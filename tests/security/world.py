@@ -23,7 +23,7 @@ from annotation.models import Annotation, Attempt, Example, ImportBatch, Members
 from labor_ledger import services as ledger_services
 from labor_ledger import settlement
 from tests.factories import UserFactory, add_examples, add_member, make_project
-from tests.labor_ledger.util import work
+from tests.support.annotators import work
 
 MARK_A = "zzsecreta"
 MARK_OWNER = "zzowner"

@@ -6,10 +6,9 @@ from django.urls import reverse
 
 from annotation.models import Annotation, Membership
 from tests.factories import UserFactory, add_member
+from tests.support.annotators import label_next
 from training import pipeline, services, tasks
 from training.models import ModelVersion, Prediction, TrainingRun
-
-from .conftest import label_next
 
 
 @pytest.fixture(autouse=True)

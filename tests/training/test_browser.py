@@ -1,17 +1,15 @@
 """In headless Chromium: an admin opens a model version's page, asks why the model predicted
 a label, and sees the words that pushed it highlighted."""
 
-import shutil
-
 import pytest
-from django.test import Client
 from django.urls import reverse
 
-from tests.factories import add_examples, make_project
+from annotation.models import Membership
+from tests.factories import UserFactory, add_examples, add_member, make_project
+from tests.support.annotators import NEGATIVE, POSITIVE, label_next, toy_texts
+from tests.support.browser import open_as
 from training import pipeline, selectors, services, tasks
 from training.models import TrainingRun
-
-from .conftest import label_next, toy_texts
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -23,9 +21,6 @@ def trained_toy(transactional_db, admin_user, monkeypatch):
     project = make_project(admin=admin_user, name="Toy browser", labels=("positive", "negative"))
     add_examples(project, list(truth))
     services.config_update(project=project, model_kind="hashed", min_labels=4)
-    from annotation.models import Membership
-    from tests.factories import UserFactory, add_member
-
     annotator = add_member(project, Membership.Role.ANNOTATOR, UserFactory(username="browser-ann"))
     label_next(project, annotator, truth, n=24)  # commits: labels_changed queues a run
     run = TrainingRun.objects.get(project=project, status="queued")
@@ -36,25 +31,14 @@ def trained_toy(transactional_db, admin_user, monkeypatch):
     return project, version, first
 
 
-def test_admin_sees_a_prediction_with_its_highlighted_tokens(live_server, trained_toy, admin_user, monkeypatch):
-    playwright = pytest.importorskip("playwright.sync_api")
+def test_admin_sees_a_prediction_with_its_highlighted_tokens(browser, live_server, trained_toy, admin_user):
     project, version, prediction = trained_toy
-    client = Client()
-    client.force_login(admin_user)
-    session = client.cookies["sessionid"].value
     url = live_server.url + reverse("training-pages:version", kwargs={"slug": project.slug, "sequence": 1})
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the live server thread uses the ORM
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        context = browser.new_context()
-        context.add_cookies([{"name": "sessionid", "value": session, "url": live_server.url}])
-        page = context.new_page()
-        errors = []  # script errors and CSP refusals (inline script or style) both land here
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    context, page = open_as(browser, live_server.url, admin_user)
+    errors = []  # script errors and CSP refusals (inline script or style) both land here
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    try:
         page.goto(url)
         assert page.locator("h1").inner_text().endswith("model v1 (current)")
         assert page.locator(".chart svg").count() == 2
@@ -62,25 +46,9 @@ def test_admin_sees_a_prediction_with_its_highlighted_tokens(live_server, traine
         cell = page.locator(f'td.text[data-example="{prediction.example_id}"][data-explained="1"]')
         cell.wait_for(timeout=15_000)
         strong = cell.locator("span.tok[data-strong]").all_inner_texts()
-        browser.close()
+    finally:
+        context.close()
     assert errors == []
-    sentiment_words = {
-        "good",
-        "great",
-        "excellent",
-        "wonderful",
-        "superb",
-        "lovely",
-        "delightful",
-        "brilliant",
-        "bad",
-        "awful",
-        "terrible",
-        "horrible",
-        "dreadful",
-        "poor",
-        "boring",
-        "dismal",
-    }
+    sentiment_words = set(POSITIVE) | set(NEGATIVE)
     assert strong and set(strong) <= sentiment_words | set(prediction.example.text.split())
     assert set(strong) & sentiment_words

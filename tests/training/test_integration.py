@@ -4,28 +4,21 @@
 retrains as labels arrive: versions appear, the queue reorders, and every version's manifest
 equals the accepted labels of the moment its run read them."""
 
-import time
-
 import pytest
 from django.urls import reverse
 
-from annotation.models import Annotation, Example, Label, Membership
+from annotation.models import Annotation, Example, Membership
 from tests.factories import UserFactory, add_member, make_project
+from tests.support.annotators import label_through_api
+from tests.support.waiting import wait_for
 from training import selectors, services
 from training.ml.data import AG_NEWS_CLASSES, datasets_dir, read_ag_news
 from training.models import ManifestEntry, ModelVersion, TrainingRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-
-def wait_for(predicate, timeout=90.0, interval=0.25, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+# How long the worker may take for a step of this test; it has no one else's work to do first.
+WORKER_TIMEOUT_S = 90
 
 
 def idle(project):
@@ -48,25 +41,7 @@ def ag_project(transactional_db):
     return project, admin, truth
 
 
-def label_through_api(client, project, truth, n):
-    labels = dict(Label.objects.filter(project=project).values_list("name", "id"))
-    queue_url = reverse("annotation:queue-next", kwargs={"slug": project.slug})
-    offered = []
-    for _ in range(n):
-        claim = client.post(queue_url, {}, format="json")
-        assert claim.status_code == 200, claim.content
-        attempt = claim.data
-        offered.append(attempt["example"]["id"])
-        submit = client.post(
-            reverse("annotation:attempt-submit", kwargs={"attempt_id": attempt["id"]}),
-            {"labels": [labels[truth[attempt["example"]["text"]]]], "idempotency_key": f"k-{attempt['id']}"},
-            format="json",
-        )
-        assert submit.status_code == 201, submit.content  # training never gets in the annotator's way
-    return offered
-
-
-def test_versions_appear_the_queue_reorders_and_manifests_hold(celery_worker_process, ag_project, api):
+def test_versions_appear_the_queue_reorders_and_manifests_hold(celery_worker, ag_project, api):
     project, admin, truth = ag_project
     annotator = add_member(project, Membership.Role.ANNOTATOR, UserFactory(username="ann-int"))
     client = api(annotator)
@@ -79,12 +54,14 @@ def test_versions_appear_the_queue_reorders_and_manifests_hold(celery_worker_pro
     label_through_api(client, project, truth, 23)
 
     # the worker trains a first version from the labels (debounced: far fewer runs than labels)
-    v1 = wait_for(lambda: selectors.current_version(project=project), what="a first model version")
+    v1 = wait_for(
+        lambda: selectors.current_version(project=project), timeout=WORKER_TIMEOUT_S, what="a first model version"
+    )
     assert TrainingRun.objects.filter(project=project).count() < 30
 
     # the queue now follows the model: priorities set, and what is offered is what the
     # priorities say (highest first), no longer the id order
-    wait_for(lambda: idle(project), what="the training queue to drain")
+    wait_for(lambda: idle(project), timeout=WORKER_TIMEOUT_S, what="the training queue to drain")
     assert Example.objects.filter(project=project, priority__gt=0).count() > 200
     second_batch = label_through_api(client, project, truth, 30)
     assert second_batch != sorted(second_batch)
@@ -92,6 +69,7 @@ def test_versions_appear_the_queue_reorders_and_manifests_hold(celery_worker_pro
     # more labels make a newer version current, parented by an older one
     wait_for(
         lambda: idle(project) and selectors.current_version(project=project).n_annotations > v1.n_annotations,
+        timeout=WORKER_TIMEOUT_S,
         what="a newer current version",
     )
     versions = list(ModelVersion.objects.filter(project=project).order_by("sequence"))
@@ -132,6 +110,8 @@ def test_versions_appear_the_queue_reorders_and_manifests_hold(celery_worker_pro
     explanation_url = reverse("training:explanation", kwargs={"slug": project.slug, "example_id": example_id})
     admin_client = api(admin)
     response = wait_for(
-        lambda: (r := admin_client.get(explanation_url)).status_code == 200 and r, what="an explanation"
+        lambda: (r := admin_client.get(explanation_url)).status_code == 200 and r,
+        timeout=WORKER_TIMEOUT_S,
+        what="an explanation",
     )
     assert response.data["tokens"] and response.data["version"] == current.sequence

@@ -5,12 +5,11 @@ Loads the real all-MiniLM-L6-v2 from the installed package (a few seconds on CPU
 import numpy as np
 import pytest
 
+from tests.support.annotators import label_next
 from training import pipeline, selectors, services, tasks
 from training.ml.encoder import ENCODER_KEY, load_encoder
 from training.models import ExampleEmbedding, ModelVersion, Prediction, ProjectTrainingConfig, TrainingRun
 from training.worker_cache import worker_cache
-
-from .conftest import label_next
 
 pytestmark = pytest.mark.slow
 

@@ -5,13 +5,12 @@ import hashlib
 import numpy as np
 import pytest
 
+from tests.support.annotators import toy_texts
 from training.ml import store
 from training.ml.classifiers import Dataset, HashedClassifier, HeadClassifier, HyperParams
 from training.ml.encoder import EncoderUnavailable, read_verified_weights
 from training.ml.metrics import classification_report, expected_calibration_error
 from training.ml.sampling import queue_priorities, uncertainty
-
-from .conftest import toy_texts
 
 
 def one_hot(labels, classes):

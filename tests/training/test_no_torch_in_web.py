@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from tests.conftest import ROOT, subprocess_env
+from tests.support.processes import ROOT, subprocess_env
 
 PROBE = """
 import sys, django

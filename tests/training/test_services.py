@@ -11,11 +11,10 @@ from annotation import services as annotation_services
 from annotation.models import Annotation, Example, Label
 from annotation.queue import candidate_examples
 from core.errors import Conflict, ValidationFailed
+from tests.support.annotators import label_next
 from training import pipeline, runs, selectors, services
 from training.ml.classifiers import HashedClassifier
 from training.models import ManifestEntry, ModelVersion, Prediction, ProjectTrainingConfig, TrainingRun
-
-from .conftest import label_next
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
-"""Simulated annotators over HTTP (stdlib only), behaving like the labeling page: claim the
-next text, answer it, and retry an answer that got no answer or a 5xx with the SAME
-idempotency key until the server acknowledges it (frontend/static/frontend/label.js)."""
+"""Simulated annotators: through annotation.services (label_next, and work() on an explicit
+clock), through the REST API in-process (label_through_api), and over HTTP in threads
+(Annotator, as the labeling page behaves). Plus the toy data set they answer from."""
 
 from __future__ import annotations
 
@@ -12,8 +12,103 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.urls import reverse
+
+from annotation import services as annotation_services
+from annotation.models import Label
+
+POSITIVE = ["good", "great", "excellent", "wonderful", "superb", "lovely", "delightful", "brilliant"]
+NEGATIVE = ["bad", "awful", "terrible", "horrible", "dreadful", "poor", "boring", "dismal"]
+FILLER = ["the film was", "this book is", "our dinner was", "that concert felt", "the service was"]
 
 
+def toy_texts(n: int = 40) -> dict[str, str]:
+    """{text: "positive"|"negative"}: separable by a sentiment word."""
+    out = {}
+    i = 0
+    while len(out) < n:
+        word_set, label = (POSITIVE, "positive") if i % 2 == 0 else (NEGATIVE, "negative")
+        text = f"{FILLER[i % len(FILLER)]} {word_set[(i // 2) % len(word_set)]} number {i}"
+        out[text] = label
+        i += 1
+    return out
+
+
+# --- through annotation.services ------------------------------------------------------------
+
+
+def label_next(project, annotator, truth, n: int | None = 1):
+    """Claim what the queue offers and answer it, `n` times (None: until the queue is empty).
+    `truth` is {text: label name}, or a function from a text to its label names."""
+    answer = truth if callable(truth) else (lambda text: [truth[text]])
+    labels = dict(Label.objects.filter(project=project).values_list("name", "id"))
+    done = []
+    while n is None or len(done) < n:
+        attempt = annotation_services.claim_next(project=project, annotator=annotator)
+        if attempt is None:
+            break
+        done.append(
+            annotation_services.annotation_submit(
+                attempt_id=attempt.pk,
+                annotator=annotator,
+                label_ids=[labels[name] for name in answer(attempt.example.text)],
+            )
+        )
+    return done
+
+
+def work(project, annotator, *, start, active_seconds=10, label=None, key=None, skip=False):
+    """Claim, show, heartbeat every 5 s for `active_seconds`, then submit (or skip). Returns
+    (attempt, annotation or None) and the moment it finished."""
+    attempt = annotation_services.claim_next(project=project, annotator=annotator, now=start)
+    annotation_services.attempt_heartbeat(attempt_id=attempt.pk, annotator=annotator, now=start)
+    t = 0
+    while t + 5 <= active_seconds:
+        t += 5
+        annotation_services.attempt_heartbeat(
+            attempt_id=attempt.pk, annotator=annotator, now=start + timedelta(seconds=t)
+        )
+    end = start + timedelta(seconds=active_seconds)
+    if skip:
+        annotation_services.attempt_skip(attempt_id=attempt.pk, annotator=annotator, now=end)
+        attempt.refresh_from_db()
+        return attempt, None
+    label = label or project.labels.first()
+    annotation = annotation_services.annotation_submit(
+        attempt_id=attempt.pk, annotator=annotator, label_ids=[label.pk], idempotency_key=key, now=end
+    )
+    attempt.refresh_from_db()
+    return attempt, annotation
+
+
+# --- through the REST API, in-process -------------------------------------------------------
+
+
+def label_through_api(client, project, truth: dict[str, str], n: int) -> list[int]:
+    """Claim and answer `n` texts with an API client; the ids of the examples offered, in order."""
+    labels = dict(Label.objects.filter(project=project).values_list("name", "id"))
+    queue_url = reverse("annotation:queue-next", kwargs={"slug": project.slug})
+    offered = []
+    for _ in range(n):
+        claim = client.post(queue_url, {}, format="json")
+        assert claim.status_code == 200, claim.content
+        attempt = claim.data
+        offered.append(attempt["example"]["id"])
+        submit = client.post(
+            reverse("annotation:attempt-submit", kwargs={"attempt_id": attempt["id"]}),
+            {"labels": [labels[truth[attempt["example"]["text"]]]], "idempotency_key": f"k-{attempt['id']}"},
+            format="json",
+        )
+        assert submit.status_code == 201, submit.content  # training never gets in the annotator's way
+    return offered
+
+
+# --- over HTTP, in threads (stdlib only) ----------------------------------------------------
+# Behaving like the labeling page: claim the next text, answer it, and retry an answer that got
+# no answer or a 5xx with the SAME idempotency key until the server acknowledges it
+# (frontend/static/frontend/label.js).
 @dataclass
 class Tally:
     """What one simulated annotator saw."""

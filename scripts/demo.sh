@@ -104,9 +104,13 @@ cat <<EOF
 
 ============================================================
  Tally demo: open $URL
- Log in as an annotator and press number keys + Enter to label.
+ Log in as an annotator and press number keys + Enter to label:
+   ${URL}projects/ag-news-topics/label/
+ Watch the model learn (as demo-admin or auditor): the first version
+ appears a few labels in, with its figures, runs and progress, at
+   ${URL}projects/ag-news-topics/models/
 $(echo "$logins" | sed -n '/^Demo logins/,$p')
- Admin pages: ${URL}admin/   API docs: ${URL}api/docs/
+ Project console (admins): ${URL}projects/ag-news-topics/   API docs: ${URL}api/docs/
  Worker log: var/log/worker.log.  Ctrl+C stops everything.
 ============================================================
 

@@ -1,7 +1,5 @@
 """Fixtures and helpers of the console tests."""
 
-import re
-
 import pytest
 from django.contrib.auth.models import Group
 
@@ -31,14 +29,3 @@ def other_admin(db):
 def tally_admin(admin_user):
     admin_user.groups.add(Group.objects.get(name=ADMINS_GROUP))
     return admin_user
-
-
-def nav_keys(html: str) -> list[str]:
-    return re.findall(r'data-nav="([a-z-]+)"', html)
-
-
-def assert_no_inline_script(html: str) -> None:
-    for tag in re.findall(r"<script\b[^>]*>", html):
-        assert "src=" in tag or 'type="application/json"' in tag, tag
-    assert not re.search(r"\son[a-z]+\s*=", html, flags=re.IGNORECASE)
-    assert not re.search(r"\sstyle\s*=", html, flags=re.IGNORECASE)

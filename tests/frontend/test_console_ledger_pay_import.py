@@ -10,8 +10,8 @@ from django.urls import reverse
 
 from annotation.models import ImportBatch
 from labor_ledger.models import LedgerVerification, PayPolicy
-from tests.frontend.conftest import assert_no_inline_script
-from tests.labor_ledger.util import work
+from tests.support.annotators import work
+from tests.support.pages import assert_no_inline_script
 
 pytestmark = pytest.mark.django_db
 

@@ -6,8 +6,8 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from tests.factories import UserFactory, add_member
-from tests.frontend.conftest import assert_no_inline_script
 from tests.labor_ledger.report_helpers import build_scenario
+from tests.support.pages import assert_no_inline_script
 from training import selectors as training_selectors
 from training.models import ProjectTrainingConfig, TrainingRun
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from annotation import services as annotation_services
 from annotation.models import Attempt, Invitation, Membership, Project
 from tests.factories import UserFactory, add_examples
-from tests.frontend.conftest import assert_no_inline_script, nav_keys
+from tests.support.pages import assert_no_inline_script, nav_keys
 
 pytestmark = pytest.mark.django_db
 PASSPHRASE = "a long passphrase 42"

@@ -9,6 +9,7 @@ from tests.factories import UserFactory, add_member
 from tests.labor_ledger.report_helpers import build_scenario
 from tests.support.pages import assert_no_inline_script
 from training import selectors as training_selectors
+from training.hooks import VersionRegistered, version_registered
 from training.models import ProjectTrainingConfig, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +18,10 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def scenario(db):
     cache.clear()
-    return build_scenario()
+    built = build_scenario()
+    for version in built["versions"].values():  # registered: the worker indexes each at once
+        version_registered.send(VersionRegistered(version_id=version.pk, project_id=version.project_id))
+    return built
 
 
 def test_models_page_per_role(client_for, scenario, other_admin):

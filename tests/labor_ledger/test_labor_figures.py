@@ -20,7 +20,6 @@ from labor_ledger import pseudonyms, selectors, services, settlement
 from labor_ledger.models import LedgerEntry, Settlement
 from labor_ledger.reports import build, writers
 from labor_ledger.reports import card as labor_card
-from labor_ledger.templatetags.ledger_format import duration, money_with_currency
 from tests.factories import UserFactory, add_examples, add_member, make_project
 from training import services as training_services
 from training.hooks import VersionRegistered, version_registered
@@ -203,10 +202,14 @@ def test_the_card_and_its_exports_name_annotators_alike(scenario, settings):
     [("3.1", "0:03"), ("0", "0:00"), ("59.5", "1:00"), ("3599.4", "59:59"), ("3600", "1:00:00"), ("45296", "12:34:56")],
 )
 def test_durations_read_as_h_mm_ss(seconds, text):
+    from labor_ledger.templatetags.ledger_format import duration
+
     assert duration(D(seconds)) == text
 
 
 def test_money_on_pages_has_its_currency_and_the_minor_unit():
+    from labor_ledger.templatetags.ledger_format import money_with_currency
+
     assert money_with_currency(D("0.525"), "USD") == "0.53 USD"
     assert money_with_currency(D("12"), "JPY") == "12 JPY"
 

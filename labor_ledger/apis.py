@@ -199,6 +199,14 @@ class TimeCategoryOut(serializers.Serializer):
     label = serializers.CharField()
     active_seconds = serializers.DecimalField(source="active", max_digits=14, decimal_places=3)
     wall_seconds = serializers.DecimalField(source="wall", max_digits=14, decimal_places=3)
+    paid = serializers.DecimalField(
+        max_digits=18, decimal_places=6, help_text="hourly pay for the time, and for submitted texts their piece pay"
+    )
+
+
+class PayLineOut(serializers.Serializer):
+    line = serializers.CharField()
+    label = serializers.CharField()
     paid = serializers.DecimalField(max_digits=18, decimal_places=6)
 
 
@@ -220,6 +228,15 @@ class EarningsApi(NoStoreMixin, APIView):
         current = PeriodOut()
         periods = PeriodOut(many=True)
         time_by_category = TimeCategoryOut(many=True)
+        other_lines = PayLineOut(
+            many=True,
+            help_text="pay not tied to a time category: settled top-ups, bonuses, adjustments, and "
+            "projected_top_up (projected, period open: what settlement would add now, never written)",
+        )
+        projected_top_up = serializers.DecimalField(max_digits=18, decimal_places=6)
+        total = serializers.DecimalField(
+            max_digits=18, decimal_places=6, help_text="time_by_category paid + other_lines: every period's total"
+        )
         entries_period = serializers.DateField()
         entries = OwnEntryOut(many=True)
 
@@ -245,6 +262,9 @@ class EarningsApi(NoStoreMixin, APIView):
             "current": earnings.current,
             "periods": earnings.periods,
             "time_by_category": earnings.time_by_category,
+            "other_lines": earnings.other_lines,
+            "projected_top_up": earnings.projected_top_up,
+            "total": earnings.total,
             "entries_period": period,
             "entries": entries,
         }

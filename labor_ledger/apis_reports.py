@@ -3,6 +3,8 @@
 GET /api/projects/<slug>/models/<sequence>/labor-card/        the card's data (JSON)
 GET /api/projects/<slug>/labor-reports/?by=&model_version=&file_format=&pseudonymize=
                                                              a report file (CSV, Parquet, JSON)
+GET /api/projects/<slug>/models/<sequence>/datasheet/?format=md|json
+                                                             the datasheet's labor section
 
 Admins and auditors of the project only (annotators 403, everyone else 404, as every
 project-scoped view). Reports are read-only for everyone: every write method answers 403.
@@ -16,6 +18,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -24,7 +27,7 @@ from core.roles import READERS
 
 from .apis import NoStoreMixin
 from .pseudonyms import PseudonymKeyMissing
-from .reports import build, card, writers
+from .reports import build, card, datasheet, writers
 
 READ_ONLY = "Labor reports are read-only: nothing here changes the books."
 
@@ -128,4 +131,40 @@ class LaborReportApi(ReadOnlyReportMixin, APIView):
         response["Content-Disposition"] = f'attachment; filename="{report.filename_stem}.{file_format}"'
         response["X-Tally-Ledger-Head-Seq"] = str(report.head.seq)
         response["X-Tally-Ledger-Head-Hash"] = report.head.hash
+        return response
+
+
+class MarkdownRenderer(BaseRenderer):
+    media_type = "text/markdown"
+    format = "md"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, dict) and "who_labeled" in data:
+            return datasheet.to_markdown(data).encode("utf-8")
+        detail = data.get("detail", data) if isinstance(data, dict) else data
+        return f"{detail}\n".encode()
+
+
+class DatasheetApi(ReadOnlyReportMixin, APIView):
+    renderer_classes = [JSONRenderer, MarkdownRenderer]
+
+    @extend_schema(
+        responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/markdown"): OpenApiTypes.STR},
+        description=(
+            "The labor section of a model version's datasheet, from the ledger: who labeled it and how many, "
+            "over what timeframe, how time was measured, how they were paid (the policies, the wage bill with "
+            "top-ups settled and projected, effective hourly wages against the floor), unpaid time, "
+            "disagreement, and what the ledger cannot know. ?format=md for Markdown, ?format=json for JSON. "
+            "Admins and auditors. docs/labor-card.md"
+        ),
+    )
+    def get(self, request, slug, sequence):
+        project = project_for(user=request.user, slug=slug, roles=READERS)
+        version = version_for(project, sequence)
+        response = Response(datasheet.datasheet(version=version))
+        extension = "md" if request.accepted_renderer.format == "md" else "json"
+        response["Content-Disposition"] = (
+            f'attachment; filename="{project.slug}-v{version.sequence}-datasheet.{extension}"'
+        )
         return response

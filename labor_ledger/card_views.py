@@ -64,18 +64,25 @@ def labor_card_page(request, slug, sequence):
         cache.set(charts_key, charts, labor_card.CACHE_SECONDS)
     api = reverse("labor_ledger:labor-report", args=[project.slug])
     scoped = f"{api}?model_version={version.sequence}"
+    # The same names as the card: keyed pseudonyms by default whenever a key is configured.
+    named = "&pseudonymize=true" if pseudonyms.pseudonyms_available() else ""
     exports = [
-        {"name": f"Labor of v{version.sequence} by annotator", "key": "annotator", "url": f"{scoped}&by=annotator"},
+        {
+            "name": f"Labor of v{version.sequence} by annotator",
+            "key": "annotator",
+            "url": f"{scoped}&by=annotator{named}",
+        },
         {"name": f"Labor of v{version.sequence} by period", "key": "period", "url": f"{scoped}&by=period"},
         {"name": f"Labor of v{version.sequence}, total", "key": "project", "url": f"{scoped}&by=project"},
         {"name": "Labor per model version (every version)", "key": "versions", "url": f"{api}?by=version"},
         {
             "name": "Project labor by annotator (whole ledger)",
             "key": "project-annotators",
-            "url": f"{api}?by=annotator",
+            "url": f"{api}?by=annotator{named}",
         },
         {"name": "Project labor by period (whole ledger)", "key": "project-periods", "url": f"{api}?by=period"},
     ]
+    sheet = reverse("labor_ledger:datasheet", args=[project.slug, version.sequence])
     return render(
         request,
         "labor_ledger/labor_card.html",
@@ -87,7 +94,9 @@ def labor_card_page(request, slug, sequence):
             "exports": exports,
             "formats": writers.FORMATS,
             "pseudonyms_available": pseudonyms.pseudonyms_available(),
-            "pseudonymized_annotators_url": f"{scoped}&by=annotator&pseudonymize=true",
+            "named_annotators_url": f"{scoped}&by=annotator&pseudonymize=false",
+            "datasheet_md": f"{sheet}?format=md",
+            "datasheet_json": f"{sheet}?format=json",
             "card_api": reverse("labor_ledger:labor-card", args=[project.slug, version.sequence]),
         },
     )

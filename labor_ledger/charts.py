@@ -115,3 +115,36 @@ def wage_distribution(wages: list[float], *, floor: float | None, currency: str)
     ax.set_ylabel("annotators")
     ax.set_title(title)
     return figure_svg(plt, fig, prefix="wage-distribution", title=title)
+
+
+EARNINGS_DAYS = 14
+
+
+def earnings_by_day(days: list[dict], *, currency: str) -> str:
+    """The earnings page's chart: per day (oldest left), hours worked above, and below the pay
+    (booked, then the top-up settled or projected) against the floor those hours earned.
+    `days`: [{"period": date, "hours": float, "pay": float, "top_up": float, "floor": float,
+    "settled": bool}], at most the last EARNINGS_DAYS."""
+    plt = pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 3.6), sharex=True, layout="constrained")
+    for ax in (top, bottom):
+        ax.spines[["top", "right"]].set_visible(False)
+    xs = list(range(len(days)))
+    names = [d["period"].strftime("%m-%d") for d in days]
+    top.bar(xs, [d["hours"] for d in days], color=PALETTE[1], width=0.6)
+    top.set_ylabel("hours worked")
+    pay = [d["pay"] for d in days]
+    bottom.bar(xs, pay, color=PALETTE[0], width=0.6, label="pay")
+    settled = [d["top_up"] if d["settled"] else 0.0 for d in days]
+    projected = [0.0 if d["settled"] else d["top_up"] for d in days]
+    bottom.bar(xs, settled, bottom=pay, color=PALETTE[4], width=0.6, label="top-up")
+    bottom.bar(
+        xs, projected, bottom=pay, color="#ffffff", edgecolor=PALETTE[2], hatch="//", width=0.6,
+        label="top-up (projected, period open)",
+    )  # fmt: skip
+    bottom.scatter(xs, [d["floor"] for d in days], marker="_", s=300, color=PALETTE[3], zorder=3, label="floor")
+    bottom.set_ylabel(currency)
+    bottom.set_xticks(xs, names)
+    bottom.legend(loc="upper left", fontsize=7, frameon=False, ncols=2)
+    title = "Hours worked and pay per day, against the floor"
+    return figure_svg(plt, fig, prefix="earnings-days", title=title)

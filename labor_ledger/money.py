@@ -71,6 +71,13 @@ def hourly(rate: Decimal, secs: Decimal) -> Decimal:
     return entry_amount(Decimal(rate) * Decimal(secs) / SECONDS_PER_HOUR)
 
 
+def floor_top_up(*, gross: Decimal, floor: Decimal) -> Decimal:
+    """What settlement tops a period up by: the floor earned (never below 0) less the period's
+    pay, when that is positive. The one rule, read by settlement and by every projection of an
+    open period (selectors.PeriodEarnings, and in SQL reports/sql.py PROJECTED_CTE)."""
+    return max(max(Decimal(floor), ZERO) - Decimal(gross), ZERO)
+
+
 def settle_rounding(*, total: Decimal, floor_target: Decimal, currency: str) -> Decimal:
     """The payable for a period: `total` rounded half up to the minor unit, or rounded up when
     half-up rounding would fall below `floor_target`."""

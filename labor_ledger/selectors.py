@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, F, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models import Case, CharField, Count, DecimalField, F, IntegerField, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -137,10 +137,11 @@ class PeriodEarnings:
 
     @property
     def projected_top_up(self) -> Decimal:
-        """For an open period: what settlement would top up if it closed now."""
+        """The settled top-up, or for a period not settled yet ("projected, period open"): what
+        settlement would top up if it closed now. Computed by reading, never written."""
         if self.is_settled:
             return self.floor_top_up
-        return max(self.floor_amount - self.pay, Decimal(0))
+        return money.floor_top_up(gross=self.pay, floor=self.floor_amount)
 
     @property
     def total(self) -> Decimal:
@@ -175,6 +176,29 @@ class Earnings:
     time_by_category: list[dict] = field(default_factory=list)
     policy: PayPolicy | None = None
     balance: Decimal = Decimal(0)
+    # Pay not tied to a time category (settled top-ups, bonuses, adjustments, and the top-ups
+    # projected for periods not settled yet): with time_by_category it adds up to `total`.
+    other_lines: list[dict] = field(default_factory=list)
+
+    @property
+    def projected_top_up(self) -> Decimal:
+        """Top-ups projected for every period not settled yet (read, never written)."""
+        return sum((p.projected_top_up for p in self.periods if not p.is_settled), Decimal(0))
+
+    @property
+    def total(self) -> Decimal:
+        """Everything earned in the project: each period's total (settled payable, or pay so far
+        with its projected top-up)."""
+        return sum((p.total for p in self.periods), Decimal(0))
+
+    @property
+    def category_totals(self) -> dict:
+        rows = self.time_by_category
+        return {
+            "active": sum((r["active"] for r in rows), Decimal(0)),
+            "wall": sum((r["wall"] for r in rows), Decimal(0)),
+            "paid": sum((r["paid"] for r in rows), Decimal(0)),
+        }
 
 
 def earnings_for(*, project: Project, annotator, now: datetime | None = None) -> Earnings:
@@ -207,18 +231,9 @@ def earnings_for(*, project: Project, annotator, now: datetime | None = None) ->
     rows[current_period] = current
     for period, row in rows.items():
         row.settlement = settlements.get(period)
-    by_category = list(
-        own.exclude(time_category="")
-        .order_by()
-        .values("time_category")
-        .annotate(active=_sum("active_seconds", SECONDS), wall=_sum("wall_seconds", SECONDS), paid=_sum("amount"))
-        .order_by("time_category")
-    )
-    labels = dict(TimeCategory.choices)
-    for item in by_category:
-        item["label"] = labels.get(item["time_category"], item["time_category"])
+    by_category, other_lines = _pay_by_category(own)
     balance = Balance.objects.filter(project=project, annotator=annotator).values_list("amount", flat=True).first()
-    return Earnings(
+    earnings = Earnings(
         project=project,
         annotator=annotator,
         current=current,
@@ -226,7 +241,60 @@ def earnings_for(*, project: Project, annotator, now: datetime | None = None) ->
         time_by_category=by_category,
         policy=policy_current(project=project, now=now),
         balance=balance or Decimal(0),
+        other_lines=other_lines,
     )
+    projected = earnings.projected_top_up
+    if projected:
+        earnings.other_lines.append(
+            {"line": "projected_top_up", "label": "Floor top-up (projected, period open)", "paid": projected}
+        )
+    return earnings
+
+
+# Piece pay (and its reversals) has no time category of its own: it is pay for the time of a
+# submitted attempt, and counts under "submitted".
+_CATEGORY_OF_PAY = Case(
+    When(Q(time_category="") & (Q(kind=Kind.PIECE_PAY) | Q(reversed_kind=Kind.PIECE_PAY)), then=Value("submitted")),
+    default=F("time_category"),
+    output_field=CharField(),
+)
+_OTHER_LINE_LABELS = {
+    Kind.FLOOR_TOP_UP: "Floor top-up (settled)",
+    Kind.BONUS: "Bonuses",
+    Kind.ADJUSTMENT: "Adjustments (settlement rounding included)",
+}
+
+
+def _pay_by_category(entries: QuerySet[LedgerEntry]) -> tuple[list[dict], list[dict]]:
+    """Time and pay per time category (piece pay under "submitted"), and the pay lines booked
+    per period rather than per task; together they add up to every entry."""
+    rows = list(
+        entries.annotate(category=_CATEGORY_OF_PAY)
+        .order_by()
+        .values("category")
+        .annotate(active=_sum("active_seconds", SECONDS), wall=_sum("wall_seconds", SECONDS), paid=_sum("amount"))
+        .order_by("category")
+    )
+    labels = dict(TimeCategory.choices)
+    by_category = []
+    other = defaultdict(lambda: Decimal(0))
+    for row in rows:
+        if row["category"]:
+            by_category.append({**row, "time_category": row["category"], "label": labels.get(row["category"])})
+    for kind, paid in (
+        entries.filter(time_category="")
+        .exclude(Q(kind=Kind.PIECE_PAY) | Q(reversed_kind=Kind.PIECE_PAY))
+        .annotate(line=Case(When(kind=Kind.REVERSAL, then=F("reversed_kind")), default=F("kind")))
+        .order_by()
+        .values_list("line")
+        .annotate(paid=_sum("amount"))
+    ):
+        other[kind] += paid
+    other_lines = [
+        {"line": kind, "label": _OTHER_LINE_LABELS.get(kind, dict(Kind.choices).get(kind, kind)), "paid": paid}
+        for kind, paid in sorted(other.items())
+    ]
+    return by_category, other_lines
 
 
 def entries_of_period(*, project: Project, annotator, period: date) -> QuerySet[LedgerEntry]:

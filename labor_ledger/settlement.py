@@ -43,7 +43,7 @@ def _settle_one(*, books: Books, annotator_id: int, period: date, totals: dict, 
     gross = totals["gross"] or ZERO
     floor_target = max(totals["floor"] or ZERO, ZERO)
     counted = totals["counted"] or ZERO
-    top_up = max(floor_target - gross, ZERO)
+    top_up = money.floor_top_up(gross=gross, floor=totals["floor"] or ZERO)
     total = gross + top_up
     payable = money.settle_rounding(total=total, floor_target=floor_target, currency=project.currency)
     rounding = payable - total

@@ -8,7 +8,48 @@ from django.views.decorators.cache import never_cache
 
 from annotation.selectors import projects_visible_to
 
-from . import periods, selectors
+from . import charts, periods, selectors
+from .models import TimeCategory
+
+
+def _tasks(entries) -> list[dict]:
+    """A day's entries (newest first) as one row per task: the entries of one attempt or one
+    instruction reading together, every other entry (a top-up, a bonus) on its own row."""
+    groups: dict[tuple, dict] = {}
+    for e in entries:
+        key = ("attempt", e.attempt_id) if e.attempt_id else ("reading", e.reading_id) if e.reading_id else ("e", e.pk)
+        g = groups.setdefault(
+            key,
+            {"key": f"{key[0]}-{key[1]}", "attempt_id": e.attempt_id, "when": e.occurred_at, "category": "",
+             "kind": e.get_kind_display(), "active": 0, "wall": 0, "units": 0, "amount": 0, "seqs": []},
+        )  # fmt: skip
+        g["when"] = min(g["when"], e.occurred_at)
+        if e.time_category and not g["category"] and e.time_category != TimeCategory.BETWEEN_TASKS:
+            g["category"] = e.get_time_category_display()  # the newest says what became of the task
+        g["active"] += e.active_seconds
+        g["wall"] += e.wall_seconds
+        g["units"] += e.units
+        g["amount"] += e.amount
+        g["seqs"].append(e.seq)
+    return list(groups.values())
+
+
+def _day_chart(earnings, currency: str) -> str:
+    days = sorted(earnings.periods, key=lambda p: p.period)[-charts.EARNINGS_DAYS :]
+    return charts.earnings_by_day(
+        [
+            {
+                "period": p.period,
+                "hours": float(p.hours_worked),
+                "pay": float(p.earned),
+                "top_up": float(p.projected_top_up),
+                "floor": float(max(p.floor_amount, 0)),
+                "settled": p.is_settled,
+            }
+            for p in days
+        ],
+        currency=currency,
+    )
 
 
 @never_cache
@@ -57,6 +98,9 @@ def earnings_page(request, slug):
             "selected_period": period,
             "selected": selected,
             "entries": entries,
+            "tasks": _tasks(entries),
+            "period_is_day": periods.period_length().days == 1,
+            "day_chart": _day_chart(earnings, project.currency),
             "currency": project.currency,
         },
     )

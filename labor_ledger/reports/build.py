@@ -33,7 +33,15 @@ from annotation.models import Project
 from labor_ledger.pseudonyms import pseudonym_key, pseudonym_map
 from training.models import ModelVersion
 
-from .columns import ANNOTATOR_COLUMNS, GROUP_COLUMNS, MONEY_COLUMNS, MONEY_PLACES, SECONDS_PLACES, VERSION_COLUMNS
+from .columns import (
+    ANNOTATOR_COLUMNS,
+    GROUP_COLUMNS,
+    MONEY_COLUMNS,
+    MONEY_PLACES,
+    RATE_WEIGHT_PLACES,
+    SECONDS_PLACES,
+    VERSION_COLUMNS,
+)
 from .frames import as_decimal, column_totals, derive, group_rows, version_rows, versions_frame
 from .sql import LedgerHead, consistent_read, fetch_frame, grouped_sql, ledger_head
 
@@ -120,6 +128,7 @@ def _grouped_report(project: Project, *, by: str, version: int | None, pseudonym
     generated = timezone.now()
     as_decimal(raw, [c for c in raw.columns if c.endswith("_seconds")], SECONDS_PLACES)
     as_decimal(raw, [c for c in raw.columns if c in MONEY_COLUMNS], MONEY_PLACES)
+    as_decimal(raw, ["floor_rate_weight"], RATE_WEIGHT_PLACES)
     for c in ("labels", "examples", "entries", "periods_topped_up"):
         raw[c] = raw[c].astype("int64")
     derive(raw)

@@ -36,10 +36,12 @@ from .columns import MONEY_PLACES
 from .frames import version_rows, versions_frame
 from .sql import LedgerHead, consistent_read, ledger_head
 
-CARD_FORMAT_VERSION = 3
+CARD_FORMAT_VERSION = 4
 CACHE_SECONDS = 24 * 3600
 STACK_TOP_ANNOTATORS = 10
 UNUSED_CATEGORIES = ("rejected", "retracted")
+PROJECTED = "projected, period open"
+MACHINE_ROW = "machine-accepted labels"
 UNPAID_SHOWN = ("skipped", "expired", "rejected", "retracted", "instruction_reading", "between_tasks")
 CATEGORY_LABELS = dict(TimeCategory.choices)
 
@@ -135,7 +137,7 @@ def _money(value) -> str | None:
 
 
 def _num(value, places: int = 6):
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if value is None or pd.isna(value):
         return None
     return round(float(value), places)
 
@@ -239,7 +241,9 @@ def build_card(*, project: Project, version) -> dict:
     rows = version_rows(raw, meta)
     row = rows[rows["version"] == version.sequence].iloc[0]
     mine = raw[(raw["version_id"] == version.pk) & raw["annotator_id"].notna()]
-    contributors = mine[mine["labels"] > 0]
+    # People whose labels the version holds; machine-accepted labels (an admin accepted the
+    # model's prediction) carry no labor and get their own row, never a person's.
+    contributors = mine[mine["human_labels"] > 0]
     hours_on_card = {int(a): _hours(s) for a, s in zip(mine["annotator_id"], mine["active_seconds"], strict=True)}
     all_ids = sorted({int(a) for a in raw["annotator_id"].dropna().unique()})
     names, naming = _annotator_names(all_ids, hours_on_card)
@@ -265,10 +269,12 @@ def build_card(*, project: Project, version) -> dict:
         annotators.append(
             {
                 "annotator": names.get(int(a["annotator_id"]), "?"),
-                "labels": _int(a["labels"]),
+                "labels": _int(a["human_labels"]),
                 "active_hours": _hours(a["active_seconds"]),
                 "hours_worked": _hours(a["counted_seconds"]),
-                "wage_bill": _money(a["pay"]),
+                "wage_bill": _money(a["wage_bill"]),
+                "booked_pay": _money(a["pay"]),
+                "projected_top_up": _money(a["projected_top_up"]),
                 "effective_hourly_wage": _money(a["effective_hourly_wage"]),
                 "floor_hourly_rate": _money(a["floor_hourly_rate"]),
                 "below_floor_before_top_up": bool(
@@ -276,6 +282,8 @@ def build_card(*, project: Project, version) -> dict:
                 ),
             }
         )
+    machine_labels = _int(row["labels"]) - _int(row["human_labels"])
+    machine = {"annotator": MACHINE_ROW, "no_labor": True, "labels": machine_labels} if machine_labels else None
     history = [
         {
             "version": int(r["version"]),
@@ -283,7 +291,7 @@ def build_card(*, project: Project, version) -> dict:
             "embodied_hours": _hours(r["active_seconds"]),
             "recorded_hours": _hours(r["recorded_active_seconds"]),
             "labels": _int(r["labels"]),
-            "wage_bill": _money(r["pay"]),
+            "wage_bill": _money(r["wage_bill"]),
         }
         for r in rows.to_dict("records")  # one row per version
     ]
@@ -303,10 +311,10 @@ def build_card(*, project: Project, version) -> dict:
             "manifest_hash": version.manifest_hash,
             "examples": version.n_examples,
             "annotations": version.n_annotations,
-            "annotators": version.n_annotators,
+            "annotators": len(annotators),
             "labels_counted": _int(row["labels"]),
             "human_labels": _int(row["human_labels"]),
-            "machine_labels": _int(row["labels"]) - _int(row["human_labels"]),
+            "machine_labels": machine_labels,
             "accuracy": _num(row["accuracy"]),
             "macro_f1": _num(row["macro_f1"]),
             "eval_size": _int(row["eval_size"]) if pd.notna(row["eval_size"]) else None,
@@ -316,7 +324,7 @@ def build_card(*, project: Project, version) -> dict:
             "active_hours": _hours(row["active_seconds"]),
             "wall_hours": _hours(row["wall_seconds"]),
             "hours_worked": _hours(row["counted_seconds"]),
-            "annotators": int(len(contributors[contributors["human_labels"] > 0])),
+            "annotators": len(annotators),
             "recorded_active_hours": _hours(row["recorded_active_seconds"]),
             "recorded_wall_hours": _hours(row["recorded_wall_seconds"]),
             "unpaid": unpaid,
@@ -354,7 +362,10 @@ def build_card(*, project: Project, version) -> dict:
             "floor_top_up": _money(row["floor_top_up"]),
             "bonus": _money(row["bonus"]),
             "adjustment": _money(row["adjustment"]),
-            "wage_bill": _money(row["pay"]),
+            "wage_bill": _money(row["wage_bill"]),
+            "booked_pay": _money(row["pay"]),
+            "projected_top_up": _money(row["projected_top_up"]),
+            "projected_label": PROJECTED,
             "direct_pay": _money(row["direct_pay"]),
             "allocated_pay": _money(row["allocated_pay"]),
             "effective_hourly_wage": {
@@ -394,6 +405,7 @@ def build_card(*, project: Project, version) -> dict:
             "human_active_hours": _hours(row["active_seconds"]),
         },
         "annotators": annotators,
+        "machine_labels_row": machine,
         "history": history,
         "stack": _stack(raw, rows, names),
     }
@@ -404,7 +416,7 @@ def _stack(raw: pd.DataFrame, rows: pd.DataFrame, names: dict[int, str]) -> dict
     """Active hours per version per annotator: the top annotators by hours, the rest as one."""
     versions = [int(v) for v in rows["version"]]
     id_to_seq = dict(zip(rows["version_id"], rows["version"], strict=True))
-    frame = raw[raw["labels"] > 0][["version_id", "annotator_id", "active_seconds"]].copy()
+    frame = raw[raw["human_labels"] > 0][["version_id", "annotator_id", "active_seconds"]].copy()
     frame["hours"] = frame["active_seconds"].map(lambda s: float(s) / 3600)
     frame["version"] = frame["version_id"].map(id_to_seq)
     table = frame.pivot_table(index="annotator_id", columns="version", values="hours", aggfunc="sum", fill_value=0.0)

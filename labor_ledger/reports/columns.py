@@ -8,6 +8,8 @@ from labor_ledger.models import TimeCategory
 CATEGORIES = [c.value for c in TimeCategory]
 ALLOCATED_LINES = ("floor_top_up", "bonus", "adjustment")
 MONEY_PLACES = Decimal("0.000001")
+# rate x seconds: 6 + 3 places, kept whole so a floor rate divides back out exactly
+RATE_WEIGHT_PLACES = Decimal("0.000000001")
 HOURS_PLACES = Decimal("0.000001")
 SECONDS_PLACES = Decimal("0.001")
 
@@ -28,6 +30,10 @@ MONEY_COLUMNS = [
     "new_client_amount",
     "new_wage_bill",
     *(f"new_allocated_{line}" for line in ALLOCATED_LINES),
+    "projected_top_up",
+    "allocated_projected_top_up",
+    "new_allocated_projected_top_up",
+    "wage_bill",
 ]
 RATE_COLUMNS = ["effective_hourly_wage", "floor_hourly_rate", "wage_p10", "wage_median", "wage_p90", "client_share"]
 
@@ -53,6 +59,9 @@ SUMMED = [
     "client_amount",
     "entries",
     *(f"allocated_{line}" for line in ALLOCATED_LINES),
+    "projected_top_up",
+    "wage_bill",
+    "floor_rate_weight",
 ]
 
 ANNOTATOR_COLUMNS = [
@@ -74,6 +83,8 @@ ANNOTATOR_COLUMNS = [
     "pay",
     "direct_pay",
     "allocated_pay",
+    "projected_top_up",
+    "wage_bill",
     "pay_before_top_up",
     "floor_amount",
     "client_amount",
@@ -104,6 +115,8 @@ GROUP_COLUMNS = [
     "pay",
     "direct_pay",
     "allocated_pay",
+    "projected_top_up",
+    "wage_bill",
     "pay_before_top_up",
     "floor_amount",
     "client_amount",
@@ -133,6 +146,8 @@ TOTALED = [
     "pay",
     "direct_pay",
     "allocated_pay",
+    "projected_top_up",
+    "wage_bill",
     "floor_amount",
     "client_amount",
     "entries",
@@ -178,6 +193,9 @@ VERSION_SUMMED = [
     "pay_before_top_up",
     "floor_amount",
     "client_amount",
+    "projected_top_up",
+    "wage_bill",
+    "floor_rate_weight",
     "new_labels",
     "dropped_labels",
     "new_active_seconds",
@@ -212,6 +230,8 @@ VERSION_COLUMNS = [
     "pay",
     "direct_pay",
     "allocated_pay",
+    "projected_top_up",
+    "wage_bill",
     "pay_before_top_up",
     "floor_amount",
     "client_amount",

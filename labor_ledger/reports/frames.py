@@ -17,6 +17,7 @@ from .columns import (
     HOURS_PLACES,
     MONEY_COLUMNS,
     MONEY_PLACES,
+    RATE_WEIGHT_PLACES,
     SECONDS_PLACES,
     SUMMED,
     TOTALED,
@@ -67,12 +68,22 @@ def derive(frame: pd.DataFrame) -> None:
     for line in ALLOCATED_LINES:
         frame[line] = (frame[line] + frame[f"allocated_{line}"]).astype(object)
     frame["pay_before_top_up"] = (frame["pay"] - frame["floor_top_up"]).astype(object)
+    frame["projected_top_up"] = (frame["projected_top_up"] + frame["allocated_projected_top_up"]).astype(object)
     add_hours(frame, "active_seconds", "active_hours")
     add_hours(frame, "wall_seconds", "wall_hours")
     add_hours(frame, "counted_seconds", "hours_worked")
-    frame["effective_hourly_wage"] = ratio(frame["pay"], frame["counted_seconds"], scale=money.SECONDS_PER_HOUR)
-    frame["floor_hourly_rate"] = ratio(frame["floor_amount"], frame["counted_seconds"], scale=money.SECONDS_PER_HOUR)
-    frame["client_share"] = ratio(frame["pay"], frame["client_amount"])
+    rates(frame)
+
+
+def rates(frame: pd.DataFrame) -> None:
+    """The wage bill (pay booked, and top-ups projected for periods not settled yet) and the
+    rates derived from sums: the effective hourly wage (the wage bill per hour worked), the floor
+    rate (from the policies in force, exact: sum of counted seconds x rate over counted seconds)
+    and the share of the client's price that reached annotators."""
+    frame["wage_bill"] = (frame["pay"] + frame["projected_top_up"]).astype(object)
+    frame["effective_hourly_wage"] = ratio(frame["wage_bill"], frame["counted_seconds"], scale=money.SECONDS_PER_HOUR)
+    frame["floor_hourly_rate"] = ratio(frame["floor_rate_weight"], frame["counted_seconds"])
+    frame["client_share"] = ratio(frame["wage_bill"], frame["client_amount"])
 
 
 def wage_stats(per_annotator: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -136,14 +147,15 @@ def group_rows(raw: pd.DataFrame, *, keys: list[str]) -> pd.DataFrame:
     add_hours(summed, "active_seconds", "active_hours")
     add_hours(summed, "wall_seconds", "wall_hours")
     add_hours(summed, "counted_seconds", "hours_worked")
-    summed["effective_hourly_wage"] = ratio(summed["pay"], summed["counted_seconds"], scale=money.SECONDS_PER_HOUR)
-    summed["floor_hourly_rate"] = ratio(summed["floor_amount"], summed["counted_seconds"], scale=money.SECONDS_PER_HOUR)
-    summed["client_share"] = ratio(summed["pay"], summed["client_amount"])
+    rates(summed)
     stats = wage_stats(raw, keys)
     frame = summed.merge(stats, on=keys, how="left") if keys else pd.concat([summed, stats], axis=1)
     frame["annotators_worked"] = frame["annotators_worked"].fillna(0).astype("int64")
     frame["below_floor_before_top_up"] = frame["below_floor_before_top_up"].fillna(0).astype("int64")
     return frame
+
+
+INTEGER_META = ("version", "parent_version", "n_examples", "n_annotations", "n_annotators", "eval_size")
 
 
 # --- per model version --------------------------------------------------------------------------
@@ -166,14 +178,16 @@ def versions_frame(project: Project, *, upto: int | None = None) -> tuple[Ledger
         [c for c in raw.columns if c in MONEY_COLUMNS or c.startswith(("new_allocated", "allocated"))],
         MONEY_PLACES,
     )
+    as_decimal(raw, ["floor_rate_weight"], RATE_WEIGHT_PLACES)
     for c in ("labels", "human_labels", "examples", "new_labels", "dropped_labels"):
         raw[c] = raw[c].astype("int64")
+    raw["projected_top_up"] = Decimal(0).quantize(MONEY_PLACES)
     raw["floor_top_up"] = Decimal(0)
     raw["bonus"] = Decimal(0)
     raw["adjustment"] = Decimal(0)
     raw["unpaid_active_seconds"] = Decimal(0).quantize(SECONDS_PLACES)
     raw["unpaid_wall_seconds"] = Decimal(0).quantize(SECONDS_PLACES)
-    for c in ("floor_top_up", "bonus", "adjustment"):
+    for c in ("floor_top_up", "bonus", "adjustment", "projected_top_up"):
         raw[c] = raw[c].astype(object)
     derive(raw)
     raw["new_wage_bill"] = (
@@ -181,6 +195,7 @@ def versions_frame(project: Project, *, upto: int | None = None) -> tuple[Ledger
         + raw["new_allocated_floor_top_up"]
         + raw["new_allocated_bonus"]
         + raw["new_allocated_adjustment"]
+        + raw["new_allocated_projected_top_up"]
     ).astype(object)
     return head, raw, meta
 
@@ -203,6 +218,9 @@ def version_rows(raw: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
         frame[c] = frame[c].astype("int64")
     for c in ("annotators_worked", "below_floor_before_top_up"):
         frame[c] = frame[c].fillna(0).astype("int64")
+    # Counts that may be missing (no parent, no evaluation) as nullable integers, not floats.
+    for c in INTEGER_META:
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").round().astype("Int64")
     as_decimal(
         frame,
         [
@@ -217,11 +235,14 @@ def version_rows(raw: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
     add_hours(frame, "counted_seconds", "hours_worked")
     add_hours(frame, "new_active_seconds", "new_active_hours")
     add_hours(frame, "recorded_active_seconds", "recorded_active_hours")
-    frame["effective_hourly_wage"] = ratio(frame["pay"], frame["counted_seconds"], scale=money.SECONDS_PER_HOUR)
-    frame["floor_hourly_rate"] = ratio(frame["floor_amount"], frame["counted_seconds"], scale=money.SECONDS_PER_HOUR)
-    frame["client_share"] = ratio(frame["pay"], frame["client_amount"])
+    rates(frame)
     # Increment over the parent: accuracy change per new labor-hour and per new unit of currency.
-    parent_accuracy = frame["parent_version"].map(dict(zip(frame["version"], frame["accuracy"], strict=True)))
+    accuracies = dict(zip(frame["version"], frame["accuracy"], strict=True))
+    parent_accuracy = pd.Series(
+        [accuracies.get(int(p)) if pd.notna(p) else None for p in frame["parent_version"]],
+        index=frame.index,
+        dtype="float64",
+    )
     frame["parent_accuracy"] = parent_accuracy
     frame["accuracy_change"] = frame["accuracy"] - parent_accuracy
     new_hours = frame["new_active_seconds"].astype(float) / 3600

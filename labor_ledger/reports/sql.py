@@ -53,6 +53,33 @@ def _ledger_sums(alias: str = "e") -> str:
         COUNT(*) AS entries"""
 
 
+# Floor top-ups not written yet: per annotator and period without a settlement, what settlement
+# would top up if the period closed now (money.floor_top_up in SQL: the floor earned, never
+# below 0, less the period's pay, when positive). Read, never written; once the period is
+# settled its top-up entry replaces this figure.
+PROJECTED_CTE = """
+    projected AS (
+      SELECT q.annotator_id, q.period_start,
+             CASE WHEN q.target > q.gross THEN q.target - q.gross ELSE 0 END AS projected_top_up
+      FROM (
+        SELECT e.annotator_id, e.period_start, SUM(e.amount) AS gross,
+               CASE WHEN SUM(e.floor_amount) > 0 THEN SUM(e.floor_amount) ELSE 0 END AS target
+        FROM labor_ledger_ledgerentry e
+        WHERE e.project_id = %(project)s AND NOT EXISTS (
+          SELECT 1 FROM labor_ledger_settlement s
+          WHERE s.project_id = e.project_id AND s.annotator_id = e.annotator_id AND s.period = e.period_start)
+        GROUP BY e.annotator_id, e.period_start
+      ) q
+    ),
+    projected_by_annotator AS (
+      SELECT annotator_id, SUM(projected_top_up) AS projected_top_up FROM projected GROUP BY annotator_id
+    )"""
+
+# The floor rate of a group, from the policies its entries were priced under (exact), not
+# back-computed from entries' rounded floor amounts: sum(counted x rate) / sum(counted).
+FLOOR_RATE_WEIGHT = "SUM(e.counted_seconds * COALESCE(fp.floor_hourly_rate, 0))"
+FLOOR_POLICY_JOIN = "LEFT JOIN labor_ledger_paypolicy fp ON fp.id = e.policy_id"
+
 # Each annotator's money booked per period rather than per label, per second worked: what a
 # version's labels carry of it (see the module docstring).
 RATES_CTE = f"""
@@ -67,13 +94,14 @@ RATES_CTE = f"""
     )"""  # noqa: S608 - constants of this module; values are bound parameters
 
 
-def _allocated(counted: str, line: str) -> str:
-    return f"CASE WHEN rt.counted > 0 THEN ROUND({counted} * rt.{line} / rt.counted, 6) ELSE 0 END"
+def _allocated(counted: str, line: str, source: str = "rt") -> str:
+    return f"CASE WHEN rt.counted > 0 THEN ROUND({counted} * COALESCE({source}.{line}, 0) / rt.counted, 6) ELSE 0 END"
 
 
 def grouped_sql(*, by: str, scoped: bool) -> str:
     """Entries per (group, annotator); with a version, only those on the version's labels, plus
-    the allocated lines. One statement."""
+    the allocated lines. Projected top-ups of periods not settled yet: the annotator's (or the
+    annotator's in that period) without a version, allocated like top-ups with one. One statement."""
     group = {"annotator": "", "period": "e.period_start AS period, ", "project": ""}[by]
     group_by = {"annotator": "", "period": "e.period_start, ", "project": ""}[by]
     scope = (
@@ -82,24 +110,37 @@ def grouped_sql(*, by: str, scoped: bool) -> str:
         if scoped
         else ""
     )
-    labels = "COUNT(DISTINCT e.annotation_id) AS labels," if scoped else "0 AS labels,"
+    labels = "COUNT(DISTINCT e.annotation_id) AS labels,"
     if scoped:
         allocated = ", ".join(
             f"{_allocated('g.counted_seconds', line)} AS allocated_{line}" for line in ALLOCATED_LINES
         )
+        allocated += (
+            ", 0 AS projected_top_up, "
+            f"{_allocated('g.counted_seconds', 'projected_top_up', 'pj')} AS allocated_projected_top_up"
+        )
         rates, rates_join = f"{RATES_CTE},", "LEFT JOIN rates rt ON rt.annotator_id = g.annotator_id"
+        projected_join = "LEFT JOIN projected_by_annotator pj ON pj.annotator_id = g.annotator_id"
     else:
         allocated = ", ".join(f"0 AS allocated_{line}" for line in ALLOCATED_LINES)
+        allocated += ", COALESCE(pj.projected_top_up, 0) AS projected_top_up, 0 AS allocated_projected_top_up"
         rates, rates_join = "", ""
+        projected_join = (
+            "LEFT JOIN projected pj ON pj.annotator_id = g.annotator_id AND pj.period_start = g.period"
+            if by == "period"
+            else "LEFT JOIN projected_by_annotator pj ON pj.annotator_id = g.annotator_id"
+        )
     topped_up = (
         "(SELECT COUNT(*) FROM labor_ledger_settlement s WHERE s.project_id = %(project)s "
         "AND s.annotator_id = g.annotator_id AND s.top_up > 0) AS periods_topped_up"
     )
     return f"""
-    WITH {rates}
+    WITH {rates}{PROJECTED_CTE},
     grouped AS (
-      SELECT {group}e.annotator_id, {labels} {_ledger_sums()}
+      SELECT {group}e.annotator_id, {labels} {_ledger_sums()},
+             {FLOOR_RATE_WEIGHT} AS floor_rate_weight
       FROM labor_ledger_ledgerentry e
+      {FLOOR_POLICY_JOIN}
       WHERE e.project_id = %(project)s{scope}
       GROUP BY {group_by}e.annotator_id
     )
@@ -107,6 +148,7 @@ def grouped_sql(*, by: str, scoped: bool) -> str:
     FROM grouped g
     JOIN auth_user u ON u.id = g.annotator_id
     {rates_join}
+    {projected_join}
     """  # noqa: S608 - constants of this module; values are bound parameters
 
 
@@ -138,7 +180,7 @@ def _json_text(column: str, key: str) -> str:
 
 
 LABEL_MEASURES = ("active_seconds", "wall_seconds", "counted_seconds", "examples", "piece_pay", "hourly_pay", "pay",
-                  "floor_amount", "client_amount")  # fmt: skip
+                  "floor_amount", "client_amount", "floor_rate_weight")  # fmt: skip
 NEW_MEASURES = ("active_seconds", "wall_seconds", "counted_seconds", "pay", "client_amount")
 LABEL_SUMS = {
     "active_seconds": "SUM(e.active_seconds)",
@@ -150,6 +192,7 @@ LABEL_SUMS = {
     "pay": "SUM(e.amount)",
     "floor_amount": "SUM(e.floor_amount)",
     "client_amount": "SUM(e.client_amount)",
+    "floor_rate_weight": FLOOR_RATE_WEIGHT,
 }
 
 
@@ -205,6 +248,9 @@ def version_sql() -> str:
             f"{_allocated('COALESCE(lb.new_counted_seconds, 0)', line)} AS new_allocated_{line}"
             for line in ALLOCATED_LINES
         ),
+        f"{_allocated('COALESCE(em.counted_seconds, 0)', 'projected_top_up', 'pj')} AS allocated_projected_top_up",
+        f"{_allocated('COALESCE(lb.new_counted_seconds, 0)', 'projected_top_up', 'pj')}"
+        " AS new_allocated_projected_top_up",
     ]
     line = (
         f"CASE WHEN {_line(Kind.UNPAID_TIME)} THEN 'unpaid' WHEN {_line(Kind.FLOOR_TOP_UP)} THEN 'floor_top_up' "
@@ -239,6 +285,7 @@ def version_sql() -> str:
       SELECT d.version_id, d.annotator_id, d.sign, {signed}
       FROM labor_ledger_versionlabeldelta d
       JOIN labor_ledger_ledgerentry e ON e.annotation_id = d.annotation_id
+      {FLOOR_POLICY_JOIN}
       WHERE e.project_id = %(project)s AND d.version_id IN ({scoped_versions})
       GROUP BY d.version_id, d.annotator_id, d.sign
     ),
@@ -282,7 +329,7 @@ def version_sql() -> str:
              COALESCE(SUM(p.amount) FILTER (WHERE p.line = 'adjustment'), 0) AS adjustment
       FROM booked p
       GROUP BY p.annotator_id
-    ),
+    ),{PROJECTED_CTE},
     keys AS (
       SELECT version_id, annotator_id FROM embodied
       UNION SELECT version_id, annotator_id FROM delta_labels
@@ -295,6 +342,7 @@ def version_sql() -> str:
     LEFT JOIN delta_labor lb ON lb.version_id = k.version_id AND lb.annotator_id = k.annotator_id
     LEFT JOIN recorded rc ON rc.version_id = k.version_id AND k.annotator_id IS NULL
     LEFT JOIN rates rt ON rt.annotator_id = k.annotator_id
+    LEFT JOIN projected_by_annotator pj ON pj.annotator_id = k.annotator_id
     """  # noqa: S608 - constants of this module; values are bound parameters
 
 

@@ -92,7 +92,7 @@ def _jsonable(value):
         return bool(value)
     if isinstance(value, float) and math.isnan(value):
         return None
-    if value is pd.NaT:
+    if value is pd.NaT or value is pd.NA:
         return None
     return value
 

@@ -55,7 +55,7 @@ def test_an_auditor_reads_a_labor_card_downloads_its_reports_and_changes_nothing
     expect(card).to_have_attribute("data-version", "2")
     head = ChainHead.objects.get(project=project)
     expect(card).to_have_attribute("data-ledger-hash", head.last_hash)
-    expect(page.locator("#pay-wage-bill")).to_have_text("0.52")
+    expect(page.locator("#pay-wage-bill")).to_have_text("0.52 USD")
     expect(page.locator("#increment-new-labels")).to_have_text("2")
     expect(page.locator("#card-annotator-table tr.card-annotator")).to_have_count(3)
 

@@ -204,7 +204,7 @@ def test_the_page_shows_the_card_with_its_charts(scenario):
         assert "<svg" in html[start : start + 400]
     assert ' style="' not in html  # the page's CSP allows no inline style
     assert 'id="export-annotator-csv"' in html and 'id="export-versions-parquet"' in html
-    assert ">0.52<" in html  # the wage bill, 0.518 rounded to cents
+    assert ">0.52 USD<" in html  # the wage bill, 0.518 rounded to cents, with its currency
 
 
 def test_the_index_lists_the_versions(scenario):

@@ -13,7 +13,7 @@ from core.pagination import KeysFirstPagination
 from core.roles import ADMINS, LABELERS, READERS
 
 from . import selectors, services
-from .models import Annotation, Attempt, Example, Label, Membership, Project
+from .models import Annotation, Attempt, Example, Label, Membership, PriorityReason, Project
 from .permissions import project_for
 
 # --- serializers (output) ---
@@ -67,7 +67,7 @@ class ExampleOut(serializers.ModelSerializer):
 
 class ExampleListOut(serializers.ModelSerializer):
     """An example in a project's list. Admins and auditors also get its gold label, hand-out
-    count and priority and every extra column; annotators get none of them (`reader` False in
+    count, priority and the reason for it, and every extra column; annotators get none of them (`reader` False in
     the context), so the schema declares those fields optional rather than read-only."""
 
     meta = serializers.SerializerMethodField()
@@ -76,12 +76,13 @@ class ExampleListOut(serializers.ModelSerializer):
     )
     submitted_count = serializers.IntegerField(required=False)
     priority = serializers.FloatField(required=False)
+    priority_reason = serializers.ChoiceField(choices=PriorityReason.choices, required=False)
 
-    READERS_ONLY = ("gold_label", "submitted_count", "priority")
+    READERS_ONLY = ("gold_label", "submitted_count", "priority", "priority_reason")
 
     class Meta:
         model = Example
-        fields = ["id", "text", "meta", "gold_label", "submitted_count", "priority", "created_at"]
+        fields = ["id", "text", "meta", "gold_label", "submitted_count", "priority", "priority_reason", "created_at"]
 
     def get_fields(self):
         fields = super().get_fields()

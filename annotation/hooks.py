@@ -52,7 +52,17 @@ class LabelsChanged:
     project_id: int
 
 
+@dataclass(frozen=True)
+class ExamplesImported:
+    """An import committed new examples to a project (sent after commit)."""
+
+    project_id: int
+    batch_id: int
+    rows_imported: int
+
+
 attempt_closed: Hook[AttemptClosed] = Hook("attempt_closed")
 reading_closed: Hook[ReadingClosed] = Hook("reading_closed")
 annotation_status_changed: Hook[AnnotationStatusChanged] = Hook("annotation_status_changed")
 labels_changed: Hook[LabelsChanged] = Hook("labels_changed")
+examples_imported: Hook[ExamplesImported] = Hook("examples_imported")

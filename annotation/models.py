@@ -150,6 +150,18 @@ class ImportBatch(models.Model):
         return f"Import {self.pk} of {self.source_name} ({self.status})"
 
 
+class PriorityReason(models.TextChoices):
+    """Why an example holds its queue position (training.ml.sampling.REASONS)."""
+
+    NONE = "", "Not placed (file order)"
+    COLD_START = "cold_start", "Cold start: the most typical text of a cluster of the pool"
+    RANDOM = "random", "Cold start: a random text after the cluster picks"
+    UNCERTAINTY = "uncertainty", "The model is least certain of it"
+    DIVERSITY = "diversity", "Uncertain, and unlike the texts picked just before it"
+    QC = "qc", "Quality control: a random pick"
+    GOLD = "gold", "Quality control: a gold text"
+
+
 class Example(models.Model):
     # Indexed by (project, id) below: the example list's order, walked without the table.
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="examples", db_index=False)
@@ -167,8 +179,11 @@ class Example(models.Model):
     # Accepted human annotations so far; the queue stops offering an example at the
     # project's annotations_per_example. Maintained by annotation.services only.
     submitted_count = models.PositiveIntegerField(default=0)
-    # Higher is offered first. 0 for all until a model scores the pool (training app).
+    # Higher is offered first. Written by the training app: a diverse cold-start order before
+    # the first model (every class early, whatever the file's order), then the model's.
     priority = models.FloatField(default=0.0)
+    # Why the queue places it there (admins and auditors see it; annotators never do).
+    priority_reason = models.CharField(max_length=12, choices=PriorityReason.choices, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,13 +1,17 @@
 """Training benchmarks (make bench-training): results go to BENCHMARKS-training.md and
 bench-results/training.json, the label-efficiency curve to docs/training_label_efficiency.svg.
 
-    python bench/training_bench.py [throughput] [efficiency] [freshness] [--quick]
+    python bench/training_bench.py [throughput] [efficiency] [sorted] [freshness] [--quick] [--no-deep]
 
 - throughput: MiniLM embedding sentences/s on CPU, fp32 and bf16 autocast (and GPU when present).
 - efficiency: held-out accuracy against the number of labels on AG News (pool 6,000, fixed
   test set 1,600), margin/entropy (the product's queue order, QC share included) vs random,
   5 seeds; the frozen-MiniLM head and the from-scratch hashed model. Labels come from a
   simulated annotator who answers with the gold label. Embeddings are cached in var/bench/.
+- sorted: label efficiency from a file sorted by label (AG News and SST-2, 2,000-text pools): the
+  product's order (cold start, then margin + QC + diversity) against the queue before it (file
+  order until a first model) and random order, 3 seeds; accuracy and macro-F1 at 32-512 labels,
+  and the deep loop at 128 AG News labels. Written into its own section of the report.
 - freshness: on the real stack (PostgreSQL, Redis, a Celery worker subprocess): from the
   submission of a label to a new current version whose scores reorder the queue, with 1,000
   labels and a 6,000-text pool whose embeddings are cached.
@@ -252,6 +256,321 @@ def plot_curve(eff: dict) -> None:
     CURVE.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(CURVE, format=CURVE.suffix[1:], **({"metadata": {"Date": None}} if CURVE.suffix == ".svg" else {}))
     plt.close(fig)
+
+
+# --- label efficiency from a file sorted by label -----------------------------------------------
+
+SORTED_POOL = 2000
+SORTED_CHECKPOINTS = [32, 64, 128, 256, 512]
+SORTED_SEEDS = [0, 1, 2]
+SST2_CLASSES = ("negative", "positive")
+
+
+def _sorted_dataset(name: str):
+    """(pool texts, pool labels, test texts, test labels, classes): a 2,000-text pool sorted by
+    label (as a file exported grouped by class) and a fixed test set. AG News: pool from the
+    test split's 6,000-text pool, test = the fixed 1,600; SST-2: pool from the train split, test =
+    the dev split (872)."""
+    from training.ml.data import read_sst2
+
+    if name == "ag_news":
+        rows, y, pool, test = ag_split()
+        pool = pool[:SORTED_POOL]
+        texts, labels = [rows[i][1] for i in pool], y[pool]
+        test_texts, test_y, classes = [rows[i][1] for i in test], y[test], AG_NEWS_CLASSES
+    else:
+        train = read_sst2()
+        dev = read_sst2(datasets_dir() / "sst2_dev.tsv")
+        pick = np.random.default_rng(SPLIT_SEED).permutation(len(train))[:SORTED_POOL]
+        texts = [train[i][1] for i in pick]
+        labels = np.asarray([SST2_CLASSES.index(train[i][0]) for i in pick])
+        test_texts, classes = [t for _, t in dev], SST2_CLASSES
+        test_y = np.asarray([SST2_CLASSES.index(c) for c, _ in dev])
+    order = np.argsort(labels, kind="stable")  # the file, sorted by label
+    return [texts[i] for i in order], labels[order], test_texts, test_y, tuple(classes)
+
+
+def _embed_cached(name: str, texts: list[str]) -> np.ndarray:
+    """MiniLM embeddings of these texts, cached in var/bench/ (keyed by their hash)."""
+    import hashlib
+
+    from training.ml.encoder import ENCODER_KEY, load_encoder
+
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+    path = ROOT / "var" / "bench" / f"{name}_{ENCODER_KEY.replace('@', '_')}_{digest}.npy"
+    if path.exists():
+        return np.load(path)
+    started = time.perf_counter()
+    emb = load_encoder("cpu").embed(texts, batch_size=64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, emb)
+    print(f"  embedded {len(texts)} {name} texts in {time.perf_counter() - started:.0f} s", flush=True)
+    return emb
+
+
+def _macro_f1(pred: np.ndarray, y: np.ndarray, k: int) -> float:
+    f1 = []
+    for c in range(k):
+        tp = float(((pred == c) & (y == c)).sum())
+        denom = float((pred == c).sum() + (y == c).sum())
+        f1.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(f1))
+
+
+def _fit_head_k(x, y, classes, seed):
+    from training.ml.classifiers import Dataset, HeadClassifier, HyperParams
+
+    model = HeadClassifier(list(classes), HyperParams(seed=seed))
+    model.fit(Dataset(features=x, targets=np.eye(len(classes), dtype=np.float32)[y]))
+    return model
+
+
+def sorted_curve(emb, y, test_emb, test_y, classes, order: str, seed: int, checkpoints, min_labels: int = 4):
+    """Label a class-sorted pool with the gold answers, in one order, and score the fast loop
+    (frozen MiniLM + head, retrained after every batch) at each checkpoint.
+
+    - product: the queue's own order, with the worker's functions: before the first model the
+      cold start (training.ml.sampling.cold_start_order on the pool's embeddings, cluster_count
+      clusters); then after every batch (max(4, n/8) labels) a retrained head re-ranks the pool
+      with queue_order (margin, 10% QC share, the diversity share and near-duplicate skipping).
+    - before: the queue before this change: file order until a first model can train (min_labels
+      over two classes), then the same uncertainty loop, without diversity.
+    - random: labels in random order (the baseline).
+    Before a first model exists, a checkpoint scores as the majority answer of the labels so far.
+    """
+    from training.ml.sampling import (
+        DIVERSITY_SHARE,
+        cluster_count,
+        cold_start_order,
+        normalize_rows,
+        queue_order,
+        uncertainty,
+    )
+
+    rng = np.random.default_rng(seed)
+    k, n_pool = len(classes), len(y)
+    unit = normalize_rows(emb)
+    if order == "random":
+        sequence = list(rng.permutation(n_pool))
+    elif order == "product":
+        cold, _ = cold_start_order(unit, cluster_count(k, n_pool), rng)
+        sequence = list(cold)
+    else:
+        sequence = list(range(n_pool))
+    labeled: list[int] = []
+    curve, first_model_at, model = {}, None, None
+    target = max(checkpoints)
+    while len(labeled) < target:
+        n = len(labeled)
+        can_train = n >= min_labels and len(set(y[labeled])) >= 2
+        if order != "random" and can_train:
+            model = _fit_head_k(emb[labeled], y[labeled], classes, seed)
+            first_model_at = first_model_at or n
+        nxt = min([c for c in checkpoints if c > n] + [target])
+        batch = min(max(4, n // 8), nxt - n)
+        if order == "random" or model is None:  # no model yet (or random): the order given
+            taken = set(labeled)
+            picks = [i for i in sequence if i not in taken][:batch]
+        else:
+            rest = np.setdiff1d(np.arange(n_pool), labeled)
+            scores = uncertainty(model.predict_proba(emb[rest]), "margin")
+            diverse = order == "product"
+            prio, _ = queue_order(
+                scores,
+                qc_share=0.1,
+                rng=rng,
+                vectors=(lambda idx, rest=rest: unit[rest[idx]]) if diverse else None,
+                diversity_share=DIVERSITY_SHARE if diverse else 0.0,
+            )
+            picks = list(rest[np.argsort(-prio, kind="stable")[:batch]])
+        labeled += picks
+        if len(labeled) in checkpoints:
+            n = len(labeled)
+            if len(set(y[labeled])) >= 2:
+                final = _fit_head_k(emb[labeled], y[labeled], classes, seed)
+                pred = final.predict_proba(test_emb).argmax(1)
+            else:  # no model can train on one class: the majority answer
+                pred = np.full(len(test_y), y[labeled][0])
+            curve[n] = {
+                "accuracy": float((pred == test_y).mean()),
+                "macro_f1": _macro_f1(pred, test_y, k),
+                "classes_labeled": int(len(set(y[labeled]))),
+            }
+    per_class = 8 * k  # the target: every class once 8 labels per class exist
+    return {
+        "curve": curve,
+        "first_model_at": first_model_at,
+        "classes_in_first_8_per_class": int(len(set(y[sequence[:per_class]]))) if order == "product" else None,
+        "classes_at_first_model": int(len(set(y[labeled[: first_model_at or 0]]))) if first_model_at else None,
+        "labeled": [int(i) for i in labeled],
+    }
+
+
+def deep_point(texts, y, test_texts, test_y, classes, labeled, seed):
+    """The deep loop at one checkpoint: MiniLM fine-tuned with its head on the given labels
+    (chosen by the fast loop's product order), scored on the test set."""
+    from training.ml.classifiers import Dataset, HyperParams
+    from training.ml.finetune import FineTunedClassifier
+
+    started = time.perf_counter()
+    model = FineTunedClassifier(list(classes), HyperParams(seed=seed))
+    model.fit(
+        Dataset(texts=[texts[i] for i in labeled], targets=np.eye(len(classes), dtype=np.float32)[y[labeled]]),
+        None,
+        device="cpu",
+    )
+    pred = model.predict_proba(model.featurize(test_texts)).argmax(1)
+    return {
+        "accuracy": float((pred == test_y).mean()),
+        "macro_f1": _macro_f1(pred, test_y, len(classes)),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def bench_sorted(quick: bool, deep: bool = True) -> dict:
+    """Label efficiency from a file sorted by label (issue 12, item 8)."""
+    from training.ml.device import configure_threads
+
+    configure_threads(2)
+    checkpoints = SORTED_CHECKPOINTS if not quick else [32, 64, 128]
+    seeds = SORTED_SEEDS if not quick else [0]
+    out = {"pool": SORTED_POOL, "seeds": seeds, "checkpoints": checkpoints, "datasets": {}}
+    for name in ("ag_news", "sst2"):
+        texts, y, test_texts, test_y, classes = _sorted_dataset(name)
+        emb = _embed_cached(f"sorted_{name}_pool", texts)
+        test_emb = _embed_cached(f"sorted_{name}_test", test_texts)
+        ds = {"classes": list(classes), "test": len(test_y), "orders": {}}
+        for order in ("product", "before", "random"):
+            started = time.perf_counter()
+            runs = [sorted_curve(emb, y, test_emb, test_y, classes, order, s, checkpoints) for s in seeds]
+            ds["orders"][order] = {
+                "curve": {
+                    str(n): {
+                        m: {
+                            "mean": float(np.mean([r["curve"][n][m] for r in runs])),
+                            "std": float(np.std([r["curve"][n][m] for r in runs])),
+                        }
+                        for m in ("accuracy", "macro_f1")
+                    }
+                    | {"min_classes": min(r["curve"][n]["classes_labeled"] for r in runs)}
+                    for n in checkpoints
+                },
+                "first_model_at": [r["first_model_at"] for r in runs],
+                "classes_in_first_8_per_class": [r["classes_in_first_8_per_class"] for r in runs],
+                "seconds": time.perf_counter() - started,
+            }
+            if order == "product":
+                ds["product_labeled"] = [r["labeled"] for r in runs]
+            print(
+                f"  {name} {order}: "
+                + ", ".join(
+                    f"{n}: {ds['orders'][order]['curve'][str(n)]['accuracy']['mean']:.3f}/"
+                    f"{ds['orders'][order]['curve'][str(n)]['macro_f1']['mean']:.3f}"
+                    for n in checkpoints
+                )
+                + f"  ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+        if deep and name == "ag_news":
+            budget = 128
+            points = []
+            for s, labeled in zip(seeds, ds["product_labeled"], strict=True):
+                points.append(deep_point(texts, y, test_texts, test_y, classes, labeled[:budget], s))
+                print(f"  {name} deep at {budget}, seed {s}: {points[-1]}", flush=True)
+            ds["deep"] = {"labels": budget, "points": points}
+        ds.pop("product_labeled", None)
+        out["datasets"][name] = ds
+    return out
+
+
+def _sorted_section(so: dict, machine_line: str) -> list[str]:
+    lines = [
+        "<!-- sorted-file:start -->",
+        "## Label efficiency from a file sorted by label (issue 12, item 8)",
+        "",
+        f"Machine: {machine_line}. `python bench/training_bench.py sorted` (part of `make bench-training`).",
+        "",
+        f"A pool of {so['pool']:,} texts per data set, **sorted by label** (a file exported grouped by class; "
+        "AG News: 2,000 of the test split's 6,000-text bench pool, test = the fixed 1,600; SST-2: 2,000 of the "
+        "train split, test = the dev split, 872), labeled with the gold answers, "
+        f"{len(so['seeds'])} seeds (mean ± std). Fast loop: the frozen MiniLM with the head the worker trains, "
+        "retrained after every batch of max(4, n/8) labels. Orders:",
+        "",
+        "- **product**: the queue's order with the worker's own functions: the cold start "
+        "(`cold_start_order` on the pool's embeddings, 3 clusters per label) until a first model, then "
+        "margin sampling with the 10% QC share, the diversity share and near-duplicate skipping "
+        "(`queue_order`);",
+        "- **before**: the queue before this change: file order until a model can train (4 labels over "
+        "two classes), then margin with QC;",
+        "- **random**: labels in random order.",
+        "",
+        "Until two classes are labeled no model can train; such a checkpoint scores as always answering "
+        "the one class seen.",
+        "",
+    ]
+    for name, ds in so["datasets"].items():
+        title = {"ag_news": "AG News (4 classes)", "sst2": "SST-2 (2 classes)"}[name]
+        orders = ds["orders"]
+        lines += [
+            f"### {title}",
+            "",
+            "| labels | " + " | ".join(f"{o} accuracy | {o} macro-F1" for o in orders) + " |",
+            "| --- |" + " --- | --- |" * len(orders),
+        ]
+        for n in so["checkpoints"]:
+            cells = []
+            for o in orders.values():
+                c = o["curve"][str(n)]
+                cells.append(
+                    f"{c['accuracy']['mean']:.3f} ± {c['accuracy']['std']:.3f} | "
+                    f"{c['macro_f1']['mean']:.3f} ± {c['macro_f1']['std']:.3f}"
+                )
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        p, b = orders["product"], orders["before"]
+        lines += [
+            "",
+            f"Classes among the first {8 * len(ds['classes'])} labels (8 per class) in the product's order, per "
+            f"seed: {p['classes_in_first_8_per_class']} of {len(ds['classes'])}; the first model could train at "
+            f"{p['first_model_at']} labels. Before this change the first model could train only at "
+            + ", ".join(str(a) if a else f"never within {max(so['checkpoints'])}" for a in b["first_model_at"])
+            + " labels (the file's first class had to run out first).",
+            "",
+        ]
+        if ds.get("deep"):
+            pts = ds["deep"]["points"]
+            acc = [q["accuracy"] for q in pts]
+            f1 = [q["macro_f1"] for q in pts]
+            lines += [
+                f"Deep loop (MiniLM fine-tuned with its head, `FineTunedClassifier`, on the "
+                f"{ds['deep']['labels']} labels the product's order chose), one point per seed: accuracy "
+                f"{np.mean(acc):.3f} ± {np.std(acc):.3f}, macro-F1 {np.mean(f1):.3f} ± {np.std(f1):.3f} "
+                f"({np.mean([q['seconds'] for q in pts]):.0f} s each on this CPU). A whole deep curve "
+                "(a fine-tune after every batch) does not fit this 2-core machine's time: not measured.",
+                "",
+            ]
+    if not any(ds.get("deep") for ds in so["datasets"].values()):
+        lines += [
+            "Deep loop (MiniLM fine-tuned with its head): not measured in this run (`--no-deep`). On this "
+            "shared 2-core CPU one fine-tune at 128 labels plus re-embedding the 1,600 test texts takes "
+            "minutes (the embedding alone ran at about 8 texts/s under the machine's load), so a deep curve "
+            "over 3 seeds does not fit the bench's 20-minute budget; `python bench/training_bench.py sorted` "
+            "without `--no-deep` measures one deep point per seed at 128 AG News labels.",
+            "",
+        ]
+    return [*lines, "<!-- sorted-file:end -->", ""]
+
+
+def write_sorted_section(results: dict) -> None:
+    """Put the sorted-file section into BENCHMARKS-training.md in place (the other sections
+    stay as their last run wrote them)."""
+    section = "\n".join(_sorted_section(results["sorted"], results["machine"]))
+    text = REPORT.read_text() if REPORT.exists() else "# Training benchmarks\n\n"
+    start, end = "<!-- sorted-file:start -->", "<!-- sorted-file:end -->\n"
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    REPORT.write_text(text)
 
 
 # --- freshness on the real stack --------------------------------------------------------------
@@ -748,7 +1067,8 @@ def write_report(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("parts", nargs="*", default=["throughput", "efficiency", "freshness"])
+    parser.add_argument("parts", nargs="*", default=["throughput", "efficiency", "sorted", "freshness"])
+    parser.add_argument("--no-deep", action="store_true", help="sorted: skip the deep loop's points")
     parser.add_argument("--quick", action="store_true", help="fewer seeds and samples (a smoke run)")
     args = parser.parse_args()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -760,6 +1080,7 @@ def main() -> None:
         results[part] = {
             "throughput": bench_throughput,
             "efficiency": bench_efficiency,
+            "sorted": lambda quick: bench_sorted(quick, deep=not args.no_deep),
             "freshness": bench_freshness,
             "freshness_large": lambda quick: bench_freshness(quick, large=True),
         }[part](args.quick)
@@ -770,7 +1091,10 @@ def main() -> None:
                 | {"date": time.strftime("%Y-%m-%d %H:%M")}
             )
         RESULTS.write_text(json.dumps(results, indent=2, default=str))
-    write_report(results)
+    if set(args.parts) - {"sorted"}:
+        write_report(results)
+    if results.get("sorted"):
+        write_sorted_section(results)
     print(f"wrote {REPORT.relative_to(ROOT)}")
 
 

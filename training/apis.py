@@ -182,6 +182,8 @@ class PredictionOut(serializers.ModelSerializer):
     label = serializers.SerializerMethodField()
     version = serializers.IntegerField(source="version.sequence")
     priority = serializers.FloatField(source="example.priority")
+    # why the queue places it there (annotation.models.PriorityReason); readers only, like the rest
+    priority_reason = serializers.CharField(source="example.priority_reason")
     submitted_count = serializers.IntegerField(source="example.submitted_count")
     gold_label = serializers.IntegerField(source="example.gold_label_id", allow_null=True)
 
@@ -195,6 +197,7 @@ class PredictionOut(serializers.ModelSerializer):
             "margin",
             "entropy",
             "priority",
+            "priority_reason",
             "submitted_count",
             "gold_label",
             "version",

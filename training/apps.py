@@ -11,3 +11,4 @@ class TrainingConfig(AppConfig):
         from . import services
 
         annotation_hooks.labels_changed.connect(services.labels_changed_after_commit)
+        annotation_hooks.examples_imported.connect(services.examples_imported_after_commit)

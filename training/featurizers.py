@@ -26,6 +26,7 @@ from . import runs
 from .ml.classifiers import Dataset, HashedClassifier, HeadClassifier, HyperParams, TextClassifier
 from .ml.encoder import ENCODER_KEY
 from .ml.finetune import FineTunedClassifier
+from .ml.sampling import hashed_vectors, normalize_rows
 from .models import Loop, ModelKind, ProjectTrainingConfig, TrainingRun
 from .selectors import Snapshot
 from .worker_cache import worker_cache
@@ -56,6 +57,12 @@ class Featurizer:
     def score_pool(self, model, pool_ids: np.ndarray, encoder_key: str, timings: dict) -> tuple:
         """(scored example ids, probabilities [n, k]): the pool's examples this run can score."""
         raise NotImplementedError
+
+    def vectors(self, example_ids: np.ndarray, encoder_key: str) -> np.ndarray:
+        """L2-normalised feature rows of the given (scored) examples, for the queue's diversity:
+        their embeddings under `encoder_key` (the hashed kind overrides)."""
+        index, matrix = worker_cache.embeddings(self.project.pk, encoder_key)
+        return normalize_rows(matrix[[index[int(e)] for e in example_ids]])
 
     def _datasets(self, snap: Snapshot, make) -> tuple:
         """`make(example_ids)` -> the keyword arguments of a Dataset (features or texts)."""
@@ -89,7 +96,12 @@ class HashedFeaturizer(Featurizer):
         return self._datasets(snap, lambda ids: {"features": self.pool_features.take([row_of[e] for e in ids])})
 
     def score_pool(self, model, pool_ids, encoder_key, timings):
+        self.row_of = {int(e): i for i, e in enumerate(pool_ids)}
         return pool_ids, model.predict_proba(self.pool_features)
+
+    def vectors(self, example_ids, encoder_key):
+        rows = self.pool_features.take([self.row_of[int(e)] for e in example_ids])
+        return hashed_vectors(rows.ids, rows.offsets)
 
 
 class EmbeddingFeaturizer(Featurizer):

@@ -28,7 +28,7 @@ from .ml import store
 from .ml.classifiers import HyperParams
 from .ml.device import resolve_device
 from .ml.metrics import classification_report
-from .ml.sampling import queue_priorities, uncertainty
+from .ml.sampling import DIVERSITY_SHARE, queue_order, uncertainty
 from .models import ExampleEmbedding, ModelVersion, TrainingRun
 from .runs import TrainingRefused
 from .worker_cache import worker_cache
@@ -99,6 +99,7 @@ class Scored:
     margins: np.ndarray
     entropies: np.ndarray
     priorities: np.ndarray
+    reasons: np.ndarray
 
 
 def _train(run: TrainingRun) -> int | None:
@@ -134,7 +135,10 @@ def _train(run: TrainingRun) -> int | None:
     # 5. score the pool
     started = time.perf_counter()
     runs.run_progress(run=run, stage="scoring")
-    scored = _score(run, config, snap, pool, *featurizer.score_pool(model, pool["ids"], encoder_key, timings))
+    scored_ids, probs = featurizer.score_pool(model, pool["ids"], encoder_key, timings)
+    scored = _score(
+        run, config, snap, pool, scored_ids, probs, vectors=lambda ids: featurizer.vectors(ids, encoder_key)
+    )
     timings["scoring"] += time.perf_counter() - started
     metrics.update(_run_metrics(snap, config, fit.history, scored, pool))
 
@@ -197,13 +201,26 @@ def _save_weights(run: TrainingRun, model, kind: str) -> tuple[str, str]:
     return relative, sha
 
 
-def _score(run, config, snap, pool: dict, scored_ids: np.ndarray, probs: np.ndarray) -> Scored:
+def _score(run, config, snap, pool: dict, scored_ids: np.ndarray, probs: np.ndarray, vectors=None) -> Scored:
+    """Uncertainty, queue priorities and reasons of the scored examples; `vectors` (example ids
+    -> feature rows) keeps the head of the queue diverse."""
     margins = uncertainty(probs, "margin")
     entropies = uncertainty(probs, "entropy")
     claimable = pool["claimable"][np.isin(pool["ids"], scored_ids)]
     eval_gold = set(snap.eval_example_ids) if snap.eval_source == "gold" else set()
-    priorities = _priorities(config, run, probs, scored_ids, claimable, margins, entropies, eval_gold=eval_gold)
-    return Scored(ids=scored_ids, probs=probs, margins=margins, entropies=entropies, priorities=priorities)
+    sub = np.flatnonzero(claimable)
+    head_vectors = None
+    if vectors is not None and config.sampling != "random":
+
+        def head_vectors(idx):
+            return vectors(scored_ids[sub[idx]])
+
+    priorities, reasons = _priorities(
+        config, run, probs, scored_ids, claimable, margins, entropies, eval_gold=eval_gold, vectors=head_vectors
+    )
+    return Scored(
+        ids=scored_ids, probs=probs, margins=margins, entropies=entropies, priorities=priorities, reasons=reasons
+    )
 
 
 def _write(run: TrainingRun, version: ModelVersion, scored: Scored) -> None:
@@ -212,7 +229,11 @@ def _write(run: TrainingRun, version: ModelVersion, scored: Scored) -> None:
     FULL_WRITE_MAX_AGE apart). Short transactions, skipped if a newer version is current."""
     write_started = time.perf_counter()
     reordered = runs.priorities_write(
-        version=version, example_ids=scored.ids, priorities=scored.priorities, head=runs.QUEUE_HEAD
+        version=version,
+        example_ids=scored.ids,
+        priorities=scored.priorities,
+        head=runs.QUEUE_HEAD,
+        reasons=scored.reasons,
     )
     queue_updated_at = timezone.now()
     progress = {**run.progress, "queue_head_seconds": round(time.perf_counter() - write_started, 4)}
@@ -222,7 +243,9 @@ def _write(run: TrainingRun, version: ModelVersion, scored: Scored) -> None:
             progress["freshness_seconds"] = (queue_updated_at - run.first_event_at).total_seconds()
     full = reordered and _full_write_due(version.project_id)
     if full:
-        full = runs.priorities_write(version=version, example_ids=scored.ids, priorities=scored.priorities)
+        full = runs.priorities_write(
+            version=version, example_ids=scored.ids, priorities=scored.priorities, reasons=scored.reasons
+        )
         full = full and runs.predictions_write(
             version=version,
             example_ids=scored.ids,
@@ -245,22 +268,33 @@ def _full_write_due(project_id: int) -> bool:
     return not waiting or last is None or time.monotonic() - last > FULL_WRITE_MAX_AGE
 
 
-def _priorities(config, run, probs, scored_ids, claimable, margins, entropies, eval_gold: set[int]) -> np.ndarray:
-    """Queue priorities of the scored examples: uncertainty ranking of the claimable ones, with
-    a qc_share of positions for random picks and held-out gold items (quality control)."""
+def _priorities(
+    config, run, probs, scored_ids, claimable, margins, entropies, eval_gold: set[int], vectors=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Queue priorities and reasons of the scored examples: uncertainty ranking of the claimable
+    ones, with a qc_share of positions for random picks and held-out gold items (quality
+    control), and with `vectors` (claimable index -> feature rows) a diverse head."""
     rng = np.random.default_rng([config.seed, run.pk])
     scores = {"margin": margins, "entropy": entropies}.get(config.sampling)
     if scores is None:
         scores = uncertainty(probs, "random", rng)
     prio = np.zeros(len(scored_ids), dtype=np.float64)
+    reasons = np.full(len(scored_ids), "", dtype=object)
     is_gold = np.isin(scored_ids, np.fromiter(eval_gold, dtype=np.int64, count=len(eval_gold)))
     sub = np.flatnonzero(claimable)
     if not len(sub):
-        return prio
+        return prio, reasons
     sub_scores = np.where(is_gold[sub], -np.inf, scores[sub])
     qc = np.flatnonzero(is_gold[sub])
-    prio[sub] = queue_priorities(sub_scores, qc_share=config.qc_share, rng=rng, qc_candidates=qc if len(qc) else None)
-    return prio
+    prio[sub], reasons[sub] = queue_order(
+        sub_scores,
+        qc_share=config.qc_share,
+        rng=rng,
+        qc_candidates=qc if len(qc) else None,
+        vectors=vectors,
+        diversity_share=DIVERSITY_SHARE if vectors is not None else 0.0,
+    )
+    return prio, reasons
 
 
 # --- background embedding and explanations ------------------------------------------------

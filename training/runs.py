@@ -289,23 +289,50 @@ def queue_positions(*, version: ModelVersion, priorities: np.ndarray) -> np.ndar
 
 
 def priorities_write(
-    *, version: ModelVersion, example_ids: Sequence[int], priorities: np.ndarray, head: int | None = None
+    *,
+    version: ModelVersion,
+    example_ids: Sequence[int],
+    priorities: np.ndarray,
+    head: int | None = None,
+    reasons: Sequence[str] | None = None,
 ) -> bool:
     """Set Example.priority (the queue order) from `queue_positions`. With `head`, only the
     `head` best positions, in one short transaction: thanks to the lift they already lead the
     queue, so annotators get the new order at once while the rest of the pool may follow
-    later. Without it, every row, in chunks (rows already right are skipped). False if a newer
-    version took over (it writes its own)."""
+    later. Without it, every row, in chunks (rows already right are skipped). `reasons`: each
+    position's reason code (Example.priority_reason). False if a newer version took over (it
+    writes its own)."""
     ids = np.asarray(example_ids, dtype=np.int64)
     prio = queue_positions(version=version, priorities=priorities)
+    why = np.asarray(reasons if reasons is not None else [""] * len(ids), dtype=object)
+    why = np.where(prio > 0, why, "")
     if head is not None:
         top = np.argsort(-prio, kind="stable")[:head]
         top = top[prio[top] > 0]
-        ids, prio = ids[top], prio[top]
+        ids, prio, why = ids[top], prio[top], why[top]
     order = np.argsort(ids)  # rows are locked in id order
-    ids, prio = ids[order], prio[order]
+    ids, prio, why = ids[order], prio[order], why[order]
     chunk = max(len(ids), 1) if head is not None else PRIORITY_CHUNK
-    return _write_chunks(version, len(ids), chunk, lambda sl: _update_priorities(ids[sl], prio[sl]))
+    return _write_chunks(version, len(ids), chunk, lambda sl: _update_priorities(ids[sl], prio[sl], why[sl]))
+
+
+def cold_start_write(*, project_id: int, example_ids: Sequence[int], priorities: np.ndarray, reasons) -> bool:
+    """The cold start's queue order (priorities in (0, 1]: below every position a version
+    writes), in short transactions, each only while the project has no current version: a
+    model's order always wins. False if a version became current meanwhile."""
+    order = np.argsort(np.asarray(example_ids, dtype=np.int64))
+    ids = np.asarray(example_ids, dtype=np.int64)[order]
+    prio = np.asarray(priorities, dtype=np.float64)[order]
+    why = np.asarray(reasons, dtype=object)[order]
+    for start in range(0, len(ids), PRIORITY_CHUNK):
+        sl = slice(start, start + PRIORITY_CHUNK)
+        with transaction.atomic():
+            _no_fsync_wait()
+            config = ProjectTrainingConfig.objects.select_for_update().filter(project_id=project_id).first()
+            if config is None or config.current_version_id is not None:
+                return False
+            _update_priorities(ids[sl], prio[sl], why[sl])
+    return True
 
 
 def predictions_write(
@@ -384,20 +411,26 @@ def _upsert_predictions(version, ids, label_ids, conf, margins, entropies, now) 
     )
 
 
-def _update_priorities(ids: np.ndarray, priorities: np.ndarray) -> None:
+def _update_priorities(ids: np.ndarray, priorities: np.ndarray, reasons: np.ndarray) -> None:
+    reasons = [str(r) for r in reasons]
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             cur.execute(
                 f"""
-                UPDATE {Example._meta.db_table} AS e SET priority = v.priority
-                FROM unnest(%s::bigint[], %s::float8[]) AS v(id, priority)
-                WHERE e.id = v.id AND e.priority IS DISTINCT FROM v.priority
+                UPDATE {Example._meta.db_table} AS e SET priority = v.priority, priority_reason = v.reason
+                FROM unnest(%s::bigint[], %s::float8[], %s::varchar[]) AS v(id, priority, reason)
+                WHERE e.id = v.id
+                    AND (e.priority IS DISTINCT FROM v.priority OR e.priority_reason IS DISTINCT FROM v.reason)
                 """,  # noqa: S608
-                [ids.tolist(), priorities.astype(float).tolist()],
+                [ids.tolist(), priorities.astype(float).tolist(), reasons],
             )
         return
     Example.objects.bulk_update(
-        [Example(pk=int(i), priority=float(p)) for i, p in zip(ids, priorities, strict=True)], ["priority"]
+        [
+            Example(pk=int(i), priority=float(p), priority_reason=r)
+            for i, p, r in zip(ids, priorities, reasons, strict=True)
+        ],
+        ["priority", "priority_reason"],
     )
 
 

@@ -163,11 +163,21 @@ def training_run_request(*, project: Project, requested_by, loop: str = Loop.FAS
     return run
 
 
+def examples_imported_after_commit(event: annotation_hooks.ExamplesImported) -> None:
+    """annotation's `examples_imported` hook: act once the imported rows are committed."""
+    transaction.on_commit(lambda: examples_imported(project_id=event.project_id))
+
+
 def examples_imported(*, project_id: int) -> None:
-    """Hook for the import pipeline: start embedding new examples in the background."""
+    """New examples, committed: start embedding them in the background, and, while the project
+    has no model, order the pool for its cold start (a diverse sample first, never the file's
+    order: training/coldstart.py, on the default queue)."""
     project = Project.objects.filter(pk=project_id).first()
-    if project is not None:
-        embeddings_schedule(project=project)
+    if project is None:
+        return
+    embeddings_schedule(project=project)
+    if config_get(project_id=project_id).current_version_id is None:
+        tasks.enqueue_cold_start(project_id)
 
 
 # --- machine labels ---------------------------------------------------------------------

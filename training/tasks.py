@@ -2,8 +2,8 @@
 
 A task is a thin doorbell that calls training.pipeline; the functions above the tasks send
 messages (a run's, embedding chunks') and re-send lost ones. Routed to the `training` queue
-(config/settings: CELERY_TASK_ROUTES), except the on-demand explanation and the sweeper, which
-go to `default`. Imported by the web process when it enqueues: nothing heavy is imported at
+(config/settings: CELERY_TASK_ROUTES), except the on-demand explanation, the sweeper and the
+cold start's order, which go to `default`. Imported by the web process when it enqueues: nothing heavy is imported at
 module level (the pipeline imports torch inside functions only).
 """
 
@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from annotation.models import Example, Project
 
-from . import pipeline, runs, selectors
+from . import coldstart, pipeline, runs, selectors
 from .ml.encoder import ENCODER_KEY
 from .models import ExampleEmbedding, Loop, ModelKind, ModelVersion, TrainingRun
 
@@ -100,6 +100,15 @@ def embeddings_schedule(*, project: Project, encoder_key: str | None = None) -> 
     return len(chunks)
 
 
+def enqueue_cold_start(project_id: int) -> None:
+    """Ring the doorbell (after commit) for the cold start's order of a project's pool. A lost
+    message costs only the order: the next import or finished embedding sends another."""
+    try:
+        cold_start.delay(project_id)
+    except Exception:
+        logger.exception("Could not enqueue the cold start of project %s", project_id)
+
+
 def _embed_rest_of_pool(version_id: int) -> None:
     """A MiniLM run scores the examples already embedded; the rest are embedded in the
     background, and the last chunk queues a run that scores them."""
@@ -115,6 +124,8 @@ def _queue_run_when_pool_embedded(project_id: int, encoder_key: str) -> None:
     progress = selectors.embedding_progress(project=Project(pk=project_id), encoder_key=encoder_key)
     if not (progress["done"] and config.enabled):
         return
+    if config.current_version_id is None:  # order the cold start on the embeddings now
+        transaction.on_commit(lambda: enqueue_cold_start(project_id))
     if config.current_version_id is None and not selectors.enough_labels(
         project_id=project_id, min_labels=config.min_labels
     ):
@@ -156,6 +167,12 @@ def embed_chunk(self, project_id: int, encoder_key: str, example_ids: list[int])
     if embedded:
         _queue_run_when_pool_embedded(project_id, encoder_key)
     return embedded
+
+
+@shared_task(name="training.tasks.cold_start", ignore_result=True)
+def cold_start(project_id: int) -> dict | None:
+    """Order a project's pool for its cold start (a diverse sample first), before any model."""
+    return coldstart.cold_start(project_id=project_id)
 
 
 @shared_task(bind=True, acks_late=True, name="training.tasks.explain_prediction")

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from annotation import hooks
 from annotation.models import ImportBatch, Project
 from core.errors import TallyError
 
@@ -98,6 +99,10 @@ def import_run(
         return batch
     run.publish(ImportBatch.Status.SUCCEEDED)
     _discard_upload(batch)
+    if batch.rows_imported:  # committed: training orders the new pool (its cold start)
+        hooks.examples_imported.send(
+            hooks.ExamplesImported(project_id=batch.project_id, batch_id=batch.pk, rows_imported=batch.rows_imported)
+        )
     return batch
 
 

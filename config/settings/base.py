@@ -215,6 +215,8 @@ TALLY_MODEL_STORE = Path(env("TALLY_MODEL_STORE", default=str(BASE_DIR / "var" /
 TALLY_EMBED_CHUNK_SIZE = env.int("TALLY_EMBED_CHUNK_SIZE", default=256)
 # Explanations are interactive: they must not wait behind a long training run.
 CELERY_TASK_ROUTES = {"training.tasks.explain_prediction": {"queue": "default"}, **CELERY_TASK_ROUTES}
+# The cold start's order (training/coldstart.py) is seconds of numpy: never behind a run.
+CELERY_TASK_ROUTES = {"training.tasks.cold_start": {"queue": "default"}, **CELERY_TASK_ROUTES}
 
 # --- Security (tests/security, docs/security-operations.md) ---
 # Failed logins per username and client address before that pair is locked out for the

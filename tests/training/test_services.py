@@ -202,11 +202,14 @@ def test_scores_reorder_the_queue_most_uncertain_first(toy_project, labeler, toy
     assert len(preds) == 40 and {p.version_id for p in preds.values()} == {version.pk}
     offered = list(candidate_examples(project=toy_project, annotator=admin_user, now=timezone.now())[:9])
     margins = [preds[e.pk].margin for e in offered]
-    # the first nine positions (before the first QC slot) follow the margin, smallest first
+    # the first nine positions (before the first QC slot) follow the margin, smallest first, but
+    # for the diversity slot (position 4: the least similar of the next uncertain ones)
     claimable_margins = sorted(
         p.margin for p in preds.values() if Example.objects.get(pk=p.example_id).submitted_count == 0
     )
-    assert margins == claimable_margins[:9]
+    assert [e.priority_reason for e in offered] == ["uncertainty"] * 4 + ["diversity"] + ["uncertainty"] * 4
+    uncertain = [m for e, m in zip(offered, margins, strict=True) if e.priority_reason == "uncertainty"]
+    assert uncertain == sorted(uncertain) and set(uncertain) <= set(claimable_margins[:9])
     assert all(e.priority > 0 for e in offered)
 
 

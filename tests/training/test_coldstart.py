@@ -12,12 +12,11 @@ from django.urls import reverse
 from annotation.models import Example, Label, Membership, PriorityReason
 from tests.annotation.import_helpers import run_import
 from tests.factories import UserFactory, add_examples, add_member, make_project
+from tests.support.annotators import label_next
 from training import coldstart, pipeline, runs, services, tasks
 from training.ml.encoder import ENCODER_KEY
 from training.ml.sampling import REASONS, cold_start_order, normalize_rows, queue_order
 from training.models import ModelVersion, TrainingRun
-
-from .conftest import label_next
 
 VOCABULARY = {
     "sports": "goal match striker league coach season tournament referee penalty stadium champion keeper".split(),

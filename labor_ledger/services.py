@@ -29,6 +29,7 @@ from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 from . import money, selectors
 from .books import Books, open_books
+from .durations import fmt_duration as _fmt_duration
 from .models import (
     Balance,
     LedgerEntry,
@@ -449,13 +450,6 @@ def ledger_verification_record(*, project: Project, actor, now: datetime | None 
 
 MAX_CLAIM_SECONDS = Decimal(24 * 3600)
 MAX_NOTE_LENGTH = 2000
-
-
-def _fmt_duration(seconds: Decimal) -> str:
-    total = int(Decimal(seconds).to_integral_value())
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _day_bounds(day) -> tuple[datetime, datetime]:

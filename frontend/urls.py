@@ -7,4 +7,5 @@ app_name = "frontend"
 urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<slug:slug>/label/", views.label, name="label"),
+    path("projects/<slug:slug>/label/status.json", views.label_status, name="label-status"),
 ]

@@ -1,18 +1,27 @@
 """Server-rendered pages. Reads go through annotation.selectors / annotation.permissions, so a
 page shows exactly what the API would let the same user see."""
 
+from decimal import ROUND_HALF_UP
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
+from django.http import JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 
 from annotation.models import Annotation, Example, Membership
 from annotation.permissions import project_for
 from annotation.selectors import projects_visible_to
 from core.roles import READERS
+from labor_ledger import money
+from labor_ledger import selectors as ledger_selectors
+from labor_ledger.durations import fmt_duration
+from training import selectors as training_selectors
+from training.models import TrainingRun
 
 from .console.selectors import Progress, progress_of
 
@@ -75,6 +84,8 @@ def label(request, slug):
         "skipUrl": _attempt_url("attempt-skip"),
         "instructionsHeartbeatUrl": reverse("labor_ledger:instructions-heartbeat", args=[project.slug]),
         "instructionsCloseUrl": reverse("labor_ledger:instructions-close", args=[project.slug]),
+        "statusUrl": reverse("frontend:label-status", args=[project.slug]),
+        "statusMs": STATUS_POLL_MS,
         "labeled": labeled,
         "left": left,
     }
@@ -88,4 +99,49 @@ def label(request, slug):
             "multi": project.label_mode == project.LabelMode.MULTI,
             "config": config,
         },
+    )
+
+
+# How often the labeling page asks for its running tally and the training status (it also asks
+# after every saved answer).
+STATUS_POLL_MS = 30_000
+
+
+@never_cache
+@login_required
+def label_status(request, slug):
+    """The labeling page's small JSON: the requester's own figures for today (the current
+    ledger period: booked active time plus what is credited on their open texts and readings,
+    texts, pay before any top-up) and a compact training status (the current model version and
+    whether a run is queued or running). Nothing about anyone else, and no metric: accuracy
+    on gold would reveal gold."""
+    try:
+        project = project_for(user=request.user, slug=slug, roles=LABELER_ROLES, write=True)
+    except DRFPermissionDenied as exc:
+        raise PermissionDenied(str(exc.detail)) from exc
+    today = ledger_selectors.today_for(project=project, annotator=request.user)
+    version = training_selectors.current_version(project=project)
+    run = (
+        training_selectors.runs_for(project=project)
+        .filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING])
+        .order_by("id")
+        .first()
+    )
+    earned = today.earned.quantize(money.minor_unit(today.currency), rounding=ROUND_HALF_UP)
+    return JsonResponse(
+        {
+            "today": {
+                "period": today.period.isoformat(),
+                "seconds": float(today.seconds),
+                "time": fmt_duration(today.seconds),
+                "texts": today.examples,
+                "earned": str(earned),
+                "currency": today.currency,
+            },
+            "training": {
+                "version": version.sequence if version else None,
+                "run": run.status if run else None,
+                "stage": run.stage if run and run.status == TrainingRun.Status.RUNNING else "",
+            },
+        }
     )

@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP
 from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
 from django.utils.cache import add_never_cache_headers
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
@@ -22,7 +22,16 @@ from annotation.permissions import project_for
 from core.roles import ADMINS, READERS
 
 from . import periods, selectors, services
-from .models import Balance, Clock, LedgerEntry, PayPolicy, Settlement, TimeCategory
+from .models import (
+    Balance,
+    Clock,
+    LedgerEntry,
+    PayPolicy,
+    Settlement,
+    TimeCategory,
+    TimeDispute,
+    TimeDisputeDecision,
+)
 
 WORKERS = {Membership.Role.ANNOTATOR, Membership.Role.ADMIN}
 
@@ -481,3 +490,123 @@ class InstructionsCloseApi(NoStoreMixin, APIView):
         project = project_for(user=request.user, slug=slug, roles=WORKERS)
         annotation_services.instructions_close(project=project, annotator=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- time disputes (issue 14, item 6) ---
+
+
+class DisputeDecisionOut(serializers.ModelSerializer):
+    decided_by = serializers.CharField(source="decided_by.username")
+    entry_seq = serializers.IntegerField(source="entry.seq", default=None, allow_null=True)
+
+    class Meta:
+        model = TimeDisputeDecision
+        fields = ["outcome", "decided_by", "reason", "granted_seconds", "entry", "entry_seq", "created_at"]
+
+
+class TimeDisputeOut(serializers.ModelSerializer):
+    annotator = serializers.CharField(source="annotator.username")
+    status = serializers.SerializerMethodField()
+    decision = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TimeDispute
+        fields = [
+            "id",
+            "annotator",
+            "subject",
+            "attempt",
+            "day",
+            "recorded_seconds",
+            "claimed_seconds",
+            "note",
+            "created_at",
+            "status",
+            "decision",
+        ]
+
+    def get_status(self, dispute) -> str:
+        return selectors.dispute_status(dispute)
+
+    @extend_schema_field(DisputeDecisionOut(allow_null=True))
+    def get_decision(self, dispute):
+        decision = getattr(dispute, "decision", None) if selectors.dispute_status(dispute) != "open" else None
+        return DisputeDecisionOut(decision).data if decision is not None else None
+
+
+class TimeDisputeListApi(NoStoreMixin, APIView):
+    class DisputeIn(serializers.Serializer):
+        attempt = serializers.IntegerField(required=False, help_text="one of your closed attempts here")
+        day = serializers.DateField(required=False, help_text="or a UTC day, YYYY-MM-DD")
+        claimed_seconds = serializers.DecimalField(
+            max_digits=12, decimal_places=3, help_text="the active time you claim, in seconds"
+        )
+        note = serializers.CharField(max_length=2000, help_text="what happened")
+
+    @extend_schema(
+        parameters=[OpenApiParameter("status", str, enum=["open", "accepted", "rejected"])],
+        responses=TimeDisputeOut(many=True),
+        description="Time disputes: your own (annotators); the project's (admins and auditors).",
+    )
+    def get(self, request, slug):
+        project = project_for(user=request.user, slug=slug)
+        wanted = request.query_params.get("status") or None
+        if wanted not in (None, "open", "accepted", "rejected"):
+            raise serializers.ValidationError({"status": "Use open, accepted or rejected."})
+        disputes = selectors.disputes_visible_to(user=request.user, project=project, status=wanted)[:500]
+        return Response(TimeDisputeOut(disputes, many=True).data)
+
+    @extend_schema(
+        request=DisputeIn,
+        responses={201: TimeDisputeOut},
+        description="Contest the active time recorded for one of your attempts, or for one day, "
+        "with the duration you claim and a note. An admin accepts or rejects it.",
+    )
+    def post(self, request, slug):
+        project = project_for(user=request.user, slug=slug, roles=WORKERS, write=True)
+        data = self.DisputeIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        dispute = services.time_dispute_create(
+            project=project,
+            annotator=request.user,
+            attempt_id=values.get("attempt"),
+            day=values.get("day"),
+            claimed_seconds=values["claimed_seconds"],
+            note=values["note"],
+        )
+        return Response(TimeDisputeOut(dispute).data, status=status.HTTP_201_CREATED)
+
+
+class TimeDisputeDecisionApi(NoStoreMixin, APIView):
+    class DecisionIn(serializers.Serializer):
+        outcome = serializers.ChoiceField(choices=["accept", "reject"])
+        reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+        granted_seconds = serializers.DecimalField(
+            max_digits=12,
+            decimal_places=3,
+            required=False,
+            allow_null=True,
+            help_text="accept only; default: the claim minus what was recorded",
+        )
+
+    @extend_schema(
+        request=DecisionIn,
+        responses=TimeDisputeOut,
+        description="Accept (an adjustment entry in the ledger) or reject (with a reason) an open dispute; admins.",
+    )
+    def post(self, request, slug, dispute_id):
+        project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
+        dispute = get_object_or_404(TimeDispute, pk=dispute_id, project=project)
+        data = self.DecisionIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        services.time_dispute_decide(
+            dispute=dispute,
+            actor=request.user,
+            accept=values["outcome"] == "accept",
+            reason=values["reason"],
+            granted_seconds=values.get("granted_seconds"),
+        )
+        dispute = selectors.disputes_visible_to(user=request.user, project=project).get(pk=dispute.pk)
+        return Response(TimeDisputeOut(dispute).data)

@@ -368,3 +368,61 @@ class LedgerVerification(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"Verification of project {self.project_id} at #{self.head_seq}: {'ok' if self.ok else 'problems'}"
+
+
+# --- time disputes (issue 14, item 6; docs/ledger.md "Time disputes") ---
+
+
+class TimeDispute(AppendOnlyModel):
+    """An annotator contests the time the server measured: one closed attempt, or one UTC day,
+    with the duration they claim and a note. Written once; its outcome is a separate row
+    (TimeDisputeDecision), so the record of what was claimed never changes. Open while it has
+    no decision."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.PROTECT, related_name="+")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="time_disputes")
+    # Exactly one subject: an attempt, or a whole day (`attempt` empty).
+    attempt = models.ForeignKey("annotation.Attempt", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    day = models.DateField(help_text="The UTC day disputed (for an attempt: the day it ended)")
+    recorded_seconds = models.DecimalField(
+        max_digits=14, decimal_places=3, help_text="Active seconds the ledger recorded when the dispute was filed"
+    )
+    claimed_seconds = models.DecimalField(max_digits=14, decimal_places=3)
+    note = models.TextField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["project", "-created_at"]
+        indexes = [models.Index(fields=["project", "annotator", "day"], name="time_dispute_day_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(claimed_seconds__gt=0), name="time_dispute_claim_positive"),
+        ]
+
+    def __str__(self) -> str:
+        subject = f"attempt {self.attempt_id}" if self.attempt_id else f"day {self.day}"
+        return f"Time dispute {self.pk} on {subject}: {self.claimed_seconds} s claimed"
+
+    @property
+    def subject(self) -> str:
+        return "attempt" if self.attempt_id else "day"
+
+
+class TimeDisputeDecision(AppendOnlyModel):
+    """An admin's decision on a dispute, at most one (the one-to-one makes a second decision
+    impossible). Accepting writes an adjustment entry to the ledger, which names the admin and
+    the dispute; rejecting needs a reason."""
+
+    class Outcome(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+
+    dispute = models.OneToOneField(TimeDispute, primary_key=True, on_delete=models.PROTECT, related_name="decision")
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField(blank=True)
+    granted_seconds = models.DecimalField(max_digits=14, decimal_places=3, default=0)
+    entry = models.OneToOneField(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Dispute {self.dispute_id} {self.outcome}"

@@ -9,4 +9,5 @@ app_name = "earnings"
 urlpatterns = [
     path("", views.earnings_index, name="index"),
     path("<slug:slug>/", views.earnings_page, name="project"),
+    path("<slug:slug>/disputes/", views.earnings_dispute, name="dispute"),
 ]

@@ -18,12 +18,21 @@ from django.db.models import Case, CharField, Count, DecimalField, F, IntegerFie
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Project
+from annotation.models import Attempt, InstructionReading, Project
 from annotation.selectors import role_in_project
 from core.roles import READERS
 
 from . import chain, money, periods
-from .models import Balance, ChainHead, LedgerEntry, LedgerVerification, PayPolicy, Settlement, TimeCategory
+from .models import (
+    Balance,
+    ChainHead,
+    LedgerEntry,
+    LedgerVerification,
+    PayPolicy,
+    Settlement,
+    TimeCategory,
+    TimeDispute,
+)
 
 Kind = LedgerEntry.Kind
 MONEY = DecimalField(max_digits=18, decimal_places=6)
@@ -422,3 +431,89 @@ def ledger_verify(*, project: Project) -> Verification:
 def last_verification(*, project: Project) -> LedgerVerification | None:
     """The latest recorded verification of the project's ledger (services.ledger_verification_record)."""
     return LedgerVerification.objects.filter(project=project).order_by("-created_at", "-id").first()
+
+
+# --- time disputes and the labeling page's own figures ------------------------------------------
+
+
+def disputes_visible_to(*, user, project: Project, status: str | None = None) -> QuerySet[TimeDispute]:
+    """Time disputes: an annotator sees their own, admins and auditors the project's. `status`
+    is "open" (no decision yet), "accepted" or "rejected"; open ones first, oldest first."""
+    qs = TimeDispute.objects.filter(project=project)
+    if not can_read_project_ledger(user=user, project=project):
+        qs = qs.filter(annotator=user)
+    if status == "open":
+        qs = qs.filter(decision__isnull=True)
+    elif status:
+        qs = qs.filter(decision__outcome=status)
+    return qs.select_related("annotator", "decision", "decision__decided_by", "decision__entry").order_by(
+        F("decision").asc(nulls_first=True), "created_at", "pk"
+    )
+
+
+def dispute_status(dispute: TimeDispute) -> str:
+    decision = getattr(dispute, "decision", None)
+    return decision.outcome if decision is not None else "open"
+
+
+def open_disputes_count(*, project: Project, until_day: date | None = None) -> int:
+    """Disputes not decided yet; with `until_day`, only those about work on or before it."""
+    qs = TimeDispute.objects.filter(project=project, decision__isnull=True)
+    if until_day is not None:
+        qs = qs.filter(day__lte=until_day)
+    return qs.count()
+
+
+def disputable_attempts(*, project: Project, annotator, period: date, limit: int = 200) -> list[Attempt]:
+    """The annotator's own closed attempts booked to `period`, newest first: what the earnings
+    page offers to contest."""
+    ids = (
+        LedgerEntry.objects.filter(project=project, annotator=annotator, period_start=period, attempt__isnull=False)
+        .exclude(time_category="")
+        .values("attempt_id")
+    )
+    return list(
+        Attempt.objects.filter(pk__in=ids, annotator=annotator)
+        .exclude(status=Attempt.Status.CLAIMED)
+        .order_by("-finished_at", "-pk")[:limit]
+    )
+
+
+@dataclass
+class Today:
+    """The labeling page's running tally: the annotator's own figures for the current period."""
+
+    period: date
+    currency: str
+    active_seconds: Decimal
+    open_seconds: Decimal
+    examples: int
+    earned: Decimal
+
+    @property
+    def seconds(self) -> Decimal:
+        return self.active_seconds + self.open_seconds
+
+
+def today_for(*, project: Project, annotator, now: datetime | None = None) -> Today:
+    """Booked active time, texts and pay of the current period, plus the active time already
+    credited on the annotator's open claims and readings here (booked when they close)."""
+    now = now or timezone.now()
+    period = periods.period_of(now)
+    own = LedgerEntry.objects.filter(project=project, annotator=annotator, period_start=period)
+    totals = own.aggregate(active=TOTALS["active"](), examples=TOTALS["examples"](), pay=TOTALS["pay"]())
+    settled = Settlement.objects.filter(project=project, annotator=annotator, period=period).first()
+    open_attempts = Attempt.objects.filter(
+        project=project, annotator=annotator, status=Attempt.Status.CLAIMED
+    ).aggregate(s=_sum("active_seconds", SECONDS))["s"]
+    open_readings = InstructionReading.objects.filter(
+        project=project, annotator=annotator, ended_at__isnull=True
+    ).aggregate(s=_sum("active_seconds", SECONDS))["s"]
+    return Today(
+        period=period,
+        currency=project.currency,
+        active_seconds=totals["active"],
+        open_seconds=open_attempts + open_readings,
+        examples=totals["examples"],
+        earned=settled.gross if settled else totals["pay"],  # before any top-up, as on the earnings page
+    )

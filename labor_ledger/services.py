@@ -15,20 +15,30 @@ can never pay twice.
 
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from annotation import hooks
 from annotation.models import Annotation, Attempt, Project
-from core.errors import Conflict, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 from . import money, selectors
 from .books import Books, open_books
-from .models import LedgerEntry, LedgerVerification, PayPolicy, TimeCategory
+from .durations import fmt_duration as _fmt_duration
+from .models import (
+    Balance,
+    LedgerEntry,
+    LedgerVerification,
+    PayPolicy,
+    TimeCategory,
+    TimeDispute,
+    TimeDisputeDecision,
+)
 from .pricing import is_overlap, policy_in_force, price_time
 
 logger = logging.getLogger(__name__)
@@ -433,4 +443,212 @@ def ledger_verification_record(*, project: Project, actor, now: datetime | None 
         problems=result.problems,
         seconds=time.perf_counter() - started,
         created_at=now or timezone.now(),
+    )
+
+
+# --- time disputes (issue 14, item 6) ----------------------------------------------------------
+
+MAX_CLAIM_SECONDS = Decimal(24 * 3600)
+MAX_NOTE_LENGTH = 2000
+
+
+def _day_bounds(day) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _disputed_attempt(*, project: Project, annotator, attempt_id: int) -> Attempt:
+    # Someone else's attempt, or one of another project, is answered exactly like a missing one.
+    attempt = Attempt.objects.filter(pk=attempt_id, project=project, annotator=annotator).first()
+    if attempt is None:
+        raise NotFound("No such attempt of yours in this project.", code="no_such_attempt")
+    if attempt.status == Attempt.Status.CLAIMED or attempt.finished_at is None:
+        raise Conflict("This text is still open: its time is recorded when you finish it.", code="attempt_open")
+    return attempt
+
+
+@transaction.atomic
+def time_dispute_create(
+    *,
+    project: Project,
+    annotator,
+    claimed_seconds,
+    note: str,
+    attempt_id: int | None = None,
+    day=None,
+    now: datetime | None = None,
+) -> TimeDispute:
+    """An annotator contests the active time the ledger recorded for one of their closed
+    attempts, or for one UTC day of theirs in this project, claiming `claimed_seconds`.
+
+    The claim must be more than the ledger recorded and no more than the wall time it could
+    have taken: the attempt's span (shown to finished), or the day's (24 h; for today, the time
+    since midnight UTC). One open dispute per attempt or day at a time."""
+    now = now or timezone.now()
+    if (attempt_id is None) == (day is None):
+        raise ValidationFailed("Contest either one attempt or one day.", code="dispute_subject")
+    note = (note or "").strip()
+    if not note:
+        raise ValidationFailed("Say what happened: a dispute needs a note.", code="dispute_note")
+    if len(note) > MAX_NOTE_LENGTH:
+        raise ValidationFailed(f"Keep the note under {MAX_NOTE_LENGTH} characters.", code="dispute_note")
+    try:
+        claimed = money.seconds(Decimal(claimed_seconds))
+    except (ArithmeticError, TypeError, ValueError) as exc:
+        raise ValidationFailed("Give the duration you claim in seconds.", code="dispute_duration") from exc
+    if not claimed.is_finite() or claimed <= 0:
+        raise ValidationFailed("The duration you claim must be more than zero.", code="dispute_duration")
+    if claimed > MAX_CLAIM_SECONDS:
+        raise ValidationFailed("A claim cannot exceed 24 hours.", code="dispute_duration")
+    own = LedgerEntry.objects.filter(project=project, annotator=annotator)
+    open_disputes = TimeDispute.objects.filter(project=project, annotator=annotator, decision__isnull=True)
+    if attempt_id is not None:
+        attempt = _disputed_attempt(project=project, annotator=annotator, attempt_id=attempt_id)
+        wall = money.seconds(attempt.wall_seconds or 0)
+        if claimed > wall:
+            raise ValidationFailed(
+                f"You claim {_fmt_duration(claimed)}, more than this text was on your screen "
+                f"({_fmt_duration(wall)}, from shown to finished).",
+                code="dispute_duration",
+            )
+        day = attempt.finished_at.astimezone(UTC).date()
+        recorded = own.filter(attempt=attempt).aggregate(s=Sum("active_seconds"))["s"] or ZERO
+        open_disputes = open_disputes.filter(attempt=attempt)
+        subject = "this text"
+    else:
+        start, end = _day_bounds(day)
+        if start > now:
+            raise ValidationFailed("That day has not begun yet.", code="dispute_day")
+        wall = money.seconds(Decimal((min(end, now) - start).total_seconds()))
+        if claimed > wall:
+            raise ValidationFailed(
+                f"You claim {_fmt_duration(claimed)}, more than the wall time of {day.isoformat()} "
+                f"({_fmt_duration(wall)} so far, UTC).",
+                code="dispute_duration",
+            )
+        recorded = (
+            own.filter(occurred_at__gte=start, occurred_at__lt=end).aggregate(s=Sum("active_seconds"))["s"] or ZERO
+        )
+        open_disputes = open_disputes.filter(attempt__isnull=True, day=day)
+        subject = f"{day.isoformat()}"
+    if claimed <= recorded:
+        raise ValidationFailed(
+            f"The ledger already records {_fmt_duration(recorded)} of active time for {subject}; claim more than that.",
+            code="dispute_duration",
+        )
+    # One open dispute per subject: the annotator's balance row serializes their filings.
+    Balance.objects.select_for_update().filter(project=project, annotator=annotator).first()
+    if open_disputes.exists():
+        raise Conflict(f"You already have an open dispute for {subject}.", code="dispute_open")
+    dispute = TimeDispute(
+        project=project,
+        annotator=annotator,
+        attempt_id=attempt_id,
+        day=day,
+        recorded_seconds=recorded,
+        claimed_seconds=claimed,
+        note=note,
+        created_at=now,
+    )
+    dispute.save()
+    return dispute
+
+
+def _attempt_time_category(dispute: TimeDispute) -> str:
+    """The category of the attempt's live time entry (what became of it); a day is work time."""
+    if dispute.attempt_id is None:
+        return TimeCategory.SUBMITTED
+    entries = list(LedgerEntry.objects.filter(attempt_id=dispute.attempt_id).exclude(time_category=""))
+    reversed_ids = {e.reverses_id for e in entries if e.reverses_id}
+    live = [
+        e
+        for e in entries
+        if e.kind in TIME_KINDS and e.pk not in reversed_ids and e.time_category != TimeCategory.BETWEEN_TASKS
+    ]
+    return live[-1].time_category if live else TimeCategory.SUBMITTED
+
+
+def _price_granted_time(*, policy: PayPolicy | None, category: str, granted: Decimal) -> dict:
+    """Time granted by an accepted dispute counts as hours worked (toward the floor) and is paid
+    at the policy's hourly rate for that work, never below the floor rate: its amount equals
+    at least its own floor, so the period's top-up neither pays it twice nor misses it."""
+    if policy is None:
+        return {"amount": ZERO, "floor_amount": ZERO, "client_amount": ZERO}
+    priced = price_time(policy=policy, category=category, active=granted, wall=granted)
+    floor = money.hourly(policy.floor_hourly_rate, granted)
+    client = money.hourly(policy.client_price_per_hour, granted) if policy.client_price_per_hour else ZERO
+    return {"amount": max(priced.amount, floor), "floor_amount": floor, "client_amount": client}
+
+
+@transaction.atomic
+def time_dispute_decide(
+    *,
+    dispute: TimeDispute,
+    actor,
+    accept: bool,
+    reason: str = "",
+    granted_seconds=None,
+    now: datetime | None = None,
+) -> TimeDisputeDecision:
+    """An admin accepts a dispute (an adjustment entry for the granted seconds, by default the
+    claim minus what was recorded, naming the admin and the dispute) or rejects it with a
+    reason. A dispute is decided once; an admin never decides their own."""
+    now = now or timezone.now()
+    dispute = TimeDispute.objects.select_for_update().select_related("project", "annotator").get(pk=dispute.pk)
+    earlier = TimeDisputeDecision.objects.filter(dispute=dispute).first()
+    if earlier is not None:
+        raise Conflict(f"This dispute is already closed ({earlier.outcome}).", code="dispute_closed")
+    if actor is not None and actor.pk == dispute.annotator_id:
+        raise Forbidden("Another admin decides your own dispute.", code="own_dispute")
+    reason = (reason or "").strip()
+    if len(reason) > MAX_NOTE_LENGTH:
+        raise ValidationFailed(f"Keep the reason under {MAX_NOTE_LENGTH} characters.", code="decision_reason")
+    if not accept:
+        if not reason:
+            raise ValidationFailed("Say why the dispute is rejected.", code="decision_reason")
+        return TimeDisputeDecision.objects.create(
+            dispute=dispute,
+            outcome=TimeDisputeDecision.Outcome.REJECTED,
+            decided_by=actor,
+            reason=reason,
+            created_at=now,
+        )
+    gap = dispute.claimed_seconds - dispute.recorded_seconds
+    try:
+        granted = gap if granted_seconds in (None, "") else money.seconds(Decimal(granted_seconds))
+    except (ArithmeticError, TypeError, ValueError) as exc:
+        raise ValidationFailed("Give the seconds granted as a number.", code="decision_seconds") from exc
+    if not granted.is_finite() or granted <= 0 or granted > gap:
+        raise ValidationFailed(
+            f"Grant more than 0 and at most {_fmt_duration(gap)} ({gap} s: the claim minus what was recorded).",
+            code="decision_seconds",
+        )
+    project = dispute.project
+    policy = policy_in_force(project_id=project.pk, at=now)
+    priced = _price_granted_time(policy=policy, category=_attempt_time_category(dispute), granted=granted)
+    subject = f"attempt {dispute.attempt_id}" if dispute.attempt_id else f"day {dispute.day.isoformat()}"
+    why = f"time dispute #{dispute.pk} ({subject}) accepted by {actor.get_username()}: +{_fmt_duration(granted)}"
+    with open_books(project) as books:
+        midday = datetime.combine(dispute.day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+        entry = books.add(
+            annotator_id=dispute.annotator_id,
+            kind=Kind.ADJUSTMENT,
+            idempotency_key=f"dispute:{dispute.pk}",
+            occurred_at=now,
+            period=books.period_for(dispute.annotator_id, min(midday, now)),
+            attempt_id=dispute.attempt_id,
+            policy=policy,
+            counted_seconds=granted,
+            acting_user_id=actor.pk,
+            reason=f"{why}. {reason}" if reason else why,
+            **priced,
+        )
+    return TimeDisputeDecision.objects.create(
+        dispute=dispute,
+        outcome=TimeDisputeDecision.Outcome.ACCEPTED,
+        decided_by=actor,
+        reason=reason,
+        granted_seconds=granted,
+        entry=entry,
+        created_at=now,
     )

@@ -25,5 +25,11 @@ urlpatterns = [
         name="instructions-heartbeat",
     ),
     path("projects/<slug:slug>/instructions/close/", apis.InstructionsCloseApi.as_view(), name="instructions-close"),
+    path("projects/<slug:slug>/time-disputes/", apis.TimeDisputeListApi.as_view(), name="time-disputes"),
+    path(
+        "projects/<slug:slug>/time-disputes/<int:dispute_id>/decision/",
+        apis.TimeDisputeDecisionApi.as_view(),
+        name="time-dispute-decision",
+    ),
     path("", include("labor_ledger.urls_reports")),
 ]

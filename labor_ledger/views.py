@@ -1,15 +1,22 @@
 """The annotator's earnings pages (server-rendered). Every answer carries Cache-Control: no-store."""
 
+from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
-from annotation.selectors import projects_visible_to
+from annotation.selectors import projects_visible_to, role_in_project
+from core.errors import TallyError
+from core.roles import LABELERS
 
-from . import charts, periods, selectors
-from .models import TimeCategory
+from . import charts, periods, selectors, services
+from .forms import TimeDisputeForm
+from .models import TimeCategory, TimeDispute
 
 
 def _tasks(entries) -> list[dict]:
@@ -61,7 +68,7 @@ def earnings_index(request):
 
 @never_cache
 @login_required
-def earnings_page(request, slug):
+def earnings_page(request, slug, *, dispute_form=None, status=200):
     """Your earnings in one project: the current period, each period, the entries behind them.
 
     A project's admins and auditors may add ?annotator=<username> to read someone's page;
@@ -102,5 +109,68 @@ def earnings_page(request, slug):
             "period_is_day": periods.period_length().days == 1,
             "day_chart": _day_chart(earnings, project.currency),
             "currency": project.currency,
+            **_dispute_context(request, project, annotator, earnings=earnings, period=period, form=dispute_form),
         },
+        status=status,
     )
+
+
+def _dispute_form(project, annotator, *, earnings, period, data=None) -> TimeDisputeForm:
+    days = [p.period for p in earnings.periods][:31]
+    attempts = selectors.disputable_attempts(project=project, annotator=annotator, period=period)
+    return TimeDisputeForm(data, days=days, attempts=attempts, prefix="dispute")
+
+
+def _dispute_context(request, project, annotator, *, earnings, period, form) -> dict:
+    """The disputes section: the annotator's own disputes, and on their own page the form."""
+    own = annotator == request.user
+    if own and form is None:
+        form = _dispute_form(project, annotator, earnings=earnings, period=period)
+    return {"dispute_form": form if own else None, "disputes": _disputes_of(project, annotator)}
+
+
+def _disputes_of(project, annotator) -> list:
+    disputes = list(
+        TimeDispute.objects.filter(project=project, annotator=annotator)
+        .select_related("decision", "decision__decided_by", "decision__entry")
+        .order_by("-created_at", "-pk")[:100]
+    )
+    for dispute in disputes:
+        dispute.status = selectors.dispute_status(dispute)
+    return disputes
+
+
+@never_cache
+@login_required
+@require_POST
+def earnings_dispute(request, slug):
+    """Contest your own time from the earnings page (issue 14, item 6). The form lists your
+    days and the closed attempts of the period shown; the service checks everything again."""
+    project = projects_visible_to(request.user).filter(slug=slug).first()
+    if project is None:
+        raise Http404
+    if role_in_project(user=request.user, project=project) not in LABELERS:
+        raise PermissionDenied("Only people who label here can contest their time.")
+    earnings = selectors.earnings_for(project=project, annotator=request.user)
+    period = earnings.current.period
+    if request.GET.get("period"):
+        try:
+            period = periods.parse_period(request.GET["period"])
+        except ValueError as exc:
+            raise Http404 from exc
+    form = _dispute_form(project, request.user, earnings=earnings, period=period, data=request.POST)
+    if form.is_valid():
+        try:
+            dispute = services.time_dispute_create(
+                project=project,
+                annotator=request.user,
+                claimed_seconds=form.cleaned_data["claimed"],
+                note=form.cleaned_data["note"],
+                **form.subject_kwargs(),
+            )
+        except TallyError as exc:
+            form.add_error(None, exc.message)
+            return earnings_page(request, slug, dispute_form=form, status=exc.status_code)
+        messages.success(request, f"Dispute #{dispute.pk} filed: an admin of {project.name} will decide it.")
+        return redirect(f"{reverse('earnings:project', args=[project.slug])}#earnings-disputes")
+    return earnings_page(request, slug, dispute_form=form, status=400)

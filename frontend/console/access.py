@@ -42,6 +42,7 @@ NAV = (
     ("models", "Models", "console:models", READERS),
     ("labor-cards", "Labor Cards", "labor_card:index", READERS),
     ("ledger", "Ledger", "console:ledger", READERS),
+    ("disputes", "Disputes", "console:disputes", READERS),
     ("import", "Import", "console:import", ADMINS),
     ("pay", "Pay", "console:pay", READERS),
     ("members", "Members", "console:members", ADMINS),

@@ -4,6 +4,7 @@ from django import forms
 
 from annotation.models import Project
 from core.roles import Role
+from labor_ledger.durations import parse_duration
 from labor_ledger.models import LedgerEntry, TimeCategory
 from training.models import ProjectTrainingConfig
 
@@ -142,3 +143,23 @@ class LedgerFilterForm(forms.Form):
     category = forms.ChoiceField(required=False, choices=[("", "any time category"), *TimeCategory.choices])
     period = forms.DateField(required=False, help_text="The period's first day, YYYY-MM-DD.")
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+
+class DisputeDecisionForm(forms.Form):
+    outcome = forms.ChoiceField(choices=[("accept", "Accept"), ("reject", "Reject")])
+    reason = forms.CharField(required=False, max_length=2000, help_text="Required to reject; shown to the annotator.")
+    granted = forms.CharField(
+        required=False,
+        max_length=20,
+        label="Time granted",
+        help_text="h:mm:ss, m:ss or seconds; default: the claim minus what was recorded.",
+    )
+
+    def clean_granted(self):
+        text = self.cleaned_data["granted"].strip()
+        if not text:
+            return None
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc

@@ -199,6 +199,16 @@ def alerts(*, board: Dashboard, now: datetime) -> list[Alert]:
         disputed = contested[:1000].count()
         if disputed:
             out.append(Alert("info", f"{disputed} text{'s' if disputed != 1 else ''} disputed: annotators disagree."))
+    open_disputes = ledger_selectors.open_disputes_count(project=project)
+    if open_disputes:
+        out.append(
+            Alert(
+                "warn",
+                f"{open_disputes} time dispute{'s' if open_disputes != 1 else ''} to decide: annotators contest "
+                "the time recorded for them.",
+                "console:disputes",
+            )
+        )
     has_entries = LedgerEntry.objects.filter(project=project).exists()
     verified = board.last_verification
     if has_entries and verified is None:

@@ -21,7 +21,7 @@ from core.roles import ADMINS
 from labor_ledger import selectors as ledger_selectors
 from labor_ledger import services as ledger_services
 from labor_ledger import settlement
-from labor_ledger.models import ChainHead, LedgerEntry
+from labor_ledger.models import ChainHead, LedgerEntry, TimeDispute
 from training import selectors as training_selectors
 from training import services as training_services
 from training.models import Loop
@@ -30,6 +30,7 @@ from . import imports, selectors
 from .access import admin_page, project_page
 from .forms import (
     ROLE_CHOICES,
+    DisputeDecisionForm,
     ImportForm,
     InvitationForm,
     LedgerFilterForm,
@@ -436,3 +437,56 @@ def ledger_settle(request, slug):
     else:
         messages.success(request, f"Settled {len(settled)} annotator-period(s).")
     return redirect("console:ledger", project.slug)
+
+
+# --- time disputes (issue 14, item 6) -------------------------------------------------------------
+
+
+@never_cache
+@login_required
+def disputes(request, slug):
+    """Time disputes to decide (open first, oldest first), then the decided ones. Admins decide;
+    auditors read."""
+    project = project_page(request, slug)
+    rows = list(ledger_selectors.disputes_visible_to(user=request.user, project=project)[:300])
+    for dispute in rows:
+        dispute.state = ledger_selectors.dispute_status(dispute)
+    context = {
+        "project": project,
+        "can_admin": _is_admin(request, project),
+        "open": [d for d in rows if d.state == "open"],
+        "decided": [d for d in rows if d.state != "open"],
+        "form": DisputeDecisionForm(),
+    }
+    return render(request, "frontend/console/disputes.html", context)
+
+
+@never_cache
+@login_required
+@require_POST
+def dispute_decide(request, slug, dispute_id):
+    project = admin_page(request, slug)
+    dispute = get_object_or_404(TimeDispute, pk=dispute_id, project=project)
+    form = DisputeDecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Dispute #{dispute.pk}: " + " ".join(e for errs in form.errors.values() for e in errs))
+        return redirect("console:disputes", project.slug)
+    accept = form.cleaned_data["outcome"] == "accept"
+    try:
+        decision = ledger_services.time_dispute_decide(
+            dispute=dispute,
+            actor=request.user,
+            accept=accept,
+            reason=form.cleaned_data["reason"],
+            granted_seconds=form.cleaned_data["granted"],
+        )
+    except TallyError as exc:
+        messages.error(request, f"Dispute #{dispute.pk}: {exc.message}")
+    else:
+        if accept:
+            messages.success(
+                request, f"Dispute #{dispute.pk} accepted: ledger entry #{decision.entry.seq} adjusts the pay."
+            )
+        else:
+            messages.success(request, f"Dispute #{dispute.pk} rejected.")
+    return redirect("console:disputes", project.slug)

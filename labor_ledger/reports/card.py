@@ -29,7 +29,7 @@ from django.db import connection
 from django.utils import timezone
 
 from annotation.models import Project
-from labor_ledger import charts, money, pseudonyms
+from labor_ledger import charts, money, pseudonyms, selectors
 from labor_ledger.models import TimeCategory
 
 from .columns import MONEY_PLACES
@@ -205,7 +205,15 @@ def cache_key(version, head: LedgerHead) -> str:
 
 
 def labor_card(*, version, use_cache: bool = True) -> dict:
-    """The card's data for one model version (training.ModelVersion), cached by chain head."""
+    """The card's data for one model version (training.ModelVersion), cached by chain head,
+    with the time disputes still open about work up to its snapshot: read fresh each time,
+    because filing a dispute does not move the chain head."""
+    card = _labor_card(version=version, use_cache=use_cache)
+    open_disputes = selectors.open_disputes_count(project=version.project, until_day=version.snapshot_at.date())
+    return {**card, "open_time_disputes": open_disputes}
+
+
+def _labor_card(*, version, use_cache: bool) -> dict:
     project = Project.objects.get(pk=version.project_id)
     if use_cache:
         key = cache_key(version, ledger_head(project))

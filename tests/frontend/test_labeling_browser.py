@@ -4,6 +4,7 @@ What the database must show afterwards is the point: accepted annotations whose 
 server-measured time (active seconds > 0 and never more than the wall-clock span).
 """
 
+import os
 import re
 from decimal import Decimal
 
@@ -184,3 +185,96 @@ def test_no_inline_script_runs_from_user_text(page, labeling, live_server):
     wait_images_settled(page)
     assert page.title() != "pwned"
     assert dialogs == []
+
+
+# --- for people who label all day (issue 14, item 7) ----------------------------------------------
+
+SHOTS = os.environ.get("TALLY_LABEL_SCREENSHOTS", "")  # e.g. docs/labeling: saves the page's screenshots
+
+
+def shot(page, name):
+    if SHOTS:
+        from pathlib import Path
+
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+def box(page):
+    b = page.locator("#text").bounding_box()
+    return (round(b["x"], 1), round(b["y"], 1), round(b["width"], 1), round(b["height"], 1))
+
+
+def test_the_first_key_press_moves_nothing_and_the_page_says_what_it_saved_and_times(page, labeling, settings):
+    from labor_ledger import services as ledger_services
+
+    project, annotator = labeling
+    Project.objects.filter(pk=project.pk).update(
+        instructions="Choose the section a newspaper would print the story in.\n\n" + "Read the whole text. " * 40
+    )
+    ledger_services.pay_policy_create(
+        project=project, created_by=project.memberships.get(role="admin").user, piece_rate=Decimal("0.10")
+    )
+    log_in(page, annotator.username)
+    page.goto(reverse("frontend:label", args=[project.slug]))
+    first = shown_attempt_id(page)
+    # The instructions are open beside the text, and the clock runs for them, not for the text.
+    expect(page.locator("#instructions")).to_have_attribute("open", "")
+    expect(page.locator("#clock")).to_have_attribute("data-clock", "instructions")
+    expect(page.locator("#tally-texts")).to_have_text("0")
+    expect(page.locator("#tally-earned")).to_have_text("0.00")
+    page.wait_for_timeout(HEARTBEAT_S * 1000 * 4)
+    shot(page, "label-instructions-open")
+    before = box(page)
+
+    # when: the first key press
+    page.keyboard.press("3")
+    # then: the text has not moved by a pixel, the instructions are still open beside it, and
+    # the clock went to the text
+    assert box(page) == before
+    expect(page.locator("#instructions")).to_have_attribute("open", "")
+    expect(page.locator("#clock")).to_have_attribute("data-clock", "text")
+    expect(page.locator("#clock")).to_have_text("Timing: this text")
+    page.wait_for_timeout(HEARTBEAT_S * 1000 * 4)
+    assert box(page) == before
+    # closing and opening the instructions by key moves nothing either
+    page.keyboard.press("i")
+    expect(page.locator("#instructions")).not_to_have_attribute("open", "")
+    assert box(page) == before
+    page.keyboard.press("i")
+    expect(page.locator("#clock")).to_have_attribute("data-clock", "instructions")
+    assert box(page) == before
+
+    # Enter: "Saved: Business", undo by U, and the tally counts the text and its pay
+    page.keyboard.press("3")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_have_text(re.compile(r"^Saved: Business .* U to undo$"))
+    expect(page.locator("#tally-texts")).to_have_text("1")
+    expect(page.locator("#tally-earned")).to_have_text("0.10")
+    expect(page.locator("#tally-time")).not_to_have_text("0:00")
+    expect(page.locator("#training-version")).to_have_text("none yet")
+    assert box(page) == before
+    shot(page, "label-saved")
+    wait_all_saved(page)
+
+    # The server credited one clock at a time: the reading and the text never overlap.
+    from annotation.models import InstructionReading
+
+    attempt = Attempt.objects.get(pk=int(first))
+    readings = list(InstructionReading.objects.filter(annotator=annotator).order_by("started_at"))
+    assert readings and readings[0].ended_at is not None  # closed at the first key press
+    assert attempt.shown_at >= readings[0].ended_at - timezone_delta(HEARTBEAT_S)
+    span = max(attempt.finished_at, *(r.ended_at or r.last_active_at for r in readings)) - readings[0].started_at
+    credited = attempt.active_seconds + sum(r.active_seconds for r in readings)
+    assert Decimal(0) < credited <= Decimal(str(span.total_seconds())) + Decimal("0.001")
+    assert page.js_errors == []
+
+    page.keyboard.press("u")
+    expect(page.locator("#status")).to_have_text(re.compile("Undone"))
+    expect(page.locator("#tally-texts")).to_have_text("0")
+
+
+def timezone_delta(seconds):
+    from datetime import timedelta
+
+    return timedelta(seconds=seconds)

@@ -7,6 +7,12 @@
  * never lost and never counted twice. The server measures the time; the page only tells it,
  * through heartbeats, that the text is visible and the annotator active.
  *
+ * One person, one clock: the page beats for the instructions OR for the text on screen, never
+ * both, and says which (#clock). The instructions sit beside the text (opening or closing them
+ * moves nothing): opening them, or working in them, gives the clock to the reading; a label
+ * key, Enter, S or U gives it back to the text. A small tally of today's own figures and the
+ * training status come from one JSON endpoint (config.statusUrl), after each saved answer.
+ *
  * User data is only ever written with textContent, never innerHTML.
  */
 (function () {
@@ -32,6 +38,14 @@
     sync: document.getElementById("sync"),
     instructions: document.getElementById("instructions"),
     labels: document.getElementById("labels"),
+    clock: document.getElementById("clock"),
+    tallyTime: document.getElementById("tally-time"),
+    tallyTexts: document.getElementById("tally-texts"),
+    tallyTextsWord: document.getElementById("tally-texts-word"),
+    tallyEarned: document.getElementById("tally-earned"),
+    tallyCurrency: document.getElementById("tally-currency"),
+    trainingVersion: document.getElementById("training-version"),
+    trainingRun: document.getElementById("training-run"),
   };
   var labelButtons = Array.prototype.slice.call(document.querySelectorAll(".label-choice"));
   var multi = config.labelMode === "multi";
@@ -49,7 +63,7 @@
     claiming: false,
     exhausted: false,
     lastInput: Date.now(),
-    reading: false, // the instructions are open: their time is counted, not the text's
+    reading: false, // the clock runs for the instructions, not for the text on screen
     firstBeat: {}, // attempt id -> promise of its first heartbeat (marks the text shown)
     beating: {}, // attempt id -> a heartbeat is in flight
     lastSubmitted: null,
@@ -104,6 +118,14 @@
     );
   }
 
+  // GET JSON; resolves to the data, or null on any failure (the tally is a nicety).
+  function getJson(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(
+      function (resp) { return resp.ok ? resp.json() : null; },
+      function () { return null; }
+    ).catch(function () { return null; });
+  }
+
   // Worth trying again later: no answer, a timeout, throttling, a server or database error,
   // or a refused session (the annotator can log in again in another tab).
   function retryable(status) {
@@ -152,6 +174,51 @@
     el.sync.textContent = unsaved === 1 ? "· saving 1 answer…" : "· saving " + unsaved + " answers…";
   }
 
+  // Which clock the server is crediting now: the text's, the reading's, or none (idle, hidden).
+  function renderClock() {
+    var which = "none";
+    var words = "Timer paused";
+    if (document.visibilityState !== "visible") {
+      words = "Timer paused: page hidden";
+    } else if (Date.now() - state.lastInput > config.idleMs) {
+      which = "idle";
+      words = "Timer paused: idle";
+    } else if (state.reading) {
+      which = "instructions";
+      words = "Timing: the instructions";
+    } else if (state.current) {
+      which = "text";
+      words = "Timing: this text";
+    }
+    if (el.clock.dataset.clock !== which) {
+      el.clock.dataset.clock = which;
+      el.clock.textContent = words;
+    }
+  }
+
+  var RUN_WORDS = { queued: "· training queued", running: "· training" };
+
+  function renderStatus(data) {
+    if (!data) return;
+    var today = data.today || {};
+    el.tallyTime.textContent = today.time || "0:00";
+    el.tallyTexts.textContent = String(today.texts || 0);
+    el.tallyTextsWord.textContent = today.texts === 1 ? "text" : "texts";
+    el.tallyEarned.textContent = today.earned || "–";
+    if (today.currency) el.tallyCurrency.textContent = today.currency;
+    var training = data.training || {};
+    el.trainingVersion.textContent = training.version ? "v" + training.version : "none yet";
+    var run = RUN_WORDS[training.run] || "";
+    if (run && training.stage) run += " (" + training.stage + ")";
+    el.trainingRun.textContent = run;
+    el.trainingRun.dataset.run = training.run || "";
+  }
+
+  function refreshStatus() {
+    if (!config.statusUrl) return Promise.resolve();
+    return getJson(config.statusUrl).then(renderStatus);
+  }
+
   // How many claims wait behind the text on screen (0 or 1; 2 after an undo). Tests read it.
   function renderQueue() {
     el.root.dataset.ahead = String(state.ahead.length);
@@ -192,6 +259,7 @@
     renderText();
     renderSelection();
     renderQueue();
+    renderClock();
     if (attempt && document.visibilityState === "visible" && !state.reading) firstHeartbeat(attempt);
   }
 
@@ -302,6 +370,7 @@
   }
 
   function tick() {
+    renderClock();
     if (document.visibilityState !== "visible") return;
     if (state.reading) {
       // Reading the instructions is work too: the ledger records it (labor_ledger).
@@ -416,9 +485,11 @@
   }
 
   function done(action, res) {
+    refreshStatus();
     if (action.kind === "submit") {
       state.labeled += 1;
       state.sessionLabeled += 1;
+      say("Saved: " + (action.names || []).join(", ") + " \u00b7 U to undo");
     } else if (action.kind === "skip") {
       state.sessionSkipped += 1;
     } else if (action.kind === "undo") {
@@ -450,6 +521,14 @@
   }
 
   // ---------- what the annotator does ----------
+
+  function labelNames(ids) {
+    return ids.map(function (id) {
+      var button = labelButtons.filter(function (b) { return Number(b.dataset.labelId) === id; })[0];
+      var name = button && button.querySelector(".label-name");
+      return name ? name.textContent : String(id);
+    });
+  }
 
   function choose(index) {
     var button = labelButtons[index];
@@ -485,8 +564,8 @@
     var labels = state.selected.slice();
     state.lastSubmitted = { exampleId: attempt.example.id, labels: labels };
     state.left -= 1;
-    say("");
-    enqueue({ kind: "submit", attemptId: attempt.id, labels: labels, key: uuid4() });
+    say("Saving: " + labelNames(labels).join(", ") + "…");
+    enqueue({ kind: "submit", attemptId: attempt.id, labels: labels, names: labelNames(labels), key: uuid4() });
     advance();
   }
 
@@ -501,33 +580,37 @@
   }
 
   function undo() {
+    stopReading();
     say("Undoing your last submission…");
     enqueue({ kind: "undo" });
   }
 
-  // Open instructions: time goes to reading them; closing them (or starting to label) hands
-  // the clock back to the text on screen.
-  function syncReading() {
-    var open = el.instructions.open;
-    if (open === state.reading) return;
-    state.reading = open;
-    if (open) {
+  // One clock at a time. The reading's clock runs while the annotator works in the open
+  // instructions; the text's otherwise. Switching closes the reading on the server (its time is
+  // booked) or starts it, and the text's clock resumes with its next heartbeat. The panel stays
+  // where it is: the text never moves.
+  function setReading(reading) {
+    reading = reading && el.instructions.open;
+    if (reading === state.reading) return;
+    state.reading = reading;
+    if (reading) {
       if (document.visibilityState === "visible") post(config.instructionsHeartbeatUrl, {});
     } else {
       post(config.instructionsCloseUrl, {});
       if (state.current && document.visibilityState === "visible") firstHeartbeat(state.current);
     }
+    renderClock();
   }
 
+  // The annotator turned to the text (a label key, Enter, S, U): the text's clock runs; the
+  // instructions stay open beside it.
   function stopReading() {
-    if (!el.instructions.open) return;
-    el.instructions.open = false;
-    syncReading();
+    setReading(false);
   }
 
   function toggleInstructions() {
     el.instructions.open = !el.instructions.open;
-    syncReading();
+    setReading(el.instructions.open);
   }
 
   // ---------- wiring ----------
@@ -594,6 +677,7 @@
   });
 
   document.addEventListener("visibilitychange", function () {
+    renderClock();
     if (document.visibilityState === "visible" && state.current && !state.reading) firstHeartbeat(state.current);
   });
 
@@ -614,11 +698,18 @@
     /* no storage: instructions start open */
   }
 
-  el.instructions.addEventListener("toggle", syncReading);
-  syncReading();
+  el.instructions.addEventListener("toggle", function () { setReading(el.instructions.open); });
+  // Working in the open instructions (a click, a scroll, a focus) gives them the clock.
+  ["mousedown", "wheel", "focusin"].forEach(function (name) {
+    el.instructions.addEventListener(name, function () { setReading(true); }, { passive: true });
+  });
+  setReading(el.instructions.open);
   restore();
   renderCounts();
+  renderClock();
+  refreshStatus();
   window.setInterval(tick, config.heartbeatMs);
+  if (config.statusMs) window.setInterval(refreshStatus, config.statusMs);
   maybePrefetch();
   if (state.pending.length) run();
 })();

@@ -75,7 +75,7 @@ def subprocess_env(**extra) -> dict:
 
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real Celery worker subprocess, consuming the default and training queues of the
+    """A real Celery worker subprocess, consuming the training, default and embedding queues of the
     test Redis database, writing to the test PostgreSQL database."""
     from config.celery_app import app
 
@@ -91,7 +91,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
             "config",
             "worker",
             "-Q",
-            "default,training",
+            "training,default,embedding",
             "-P",
             "solo",
             "-c",

@@ -122,7 +122,7 @@ class Encoder:
                     progress(min(start + batch_size, n), n)
         return out
 
-    def time_precisions(self, *, texts: int = 16, tokens: int = 128, repeats: int = 2) -> tuple[float, float]:
+    def time_precisions(self, *, texts: int = 8, tokens: int = 64, repeats: int = 2) -> tuple[float, float]:
         """(fp32 seconds, bf16 seconds) for one small batch, best of `repeats` after a warm-up:
         the worker's probe for training.ml.device.use_bf16."""
         import time

@@ -62,6 +62,10 @@ bench-ledger: install services  ## ledger: submissions with the ledger, verify/s
 bench-training: install services  ## training benchmarks (freshness, label efficiency, embedding speed) -> BENCHMARKS-training.md
 	TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} $(PY) bench/training_bench.py $(BENCH_ARGS)
 
+.PHONY: bench-embedding
+bench-embedding: install  ## encoder texts/s vs a plain torch loop, short and long texts -> BENCHMARKS-training.md
+	TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} $(PY) bench/embedding_bench.py $(BENCH_ARGS)
+
 .PHONY: bench-load
 bench-load: install services  ## 50 simulated annotators for 2 minutes (gunicorn + PostgreSQL + worker) -> BENCHMARKS-load.md
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) TALLY_LOAD_REPORT=BENCHMARKS-load.md \

@@ -611,7 +611,7 @@ def _start_worker(log_path: Path) -> subprocess.Popen:
             "config",
             "worker",
             "-Q",
-            "default,training",
+            "training,default,embedding",
             "-P",
             "solo",
             "-c",

@@ -88,8 +88,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-step "Celery worker (queues default,training, with beat) -> var/log/worker.log"
-"$PY" -m celery -A config worker -Q default,training -B -c 1 -l INFO \
+# One worker serves every queue, runs first: with the broker's "priority" queue order
+# (config/settings/base.py) it takes a waiting run before the pool's next embedding chunk.
+step "Celery worker (queues training,default,embedding, with beat) -> var/log/worker.log"
+"$PY" -m celery -A config worker -Q training,default,embedding -B -c 1 -l INFO \
   -s "$ROOT/var/celerybeat-schedule" -n "demo@%h" >var/log/worker.log 2>&1 &
 WORKER_PID=$!
 sleep 1

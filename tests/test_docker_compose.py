@@ -45,7 +45,10 @@ def test_commands_run_the_real_processes_with_production_settings(compose):
     worker_cmd = " ".join(worker["command"]) if isinstance(worker["command"], list) else worker["command"]
     assert "gunicorn config.wsgi" in web_cmd
     assert "migrate" in web_cmd
-    assert re.search(r"celery -A config worker\b.*-Q default,training\b.*\s-B\b", worker_cmd)
+    assert re.search(r"celery -A config worker\b.*-Q training,default\b.*\s-B\b", worker_cmd)  # runs first
+    embedder = compose["services"]["embedder"]
+    embedder_cmd = " ".join(embedder["command"]) if isinstance(embedder["command"], list) else embedder["command"]
+    assert re.search(r"celery -A config worker\b.*-Q embedding\b", embedder_cmd)  # the pool on its own queue
     for service in (web, worker):
         env = environment(service)
         assert env["DJANGO_SETTINGS_MODULE"] == "config.settings.production"

@@ -142,6 +142,7 @@ class VersionOut(serializers.ModelSerializer):
     def get_timings(self, v) -> dict:
         return {
             "embedding_seconds": v.embedding_seconds,
+            "pool_embedding_seconds": v.pool_embedding_seconds,  # background share (docs/training.md)
             "training_seconds": v.training_seconds,
             "scoring_seconds": v.scoring_seconds,
         }

@@ -16,6 +16,7 @@ classifiers, inside their methods.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
@@ -24,6 +25,7 @@ from annotation.models import Example, Project
 
 from . import runs
 from .ml.classifiers import Dataset, HashedClassifier, HeadClassifier, HyperParams, TextClassifier
+from .ml.device import use_bf16
 from .ml.encoder import ENCODER_KEY
 from .ml.finetune import FineTunedClassifier
 from .ml.sampling import hashed_vectors, normalize_rows
@@ -34,6 +36,55 @@ from .worker_cache import worker_cache
 
 def texts_of(example_ids) -> dict[int, str]:
     return dict(Example.objects.filter(pk__in=example_ids).values_list("id", "text"))
+
+
+@dataclass(frozen=True)
+class Embedded:
+    computed: int  # texts run through the encoder
+    reused: int  # texts found in the shared cache (embedded before, by any project)
+    seconds: float  # encoder time (reading and writing included)
+
+
+def embed_and_store(
+    *, project_id: int, encoder_key: str, example_ids: list[int], device: str, progress=None
+) -> Embedded:
+    """Embed the given examples not stored yet under `encoder_key`. A text embedded before by
+    any project (same text hash, same encoder) is copied from EmbeddingCache; the rest run
+    through the encoder in chunks of TALLY_EMBED_CHUNK_SIZE, bf16 where the machine gains by it
+    (training.ml.device.use_bf16), and are stored for the project and in the shared cache.
+    `progress(done, total)` after each chunk."""
+    stored = runs.embeddings_stored(encoder_key=encoder_key, example_ids=example_ids)
+    todo = [e for e in example_ids if e not in stored]
+    reused = runs.embeddings_reuse(project_id=project_id, encoder_key=encoder_key, example_ids=todo)
+    todo = [e for e in todo if e not in reused]
+    if not todo:
+        return Embedded(computed=0, reused=len(reused), seconds=0.0)
+    started = time.perf_counter()
+    encoder = worker_cache.encoder(encoder_key, device)
+    bf16 = use_bf16(device, probe=encoder.time_precisions)
+    size = settings.TALLY_EMBED_CHUNK_SIZE
+    computed = 0
+    for start in range(0, len(todo), size):
+        rows = dict(
+            (i, (t, h))
+            for i, t, h in Example.objects.filter(pk__in=todo[start : start + size]).values_list(
+                "id", "text", "text_hash"
+            )
+        )
+        chunk = [e for e in todo[start : start + size] if e in rows]  # deleted meanwhile
+        if chunk:
+            vectors = encoder.embed([rows[e][0] for e in chunk], bf16=bf16)
+            runs.embeddings_store(
+                project_id=project_id,
+                encoder_key=encoder_key,
+                example_ids=chunk,
+                vectors=vectors,
+                text_hashes=[rows[e][1] for e in chunk],
+            )
+            computed += len(chunk)
+        if progress is not None:
+            progress(start + len(chunk), len(todo))
+    return Embedded(computed=computed, reused=len(reused), seconds=time.perf_counter() - started)
 
 
 class Featurizer:
@@ -115,8 +166,11 @@ class EmbeddingFeaturizer(Featurizer):
         return HeadClassifier(classes, params, encoder_loader=lambda: worker_cache.encoder(self.key, self.device))
 
     def datasets(self, model, snap, pool_ids, timings):
+        """The labeled texts, and the next texts the queue hands out (so this run scores them),
+        embedded here when the background has not reached them: a run never waits for the pool."""
         ids = snap.train_example_ids + snap.eval_example_ids
-        timings["embedding"] += self._embed_missing(ids)
+        head = runs.queue_head_ids(project=self.project, n=settings.TALLY_EMBED_QUEUE_HEAD, exclude=set(ids))
+        timings["embedding"] += self._embed_missing(ids + head)
         index, matrix = worker_cache.embeddings(self.project.pk, self.key, ensure=ids)
         return self._datasets(snap, lambda ids: {"features": matrix[[index[e] for e in ids]]})
 
@@ -132,17 +186,15 @@ class EmbeddingFeaturizer(Featurizer):
         missing = [e for e in example_ids if e not in index]
         if not missing:
             return 0.0
-        started = time.perf_counter()
-        encoder = worker_cache.encoder(self.key, self.device)
-        size = settings.TALLY_EMBED_CHUNK_SIZE
-        for start in range(0, len(missing), size):
-            chunk = missing[start : start + size]
-            texts = texts_of(chunk)
-            vectors = encoder.embed([texts[e] for e in chunk], bf16=self.device == "cuda")
-            runs.embeddings_store(project_id=self.project.pk, encoder_key=self.key, example_ids=chunk, vectors=vectors)
-            runs.run_progress(run=self.run, stage="embedding", embedded=start + len(chunk), to_embed=len(missing))
+        done = embed_and_store(
+            project_id=self.project.pk,
+            encoder_key=self.key,
+            example_ids=missing,
+            device=self.device,
+            progress=lambda n, total: runs.run_progress(run=self.run, stage="embedding", embedded=n, to_embed=total),
+        )
         worker_cache.embeddings(self.project.pk, self.key)
-        return time.perf_counter() - started
+        return done.seconds
 
 
 class FineTuneFeaturizer(Featurizer):

@@ -132,6 +132,9 @@ class ModelVersion(models.Model):
     embedding_seconds = models.FloatField(default=0.0)
     training_seconds = models.FloatField(default=0.0)
     scoring_seconds = models.FloatField(default=0.0)  # held-out evaluation + pool scoring
+    # Background pool embedding attributed to this version (EmbeddingWork: each chunk's seconds
+    # go to the first version registered after it; docs/training.md "Compute counted").
+    pool_embedding_seconds = models.FloatField(default=0.0)
     metrics = models.JSONField(default=dict)
     n_annotations = models.PositiveIntegerField(default=0)
     n_examples = models.PositiveIntegerField(default=0)
@@ -193,6 +196,49 @@ class ExampleEmbedding(models.Model):
 
     def __str__(self) -> str:
         return f"Embedding of example {self.example_id} ({self.encoder_key})"
+
+
+class EmbeddingCache(models.Model):
+    """One text's embedding under one encoder, shared by every project and version: keyed by
+    the text's hash (annotation.services.text_hash, whitespace-normalised, which MiniLM's
+    tokenizer ignores anyway), so a text is embedded once per encoder. Immutable."""
+
+    encoder_key = models.CharField(max_length=80)
+    text_hash = models.CharField(max_length=64)
+    vector = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["encoder_key", "text_hash"], name="embedding_cache_unique_text"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Embedding of {self.text_hash[:12]} ({self.encoder_key})"
+
+
+class EmbeddingWork(models.Model):
+    """The compute of one background embedding chunk, waiting for the version it is attributed
+    to: the first version of the project registered after it under the same encoder key
+    (training.runs.version_register sets `version` and adds the seconds to the version's
+    pool_embedding_seconds). Texts found in EmbeddingCache cost nothing and are not counted."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    encoder_key = models.CharField(max_length=80)
+    texts = models.PositiveIntegerField()
+    seconds = models.FloatField()
+    device = models.CharField(max_length=10)
+    device_name = models.CharField(max_length=200, blank=True)
+    version = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="embedding_work"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "encoder_key", "version"], name="embedding_work_open_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.texts} texts embedded in {self.seconds:.1f} s ({self.encoder_key})"
 
 
 class Prediction(models.Model):

@@ -23,13 +23,13 @@ from django.utils import timezone
 from annotation.models import Annotation, Example, Project
 
 from . import runs, selectors
-from .featurizers import featurizer_for
+from .featurizers import embed_and_store, featurizer_for
 from .ml import store
 from .ml.classifiers import HyperParams
 from .ml.device import resolve_device
 from .ml.metrics import classification_report
 from .ml.sampling import DIVERSITY_SHARE, queue_order, uncertainty
-from .models import ExampleEmbedding, ModelVersion, TrainingRun
+from .models import ModelVersion, TrainingRun
 from .runs import TrainingRefused
 from .worker_cache import worker_cache
 
@@ -301,21 +301,21 @@ def _priorities(
 
 
 def embed_examples(*, project_id: int, encoder_key: str, example_ids: list[int]) -> int:
-    """One chunk task's work: embed what is still missing; returns how many were embedded."""
+    """One chunk task's work: embed what is still missing (texts any project embedded before
+    are copied from the shared cache), and record the encoder's seconds for the next version
+    (EmbeddingWork). Returns how many examples were filled."""
     dev = resolve_device(settings.TALLY_TRAINING_DEVICE)
-    existing = set(
-        ExampleEmbedding.objects.filter(encoder_key=encoder_key, example_id__in=example_ids).values_list(
-            "example_id", flat=True
+    done = embed_and_store(project_id=project_id, encoder_key=encoder_key, example_ids=example_ids, device=dev.device)
+    if done.computed:
+        runs.embedding_work_record(
+            project_id=project_id,
+            encoder_key=encoder_key,
+            texts=done.computed,
+            seconds=done.seconds,
+            device=dev.device,
+            device_name=dev.name,
         )
-    )
-    todo = [e for e in example_ids if e not in existing]
-    if todo:
-        texts = dict(Example.objects.filter(pk__in=todo).values_list("id", "text"))
-        todo = [e for e in todo if e in texts]  # deleted meanwhile
-        encoder = worker_cache.encoder(encoder_key, dev.device)
-        vectors = encoder.embed([texts[e] for e in todo], bf16=dev.device == "cuda")
-        runs.embeddings_store(project_id=project_id, encoder_key=encoder_key, example_ids=todo, vectors=vectors)
-    return len(todo)
+    return done.computed + done.reused
 
 
 def explain_example(*, version_id: int, example_id: int) -> dict:

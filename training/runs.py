@@ -25,6 +25,8 @@ from annotation.models import Example
 
 from . import hooks
 from .models import (
+    EmbeddingCache,
+    EmbeddingWork,
     ExampleEmbedding,
     Loop,
     ManifestEntry,
@@ -195,6 +197,16 @@ def version_register(
     if locked is None or ModelVersion.objects.filter(run_id=run.pk).exists():
         return None, False
     config = ProjectTrainingConfig.objects.select_for_update().get(project_id=run.project_id)
+    # The background chunks done since the last version under this encoder are this version's.
+    open_work = (
+        list(
+            EmbeddingWork.objects.select_for_update()
+            .filter(project_id=run.project_id, encoder_key=encoder_key, version__isnull=True)
+            .values_list("pk", "seconds")
+        )
+        if encoder_key
+        else []
+    )
     sequence = (ModelVersion.objects.filter(project_id=run.project_id).aggregate(m=Max("sequence"))["m"] or 0) + 1
     parent = config.current_version
     version = ModelVersion(
@@ -212,6 +224,7 @@ def version_register(
         embedding_seconds=timings.get("embedding", 0.0),
         training_seconds=timings.get("training", 0.0),
         scoring_seconds=timings.get("scoring", 0.0),
+        pool_embedding_seconds=sum(seconds for _, seconds in open_work),
         metrics=metrics,
         n_annotations=len({a for a, _, _ in snapshot.manifest}),
         n_examples=len(snapshot.train_example_ids),
@@ -224,6 +237,7 @@ def version_register(
     version.full_clean(exclude=["parent", "run"])
     version.save()
     _manifest_insert(version, snapshot.manifest)
+    EmbeddingWork.objects.filter(pk__in=[pk for pk, _ in open_work]).update(version=version)
     now = timezone.now()
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.SUCCEEDED, finished_at=now, stage="done")
     promoted = parent is None or parent.run_id < run.pk
@@ -437,8 +451,16 @@ def _update_priorities(ids: np.ndarray, priorities: np.ndarray, reasons: np.ndar
 # --- embeddings -------------------------------------------------------------------------
 
 
-def embeddings_store(*, project_id: int, encoder_key: str, example_ids: Sequence[int], vectors: np.ndarray) -> int:
-    """Cache float32 vectors; an example already embedded with this encoder is left alone."""
+def embeddings_store(
+    *,
+    project_id: int,
+    encoder_key: str,
+    example_ids: Sequence[int],
+    vectors: np.ndarray,
+    text_hashes: Sequence[str] | None = None,
+) -> int:
+    """Cache float32 vectors; an example already embedded with this encoder is left alone. With
+    `text_hashes`, the vectors also go to the shared cache (EmbeddingCache) for other projects."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     created = ExampleEmbedding.objects.bulk_create(
         (
@@ -448,4 +470,71 @@ def embeddings_store(*, project_id: int, encoder_key: str, example_ids: Sequence
         batch_size=1000,
         ignore_conflicts=True,
     )
+    if text_hashes is not None:
+        EmbeddingCache.objects.bulk_create(
+            (
+                EmbeddingCache(encoder_key=encoder_key, text_hash=h, vector=v.tobytes())
+                for h, v in zip(text_hashes, vectors, strict=True)
+            ),
+            batch_size=1000,
+            ignore_conflicts=True,
+        )
     return len(created)
+
+
+def embeddings_stored(*, encoder_key: str, example_ids: Sequence[int]) -> set[int]:
+    """The given examples already embedded under the encoder."""
+    found: set[int] = set()
+    for start in range(0, len(example_ids), WRITE_CHUNK):
+        found.update(
+            ExampleEmbedding.objects.filter(
+                encoder_key=encoder_key, example_id__in=example_ids[start : start + WRITE_CHUNK]
+            ).values_list("example_id", flat=True)
+        )
+    return found
+
+
+def embeddings_reuse(*, project_id: int, encoder_key: str, example_ids: Sequence[int]) -> set[int]:
+    """Copy the shared cache's vectors to the given examples whose text was embedded before
+    (by any project) under the encoder. Returns the examples filled."""
+    filled: set[int] = set()
+    for start in range(0, len(example_ids), WRITE_CHUNK):
+        hashes = dict(
+            Example.objects.filter(pk__in=example_ids[start : start + WRITE_CHUNK]).values_list("id", "text_hash")
+        )
+        cached = dict(
+            EmbeddingCache.objects.filter(encoder_key=encoder_key, text_hash__in=set(hashes.values())).values_list(
+                "text_hash", "vector"
+            )
+        )
+        rows = [(e, cached[h]) for e, h in hashes.items() if h in cached]
+        ExampleEmbedding.objects.bulk_create(
+            (ExampleEmbedding(example_id=e, project_id=project_id, encoder_key=encoder_key, vector=v) for e, v in rows),
+            batch_size=1000,
+            ignore_conflicts=True,
+        )
+        filled.update(e for e, _ in rows)
+    return filled
+
+
+def embedding_work_record(
+    *, project_id: int, encoder_key: str, texts: int, seconds: float, device: str, device_name: str
+) -> None:
+    """A background chunk's compute, attributed to the next version registered (version_register)."""
+    EmbeddingWork.objects.create(
+        project_id=project_id,
+        encoder_key=encoder_key,
+        texts=texts,
+        seconds=seconds,
+        device=device,
+        device_name=device_name[:200],
+    )
+
+
+def queue_head_ids(*, project, n: int, exclude: set[int] = frozenset()) -> list[int]:
+    """The next `n` never-labeled examples the queue would hand out (annotation.queue's
+    `-priority, id` order over example_fresh_queue_idx), besides `exclude`."""
+    if n <= 0:
+        return []
+    ids = Example.objects.filter(project=project, submitted_count=0).order_by("-priority", "id")
+    return [e for e in ids.values_list("id", flat=True)[: n + len(exclude)] if e not in exclude][:n]

@@ -1,10 +1,12 @@
 """Celery tasks of the training app, and the doorbells that send them.
 
 A task is a thin doorbell that calls training.pipeline; the functions above the tasks send
-messages (a run's, embedding chunks') and re-send lost ones. Routed to the `training` queue
-(config/settings: CELERY_TASK_ROUTES), except the on-demand explanation, the sweeper and the
-cold start's order, which go to `default`. Imported by the web process when it enqueues: nothing heavy is imported at
-module level (the pipeline imports torch inside functions only).
+messages (a run's, embedding chunks') and re-send lost ones. Routed by config/settings'
+CELERY_TASK_ROUTES: runs to the `training` queue, the pool's embedding chunks to their own
+`embedding` queue (a run never queues behind the pool; a worker serving both takes runs first),
+the on-demand explanation, the sweeper and the cold start's order to `default`. Imported by the
+web process when it enqueues: nothing heavy is imported at module level (the pipeline imports
+torch inside functions only).
 """
 
 from __future__ import annotations
@@ -82,10 +84,12 @@ def embeddings_schedule(*, project: Project, encoder_key: str | None = None) -> 
     if config.model_kind != ModelKind.MINILM:
         return 0
     key = encoder_key or config.encoder_key or ENCODER_KEY
+    # Labeled texts first (the next runs train on them), then in the queue's own order: the
+    # texts about to be handed out are embedded, and so scored, before the tail of the pool.
     missing = list(
         Example.objects.filter(project=project)
         .exclude(Exists(ExampleEmbedding.objects.filter(example=OuterRef("pk"), encoder_key=key)))
-        .order_by("id")
+        .order_by("-submitted_count", "-priority", "id")
         .values_list("id", flat=True)
     )
     if not missing:
@@ -117,15 +121,22 @@ def _embed_rest_of_pool(version_id: int) -> None:
         embeddings_schedule(project=version.project, encoder_key=version.encoder_key)
 
 
-def _queue_run_when_pool_embedded(project_id: int, encoder_key: str) -> None:
-    """The pool's last missing embeddings arrived: queue a run to score them (once the project
-    has a model, or the labels for a first one)."""
+def _queue_run_to_score(project_id: int, encoder_key: str) -> None:
+    """The pool is scored as far as it is embedded: queue a run when the pool's last missing
+    embeddings arrived, or when the embedded part has doubled since the current version scored
+    (about log2(pool / first scored) runs in all, each a few hundred ms of head training), once
+    the project has a model or the labels for a first one."""
     config = runs.config_get(project_id=project_id)
     progress = selectors.embedding_progress(project=Project(pk=project_id), encoder_key=encoder_key)
-    if not (progress["done"] and config.enabled):
+    if not config.enabled:
         return
-    if config.current_version_id is None:  # order the cold start on the embeddings now
+    if progress["done"] and config.current_version_id is None:  # order the cold start on the embeddings now
         transaction.on_commit(lambda: enqueue_cold_start(project_id))
+    if not progress["done"]:
+        current = config.current_version
+        scored = current.metrics.get("pool_scored", 0) if current and current.encoder_key == encoder_key else 0
+        if not (scored and progress["embedded"] >= 2 * scored):
+            return
     if config.current_version_id is None and not selectors.enough_labels(
         project_id=project_id, min_labels=config.min_labels
     ):
@@ -162,10 +173,11 @@ def sweep_lost_runs() -> int:
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, name="training.tasks.embed_chunk")
 def embed_chunk(self, project_id: int, encoder_key: str, example_ids: list[int]) -> int:
-    """Embed one chunk of a project's examples (idempotent: cached ones are skipped)."""
+    """Embed one chunk of a project's examples (idempotent: cached ones are skipped). On the
+    `embedding` queue, apart from the runs."""
     embedded = pipeline.embed_examples(project_id=project_id, encoder_key=encoder_key, example_ids=example_ids)
     if embedded:
-        _queue_run_when_pool_embedded(project_id, encoder_key)
+        _queue_run_to_score(project_id, encoder_key)
     return embedded
 
 

@@ -117,7 +117,13 @@ CELERY_TASK_ROUTES = {"training.tasks.*": {"queue": "training"}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Long jobs must finish (or be killed) well before Redis re-delivers an unacked message.
 CELERY_BROKER_VISIBILITY_TIMEOUT_S = env.int("CELERY_BROKER_VISIBILITY_TIMEOUT_S", default=3600)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT_S}
+# "priority": a worker consuming several queues polls them in the order of its -Q list every
+# time (Redis BRPOP takes the first non-empty list), instead of kombu's default round robin:
+# `-Q training,embedding,default` always takes a waiting run before the next embedding chunk.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT_S,
+    "queue_order_strategy": "priority",
+}
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=1800)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 CELERY_BEAT_SCHEDULE: dict = {}
@@ -209,10 +215,21 @@ CELERY_BEAT_SCHEDULE["annotation-expire-claims"] = {"task": "annotation.expire_c
 # --- Training: the model in the loop (training/, issue #3; docs/training.md) ---
 # auto: cuda when torch sees a GPU, else cpu. cpu or cuda force one (cuda without a GPU fails the run).
 TALLY_TRAINING_DEVICE = env("TALLY_TRAINING_DEVICE", default="auto")
-TALLY_TRAINING_THREADS = env.int("TALLY_TRAINING_THREADS", default=2)
+# Embedding and fine-tuning threads; 0 (default): every core (os.cpu_count()). Small models use 1.
+TALLY_TRAINING_THREADS = env.int("TALLY_TRAINING_THREADS", default=0)
 # Weights (safetensors) are written here and loaded from nowhere else.
 TALLY_MODEL_STORE = Path(env("TALLY_MODEL_STORE", default=str(BASE_DIR / "var" / "models")))
-TALLY_EMBED_CHUNK_SIZE = env.int("TALLY_EMBED_CHUNK_SIZE", default=256)
+# Texts per background embedding task: a run waiting on a worker that serves both queues waits
+# for at most one chunk (64 long texts: about 6 s on two cores; docs/training.md).
+TALLY_EMBED_CHUNK_SIZE = env.int("TALLY_EMBED_CHUNK_SIZE", default=64)
+# A run embeds its labeled texts and this many of the next texts the queue hands out, so the
+# first model never waits for the pool and scores what annotators see next.
+TALLY_EMBED_QUEUE_HEAD = env.int("TALLY_EMBED_QUEUE_HEAD", default=32)
+# bf16 autocast for embedding on the CPU: auto (only where the CPU has native bf16, AVX512-BF16
+# or AMX, and a probe at first use finds it faster), on, off. Always on a GPU.
+TALLY_EMBED_BF16 = env("TALLY_EMBED_BF16", default="auto")
+# The pool's embedding has its own queue: a run never waits behind it (docs/training.md).
+CELERY_TASK_ROUTES = {"training.tasks.embed_chunk": {"queue": "embedding"}, **CELERY_TASK_ROUTES}
 # Explanations are interactive: they must not wait behind a long training run.
 CELERY_TASK_ROUTES = {"training.tasks.explain_prediction": {"queue": "default"}, **CELERY_TASK_ROUTES}
 # The cold start's order (training/coldstart.py) is seconds of numpy: never behind a run.

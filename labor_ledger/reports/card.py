@@ -26,6 +26,7 @@ import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from annotation.models import Project
@@ -187,6 +188,54 @@ def energy_estimate(*, device: str, device_name: str, metrics: dict, seconds: fl
     return {"energy_wh": round(joules / 3600, 4), "basis": basis, "method": how}
 
 
+def pool_embedding(version) -> list[dict]:
+    """The background embedding chunks attributed to `version` (training.models.EmbeddingWork:
+    each chunk goes to the first version registered after it), per device they ran on."""
+    from training.models import EmbeddingWork
+
+    rows = (
+        EmbeddingWork.objects.filter(version_id=version.pk)
+        .values("device", "device_name")
+        .annotate(seconds=Sum("seconds"), texts=Sum("texts"), chunks=Count("id"))
+        .order_by("device", "device_name")
+    )
+    return [{**r, "seconds": round(float(r["seconds"]), 3)} for r in rows]
+
+
+def compute_section(version) -> dict:
+    """Training, the run's own embedding, the pool embedding attributed to the version, and
+    scoring, with the energy of each part on the device it ran on."""
+    own_seconds = float(version.training_seconds + version.embedding_seconds + version.scoring_seconds)
+    energy = energy_estimate(
+        device=version.device, device_name=version.device_name, metrics=version.metrics or {}, seconds=own_seconds
+    )
+    pool = pool_embedding(version)
+    methods = [energy["method"]]
+    energy_wh = energy["energy_wh"]
+    for part in pool:
+        extra = energy_estimate(
+            device=part["device"], device_name=part["device_name"], metrics={}, seconds=part["seconds"]
+        )
+        energy_wh += extra["energy_wh"]
+        methods.append(f"pool embedding on {part['device_name'] or part['device']}: {extra['method']}")
+    basis = energy["basis"] if not pool else ("estimate" if energy["basis"] == "estimate" else "measured + estimate")
+    pool_seconds = float(version.pool_embedding_seconds)
+    return {
+        "device": version.device,
+        "device_name": version.device_name,
+        "training_seconds": round(version.training_seconds, 3),
+        "embedding_seconds": round(version.embedding_seconds + pool_seconds, 3),
+        "run_embedding_seconds": round(version.embedding_seconds, 3),
+        "pool_embedding_seconds": round(pool_seconds, 3),
+        "pool_embedding": pool,
+        "scoring_seconds": round(version.scoring_seconds, 3),
+        "compute_seconds": round(own_seconds + pool_seconds, 3),
+        "energy_wh": round(energy_wh, 4),
+        "basis": basis,
+        "method": "; ".join(methods),
+    }
+
+
 def _annotator_names(ids: list[int], hours: dict[int, float]) -> tuple[dict[int, str], str]:
     """Keyed pseudonyms when TALLY_PSEUDONYM_KEY is set; otherwise ranks by hours on this card
     ("annotator #1" worked most), which say nothing about who it was but change between cards."""
@@ -256,10 +305,7 @@ def build_card(*, project: Project, version) -> dict:
     all_ids = sorted({int(a) for a in raw["annotator_id"].dropna().unique()})
     names, naming = _annotator_names(all_ids, hours_on_card)
     currency = project.currency
-    compute_seconds = float(version.training_seconds + version.embedding_seconds + version.scoring_seconds)
-    energy = energy_estimate(
-        device=version.device, device_name=version.device_name, metrics=version.metrics or {}, seconds=compute_seconds
-    )
+    compute = compute_section(version)
     parent = version.parent
     unpaid = [
         {
@@ -402,16 +448,7 @@ def build_card(*, project: Project, version) -> dict:
             "accuracy_change_per_currency_unit": _num(row["accuracy_change_per_currency_unit"], 8),
             "same_evaluation_set": row["same_evaluation_set_as_parent"],
         },
-        "compute": {
-            "device": version.device,
-            "device_name": version.device_name,
-            "training_seconds": round(version.training_seconds, 3),
-            "embedding_seconds": round(version.embedding_seconds, 3),
-            "scoring_seconds": round(version.scoring_seconds, 3),
-            "compute_seconds": round(compute_seconds, 3),
-            **energy,
-            "human_active_hours": _hours(row["active_seconds"]),
-        },
+        "compute": {**compute, "human_active_hours": _hours(row["active_seconds"])},
         "annotators": annotators,
         "machine_labels_row": machine,
         "history": history,

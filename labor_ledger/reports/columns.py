@@ -173,8 +173,13 @@ VERSION_META = [
     "device_name",
     "training_seconds",
     "embedding_seconds",
+    "pool_embedding_seconds",
     "scoring_seconds",
 ]
+# The versions' compute (float seconds as training recorded them): embedding_seconds is the
+# run's own, pool_embedding_seconds the background embedding attributed to the version
+# (docs/labor-card.md). Not labor: never turned into decimals or hours.
+COMPUTE_SECONDS = ("training_seconds", "embedding_seconds", "pool_embedding_seconds", "scoring_seconds")
 VERSION_SUMMED = [
     "labels",
     "human_labels",

@@ -14,6 +14,7 @@ from labor_ledger import labor_index, money
 
 from .columns import (
     ALLOCATED_LINES,
+    COMPUTE_SECONDS,
     HOURS_PLACES,
     MONEY_COLUMNS,
     MONEY_PLACES,
@@ -223,11 +224,7 @@ def version_rows(raw: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
         frame[c] = pd.to_numeric(frame[c], errors="coerce").round().astype("Int64")
     as_decimal(
         frame,
-        [
-            c
-            for c in frame.columns
-            if c.endswith("_seconds") and c not in ("training_seconds", "embedding_seconds", "scoring_seconds")
-        ],
+        [c for c in frame.columns if c.endswith("_seconds") and c not in COMPUTE_SECONDS],
         SECONDS_PLACES,
     )
     add_hours(frame, "active_seconds", "active_hours")

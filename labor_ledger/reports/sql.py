@@ -350,7 +350,8 @@ def versions_meta_sql() -> str:
     return f"""
     SELECT mv.id AS version_id, mv.sequence AS version, pv.sequence AS parent_version, mv.created_at AS trained_at,
            mv.snapshot_at, mv.kind AS model_kind, mv.loop, mv.manifest_hash, mv.n_examples, mv.n_annotations,
-           mv.n_annotators, mv.device, mv.device_name, mv.training_seconds, mv.embedding_seconds, mv.scoring_seconds,
+           mv.n_annotators, mv.device, mv.device_name, mv.training_seconds, mv.embedding_seconds,
+           mv.pool_embedding_seconds, mv.scoring_seconds,
            {_json_number("mv.metrics", "accuracy")} AS accuracy,
            {_json_number("mv.metrics", "macro_f1")} AS macro_f1,
            {_json_number("mv.metrics", "eval_size")} AS eval_size,

@@ -15,7 +15,7 @@ import pandas as pd
 from core.spreadsheet import csv_safe_frame
 
 from .build import Report, ReportError
-from .columns import MONEY_COLUMNS, RATE_COLUMNS
+from .columns import COMPUTE_SECONDS, MONEY_COLUMNS, RATE_COLUMNS
 
 FORMATS = ("csv", "parquet", "json")
 
@@ -41,7 +41,7 @@ def _arrow_type(column: str, series: pd.Series):
         return pa.int64()
     if str(series.dtype) == "bool":
         return pa.bool_()
-    if column.endswith("_seconds") and column not in ("training_seconds", "embedding_seconds", "scoring_seconds"):
+    if column.endswith("_seconds") and column not in COMPUTE_SECONDS:
         return pa.decimal128(20, 3)
     if column.endswith("_hours") or column == "hours_worked":
         return pa.decimal128(20, 6)

@@ -85,7 +85,7 @@ class OwnRedis:
 class Worker:
     """A Celery worker subprocess (solo pool: the task runs in the process a test may kill)."""
 
-    def __init__(self, name: str, log_dir: Path, env: dict, queues="default,training", beat=False):
+    def __init__(self, name: str, log_dir: Path, env: dict, queues="training,default,embedding", beat=False):
         self.log_path = log_dir / f"worker-{name}.log"
         self.log = open(self.log_path, "a")  # noqa: SIM115
         args = [

@@ -15,7 +15,7 @@ import pytest
 from .processes import ROOT, subprocess_env
 from .waiting import wait_for
 
-QUEUES = ("default", "training")
+QUEUES = ("training", "default", "embedding")  # in the order a worker serves them: runs first
 _names = itertools.count(1)
 
 

@@ -39,7 +39,10 @@ def test_mean_pooled_embeddings_are_unit_vectors_and_meaningful():
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
 
 
-def test_fast_loop_on_cached_minilm_embeddings(minilm_project, labeler, toy, django_capture_on_commit_callbacks):
+def test_fast_loop_on_cached_minilm_embeddings(
+    minilm_project, labeler, toy, settings, django_capture_on_commit_callbacks
+):
+    settings.TALLY_EMBED_QUEUE_HEAD = 4  # the run embeds its labels and 4 more; the pool follows
     with django_capture_on_commit_callbacks(execute=True):
         label_next(minilm_project, labeler, toy, n=16)
     run = TrainingRun.objects.get(project=minilm_project, status="queued")

@@ -24,12 +24,13 @@ _threads_set = False
 
 
 def configure_threads(threads: int | None = None) -> int:
-    """Two cores are shared with the web server and the database: use at most what we were
-    given (TALLY_TRAINING_THREADS), never the torch default of every core."""
+    """Embedding and fine-tuning threads: TALLY_TRAINING_THREADS, or every core of the machine
+    (os.cpu_count()) when it is 0, the default. On a machine shared with the web server and
+    the database, set it lower."""
     import torch
 
     global _threads_set
-    n = threads or _setting_threads() or min(2, os.cpu_count() or 1)
+    n = threads or _setting_threads() or os.cpu_count() or 1
     if not _threads_set or torch.get_num_threads() != n:
         torch.set_num_threads(n)
         _threads_set = True
@@ -61,6 +62,64 @@ def _setting_threads() -> int:
         return int(getattr(settings, "TALLY_TRAINING_THREADS", 0) or 0)
     except Exception:  # outside Django (benchmarks): the environment decides
         return int(os.environ.get("TALLY_TRAINING_THREADS", "0") or 0)
+
+
+# --- bf16 on the CPU ------------------------------------------------------------------------
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+BF16_CHOICES = ("auto", "on", "off")
+_bf16_probe: dict[str, bool] = {}
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags") and ":" in line:
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """AVX512-BF16 (AMD Zen 4+, Intel Cooper Lake+) or AMX-BF16 (Sapphire Rapids+): bf16 matmuls
+    in hardware. Without them torch emulates bf16 on the CPU, slower than fp32."""
+    return bool(cpu_flags(cpuinfo) & set(BF16_CPU_FLAGS))
+
+
+def use_bf16(device: str, choice: str | None = None, probe=None) -> bool:
+    """Whether embedding runs under bf16 autocast on `device`. Always on a GPU. On a CPU,
+    TALLY_EMBED_BF16 decides: "on", "off", or "auto" (default): only where the CPU has native
+    bf16, and then only if `probe` (timing fp32 against bf16 on a small batch, once per process)
+    finds bf16 faster: flags alone do not promise speed on every torch build."""
+    if device == "cuda":
+        return True
+    choice = choice or _setting("TALLY_EMBED_BF16", "auto")
+    if choice not in BF16_CHOICES:
+        raise ValueError(f"TALLY_EMBED_BF16 must be one of {', '.join(BF16_CHOICES)}, not {choice!r}.")
+    if choice != "auto":
+        return choice == "on"
+    if not cpu_has_native_bf16():
+        return False
+    if probe is None:
+        return True
+    if device not in _bf16_probe:
+        fp32_s, bf16_s = probe()
+        _bf16_probe[device] = bf16_s < fp32_s
+    return _bf16_probe[device]
+
+
+def _setting(name: str, default: str) -> str:
+    try:
+        from django.conf import settings
+
+        return str(getattr(settings, name, default) or default)
+    except Exception:  # outside Django (benchmarks): the environment decides
+        return os.environ.get(name, default) or default
 
 
 def resolve_device(choice: str = "auto") -> DeviceInfo:

@@ -74,14 +74,21 @@ class Encoder:
         mask = torch.tensor([e.attention_mask for e in encs], dtype=torch.long)
         return ids.to(self.device), mask.to(self.device)
 
+    def token_ids(self, texts: Sequence[str], max_length: int = MAX_SEQ_LENGTH) -> list[list[int]]:
+        """Each text's token ids, truncated to `max_length`, unpadded (one Rust call)."""
+        self.tokenizer.enable_truncation(max_length=max_length)
+        self.tokenizer.no_padding()
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+
     def forward_pooled(self, ids, mask):
-        """Mean-pooled, L2-normalised sentence vectors (differentiable: the deep loop uses it)."""
+        """Mean-pooled, L2-normalised sentence vectors (differentiable: the deep loop uses it).
+        Pooled in float32, whatever precision the layers ran in."""
         import torch
 
-        out = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        out = self.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
         m = mask.unsqueeze(-1).to(out.dtype)
         pooled = (out * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+        return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
     def embed(
         self,
@@ -92,24 +99,62 @@ class Encoder:
         max_length: int = MAX_SEQ_LENGTH,
         progress: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """float32 [n, 384]. Texts are batched by length (less padding), results in input order."""
+        """float32 [n, 384], in input order. Texts are tokenized once, sorted by token length and
+        batched in that order (buckets of similar length), each batch padded only to its own
+        longest text: a batch of tweets costs tweets, however long the project's longest text."""
         import torch
 
         n = len(texts)
         out = np.zeros((n, EMBEDDING_DIM), dtype=np.float32)
         if n == 0:
             return out
-        order = sorted(range(n), key=lambda i: len(texts[i]))
+        tokens = self.token_ids(texts, max_length=max_length)
+        order = sorted(range(n), key=lambda i: len(tokens[i]))
         self.model.eval()
         autocast = torch.autocast(device_type=self.device, dtype=torch.bfloat16, enabled=bf16)
         with torch.inference_mode(), autocast:
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
-                ids, mask = self.tokenize([texts[i] for i in idx], max_length=max_length)
-                out[idx] = self.forward_pooled(ids, mask).cpu().numpy()
+                ids, mask = padded([tokens[i] for i in idx])
+                vectors = self.forward_pooled(ids.to(self.device), mask.to(self.device))
+                out[idx] = vectors.cpu().numpy()
                 if progress is not None:
                     progress(min(start + batch_size, n), n)
         return out
+
+    def time_precisions(self, *, texts: int = 8, tokens: int = 64, repeats: int = 2) -> tuple[float, float]:
+        """(fp32 seconds, bf16 seconds) for one small batch, best of `repeats` after a warm-up:
+        the worker's probe for training.ml.device.use_bf16."""
+        import time
+
+        import torch
+
+        ids = torch.full((texts, tokens), 1037, dtype=torch.long, device=self.device)
+        mask = torch.ones_like(ids)
+        best = []
+        for bf16 in (False, True):
+            autocast = torch.autocast(device_type=self.device, dtype=torch.bfloat16, enabled=bf16)
+            times = []
+            with torch.inference_mode(), autocast:
+                for _ in range(repeats + 1):
+                    started = time.perf_counter()
+                    self.forward_pooled(ids, mask)
+                    times.append(time.perf_counter() - started)
+            best.append(min(times[1:]))
+        return best[0], best[1]
+
+
+def padded(token_ids: Sequence[Sequence[int]]):
+    """(ids, attention mask) long tensors, right-padded with [PAD] (0) to the longest row."""
+    import torch
+
+    width = max(len(t) for t in token_ids)
+    ids = torch.zeros((len(token_ids), width), dtype=torch.long)
+    mask = torch.zeros((len(token_ids), width), dtype=torch.long)
+    for row, t in enumerate(token_ids):
+        ids[row, : len(t)] = torch.tensor(t, dtype=torch.long)
+        mask[row, : len(t)] = 1
+    return ids, mask
 
 
 def build_model(model_dir: Path):

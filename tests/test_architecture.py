@@ -51,3 +51,15 @@ def test_the_check_finds_an_upward_import_even_inside_a_function(tmp_path):
         "core/roles.py: core imports training",
         "annotation/services.py: annotation imports labor_ledger",
     ]
+
+
+def test_no_test_imports_from_a_conftest():
+    """Shared test helpers live in tests/support; a conftest only declares fixtures (importing
+    one from a test module runs it twice and hides where a helper comes from)."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "conftest":
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []

@@ -14,9 +14,8 @@ from labor_ledger import services
 from labor_ledger.models import LedgerEntry, TimeDispute
 from labor_ledger.reports import card as labor_card
 from tests.labor_ledger.report_helpers import build_scenario
+from tests.support.pages import assert_no_inline_script, nav_keys
 from training.hooks import VersionRegistered, version_registered
-
-from .conftest import assert_no_inline_script, nav_keys
 
 pytestmark = pytest.mark.django_db
 

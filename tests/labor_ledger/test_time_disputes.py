@@ -14,7 +14,7 @@ from labor_ledger import selectors, services, settlement
 from labor_ledger.models import LedgerEntry, TimeDispute, TimeDisputeDecision
 from tests.factories import UserFactory, add_member
 
-from .conftest import at
+from .util import at
 
 Kind = LedgerEntry.Kind
 

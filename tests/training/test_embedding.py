@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from tests.factories import add_examples, make_project
+from tests.support.annotators import label_next
 from training import pipeline, services, tasks
 from training.ml.device import cpu_has_native_bf16, use_bf16
 from training.ml.encoder import ENCODER_KEY, Encoder, load_encoder
 from training.models import EmbeddingCache, EmbeddingWork, ExampleEmbedding, ModelVersion, TrainingRun
-
-from .conftest import label_next
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -157,7 +156,7 @@ def test_bucketed_batches_give_the_padded_batch_vectors():
 @pytest.mark.slow
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16 (avx512_bf16/amx_bf16)")
 def test_bf16_embeddings_stay_within_cosine_0_99_of_fp32():
-    from tests.training.conftest import toy_texts
+    from tests.support.annotators import toy_texts
 
     encoder = load_encoder("cpu")
     texts = list(toy_texts(40)) + [" ".join(toy_texts(60))[:1500]]

@@ -55,7 +55,7 @@ def label(request, slug):
         project = project_for(user=request.user, slug=slug, roles=LABELER_ROLES, write=True)
     except DRFPermissionDenied as exc:  # members without a labeling role (auditors)
         raise PermissionDenied(str(exc.detail)) from exc
-    labels = list(project.labels.all())
+    labels = list(project.labels.filter(retired=False))  # retired labels are not given anew
     labeled = Annotation.objects.filter(
         project=project, annotator=request.user, status=Annotation.Status.ACCEPTED, source=Annotation.Source.HUMAN
     ).count()

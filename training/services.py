@@ -183,6 +183,7 @@ def machine_labels_accept(
     label_ids: Sequence[int] | None = None,
     example_ids: Sequence[int] | None = None,
     limit: int = 1000,
+    expected_version_id: int | None = None,
     now: datetime | None = None,
 ) -> AcceptBatch:
     """Accept the current version's label for unlabeled examples predicted with at least
@@ -190,7 +191,9 @@ def machine_labels_accept(
     annotator and no attempt: no labor, no pay, and it does not count toward the overlap.
     Predictions of a retired label are never accepted. The batch is recorded (AcceptBatch:
     who, when, threshold, version, its labels) so that machine_labels_undo can reverse it;
-    a batch that took nothing is recorded too (it is what the admin asked for)."""
+    a batch that took nothing is recorded too (it is what the admin asked for). With
+    `expected_version_id` (the version a preview showed), a newer current version refuses it:
+    its predictions are not the ones previewed."""
     now = now or timezone.now()
     if not 0.0 <= min_confidence <= 1.0:
         raise ValidationFailed("min_confidence must be between 0 and 1.")
@@ -201,6 +204,11 @@ def machine_labels_accept(
     config = ProjectTrainingConfig.objects.select_for_update().filter(project=project).first()
     if config is None or config.current_version_id is None:
         raise Conflict("There is no trained model for this project yet.", code="no_model")
+    if expected_version_id is not None and config.current_version_id != expected_version_id:
+        raise Conflict(
+            "A newer model version is current since the preview: preview again before accepting.",
+            code="version_changed",
+        )
     qs = selectors.acceptable_predictions(project=project, min_confidence=min_confidence, label_ids=label_ids)
     if example_ids is not None:
         qs = qs.filter(example_id__in=example_ids)

@@ -44,6 +44,7 @@ NAV = (
     ("ledger", "Ledger", "console:ledger", READERS),
     ("import", "Import", "console:import", ADMINS),
     ("pay", "Pay", "console:pay", READERS),
+    ("settings", "Settings", "console:settings", READERS),
     ("members", "Members", "console:members", ADMINS),
 )
 

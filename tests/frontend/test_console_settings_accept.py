@@ -121,10 +121,14 @@ CONFIDENT = [0.99, 0.97, 0.95, 0.93, 0.91, 0.6, 0.55, 0.5]
 
 @pytest.fixture
 def predicted(project, admin_user, auditor, annotator):
+    return build_predicted(project)
+
+
+def build_predicted(project) -> dict:
     """Ten gold texts (five held out for evaluation) and eight unlabeled ones, each with a
     prediction of the current version v1 (accuracy 0.85 against a 0.5 baseline)."""
     ProjectTrainingConfig.objects.update_or_create(project=project, defaults={"holdout_share": 0.5, "enabled": False})
-    pos, neg = project.labels.order_by("order", "id")
+    pos, neg = project.labels.order_by("order", "id")[:2]
     gold = add_examples(project, [f"gold text {i}" for i in range(10)])
     for i, ex in enumerate(gold):
         ex.gold_label = pos if i % 2 == 0 else neg

@@ -115,11 +115,13 @@ class ReadOnlyAdmin(ProjectScopedAdmin):
 
 
 class LabelInline(admin.TabularInline):
-    """Labels are renamed here, never deleted (labeled data points at them): retire one instead."""
+    """Labels are renamed here, never deleted (labeled data points at them); they are retired
+    in the console (annotation.services.label_retire), which also records when."""
 
     model = Label
     extra = 0
     fields = ["name", "order", "retired"]
+    readonly_fields = ["retired"]
     can_delete = False
 
 
@@ -261,10 +263,16 @@ class ProjectAdmin(ProjectScopedAdmin):
 
 @admin.register(Label)
 class LabelAdmin(ProjectScopedAdmin):
-    list_display = ["name", "project", "order"]
-    list_filter = [VisibleProjectFilter]
+    """Renamed here, never deleted (annotations, gold labels and manifests point at them)."""
+
+    list_display = ["name", "project", "order", "retired"]
+    list_filter = [VisibleProjectFilter, "retired"]
     search_fields = ["name"]
     raw_id_fields = ["project"]
+    readonly_fields = ["retired", "retired_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Membership)

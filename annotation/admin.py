@@ -1,7 +1,8 @@
 """Django admin for the annotation models, with an import page for each project.
 
-Staff who are not superusers see only the projects they are an admin or auditor of (and
-those projects' rows), and change only where they are an admin. The work itself (examples'
+The admin site admits superusers only (config/admin.py): project admins and auditors use
+the console. The scoping below (staff see only their projects' rows, change only where they
+are an admin) stays as a second fence should the site ever admit staff again. The work itself (examples'
 texts, attempts, annotations, import batches) is read-only here: attempts are timed by the
 server and annotations feed the append-only labor ledger, so they change only through
 annotation.services.
@@ -114,9 +115,14 @@ class ReadOnlyAdmin(ProjectScopedAdmin):
 
 
 class LabelInline(admin.TabularInline):
+    """Labels are renamed here, never deleted (labeled data points at them); they are retired
+    in the console (annotation.services.label_retire), which also records when."""
+
     model = Label
     extra = 0
-    fields = ["name", "order"]
+    fields = ["name", "order", "retired"]
+    readonly_fields = ["retired"]
+    can_delete = False
 
 
 class MembershipInline(admin.TabularInline):
@@ -174,6 +180,21 @@ class ProjectAdmin(ProjectScopedAdmin):
 
     def has_add_permission(self, request):
         return request.user.is_superuser or request.user.has_perm("annotation.add_project")
+
+    # Fields the labels already given (and, in labor_ledger's admin, the ledger) depend on.
+    def fixed_fields(self, obj) -> set[str]:
+        """The label mode once the project has labels (as annotation.services.project_update)."""
+        return {"label_mode"} if obj is not None and obj.annotations.exists() else set()
+
+    def get_readonly_fields(self, request, obj=None):
+        fixed = self.fixed_fields(obj)
+        return [
+            *super().get_readonly_fields(request, obj),
+            *(f for f in ("slug", "currency", "label_mode") if f in fixed),
+        ]
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return {} if "slug" in self.fixed_fields(obj) else super().get_prepopulated_fields(request, obj)
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -242,10 +263,16 @@ class ProjectAdmin(ProjectScopedAdmin):
 
 @admin.register(Label)
 class LabelAdmin(ProjectScopedAdmin):
-    list_display = ["name", "project", "order"]
-    list_filter = [VisibleProjectFilter]
+    """Renamed here, never deleted (annotations, gold labels and manifests point at them)."""
+
+    list_display = ["name", "project", "order", "retired"]
+    list_filter = [VisibleProjectFilter, "retired"]
     search_fields = ["name"]
     raw_id_fields = ["project"]
+    readonly_fields = ["retired", "retired_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Membership)

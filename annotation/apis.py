@@ -1,6 +1,5 @@
 """REST API for projects, the queue and annotations. Views validate, call a service, serialize."""
 
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -22,7 +21,7 @@ from .permissions import project_for
 class LabelOut(serializers.ModelSerializer):
     class Meta:
         model = Label
-        fields = ["id", "name", "order"]
+        fields = ["id", "name", "order", "retired"]
 
 
 class ProjectOut(serializers.ModelSerializer):
@@ -200,15 +199,33 @@ class MembershipApi(APIView):
         members = project.memberships.select_related("user").order_by("user__username")
         return Response(self.MembershipOut(members, many=True).data)
 
-    @extend_schema(request=MembershipInput, responses={200: MembershipOut})
+    NOT_A_MEMBER = (
+        "Not a member of this project. New members join through an invitation link "
+        "(the console's Members page, or manage.py tally_user invite)."
+    )
+
+    @extend_schema(
+        request=MembershipInput,
+        responses={200: MembershipOut},
+        description="Change the role of someone who is already a member (demoting closes their open claims; "
+        "a project keeps one admin). People join only through an invitation link, so this answers the same "
+        "for a username that does not exist, an inactive account and an account outside the project: "
+        "it never tells which usernames exist.",
+    )
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=ADMINS, write=True)
         data = self.MembershipInput(data=request.data)
         data.is_valid(raise_exception=True)
-        user = get_user_model().objects.filter(username=data.validated_data["username"], is_active=True).first()
-        if user is None:
-            raise serializers.ValidationError({"username": "No active user with this username."})
-        membership = services.membership_set(project=project, user=user, role=data.validated_data["role"])
+        membership = (
+            project.memberships.select_related("user")
+            .filter(user__username=data.validated_data["username"], user__is_active=True)
+            .first()
+        )
+        if membership is None:
+            raise serializers.ValidationError({"username": self.NOT_A_MEMBER})
+        membership = services.member_set_role(
+            project=project, user=membership.user, role=data.validated_data["role"], actor=request.user
+        )
         return Response(self.MembershipOut(membership).data)
 
 

@@ -42,6 +42,11 @@ class Label(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
     name = models.CharField(max_length=100)
     order = models.PositiveSmallIntegerField(default=0)
+    # A retired label is no longer offered for new labels (the labeling page, submissions, bulk
+    # accept); the annotations, gold labels and ledger entries that carry it keep it. Labels are
+    # never deleted once used (annotation.services.label_retire).
+    retired = models.BooleanField(default=False)
+    retired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["project", "order", "id"]

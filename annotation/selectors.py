@@ -1,11 +1,11 @@
 """Reads, each scoped to what the requesting user may see."""
 
-from django.db.models import QuerySet
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from core.roles import READERS
 
-from .models import Annotation, Attempt, Example, Invitation, Membership, Project
+from .models import Annotation, Attempt, Example, Invitation, Label, Membership, Project
 
 
 def projects_visible_to(user) -> QuerySet[Project]:
@@ -80,3 +80,25 @@ def invitations_pending(*, project: Project, now=None) -> QuerySet[Invitation]:
 
 def members_of(*, project: Project) -> QuerySet[Membership]:
     return Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+
+
+def labels_offered(project: Project) -> QuerySet[Label]:
+    """The labels given anew: the labeling page's buttons, bulk accept (retired ones are not)."""
+    return Label.objects.filter(project=project, retired=False).order_by("order", "id")
+
+
+def labels_with_use(*, project: Project) -> QuerySet[Label]:
+    """Every label of the project, retired ones too, with how many accepted labels and gold
+    texts carry it (the settings page: retiring one deletes none of them)."""
+    used = Annotation.labels.through.objects.filter(label=OuterRef("pk"), annotation__status=Annotation.Status.ACCEPTED)
+    return (
+        Label.objects.filter(project=project)
+        .annotate(
+            n_accepted=Subquery(
+                used.order_by().values("label").annotate(n=Count("annotation_id")).values("n")[:1],
+                output_field=IntegerField(),
+            ),
+            n_gold=Count("gold_examples", distinct=True),
+        )
+        .order_by("order", "id")
+    )

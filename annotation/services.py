@@ -113,13 +113,23 @@ def project_create(
 
 @transaction.atomic
 def project_update(*, project: Project, **fields) -> Project:
+    """Name, instructions, overlap, and the label mode while nothing is labeled yet (a
+    single-label project's labels would not read as multi-label ones, nor the reverse)."""
     allowed = {"name", "instructions", "annotations_per_example", "label_mode"}
     unknown = set(fields) - allowed
     if unknown:
         raise ValidationFailed(f"These fields cannot be changed here: {', '.join(sorted(unknown))}.")
+    Project.objects.select_for_update().filter(pk=project.pk).first()  # one change at a time
+    if fields.get("label_mode", project.label_mode) != project.label_mode and project.annotations.exists():
+        raise Conflict("The label mode is fixed once the project has labels.", code="label_mode_fixed")
+    if "name" in fields:
+        fields["name"] = fields["name"].strip()
     for field, value in fields.items():
         setattr(project, field, value)
-    project.full_clean()
+    try:
+        project.full_clean()
+    except DjangoValidationError as exc:
+        raise ValidationFailed("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
     project.save()
     return project
 
@@ -131,6 +141,54 @@ def label_create(*, project: Project, name: str) -> Label:
         raise Conflict(f"The label {name!r} already exists in this project.")
     order = project.labels.count()
     return Label.objects.create(project=project, name=name, order=order)
+
+
+def _label_for_change(*, project: Project, label_id: int) -> Label:
+    label = Label.objects.select_for_update().filter(project=project, pk=label_id).first()
+    if label is None:
+        raise NotFound("No such label in this project.")
+    return label
+
+
+@transaction.atomic
+def label_rename(*, project: Project, label_id: int, name: str) -> Label:
+    """A new name for a label. Annotations point at the label, not its name, so every label
+    already given (and the ledger entries of that work) follows the new name."""
+    label = _label_for_change(project=project, label_id=label_id)
+    (name,) = _clean_label_names([name])
+    if project.labels.filter(name=name).exclude(pk=label.pk).exists():
+        raise Conflict(f"The label {name!r} already exists in this project.", code="label_exists")
+    label.name = name
+    label.save(update_fields=["name"])
+    return label
+
+
+@transaction.atomic
+def label_retire(*, project: Project, label_id: int, now: datetime | None = None) -> Label:
+    """Stop offering a label for new labels. Nothing is deleted: annotations that carry it keep
+    it (and still train and evaluate the model), as do gold labels and the ledger; the
+    labeling page, new submissions and bulk accept no longer offer it. A project keeps one
+    label offered. Undone by label_restore."""
+    label = _label_for_change(project=project, label_id=label_id)
+    if label.retired:
+        return label
+    if not project.labels.filter(retired=False).exclude(pk=label.pk).exists():
+        raise Conflict("A project keeps at least one label to offer.", code="last_label")
+    label.retired = True
+    label.retired_at = now or timezone.now()
+    label.save(update_fields=["retired", "retired_at"])
+    return label
+
+
+@transaction.atomic
+def label_restore(*, project: Project, label_id: int) -> Label:
+    """Offer a retired label again."""
+    label = _label_for_change(project=project, label_id=label_id)
+    if label.retired:
+        label.retired = False
+        label.retired_at = None
+        label.save(update_fields=["retired", "retired_at"])
+    return label
 
 
 @transaction.atomic
@@ -454,6 +512,8 @@ def _validated_labels(project: Project, label_ids: Sequence[int]) -> list[Label]
     labels = list(Label.objects.filter(project=project, pk__in=ids))
     if len(labels) != len(ids) or not ids:
         raise ValidationFailed("Choose labels of this project.", code="invalid_labels")
+    if any(label.retired for label in labels):  # retired: kept on old labels, not given anew
+        raise ValidationFailed("This label was retired; choose another.", code="retired_label")
     if project.label_mode == Project.LabelMode.SINGLE and len(labels) != 1:
         raise ValidationFailed("This project takes exactly one label per text.", code="invalid_labels")
     return labels
@@ -568,10 +628,29 @@ def annotation_set_status(
 ) -> Annotation:
     """Accept, retract or reject a label. The ledger answers with a reversing entry, never an
     edit, naming `actor` (an annotator undoing their own label when none is given) and `reason`."""
+    if _set_status(annotation=annotation, status=status, actor=actor, reason=reason, now=now or timezone.now()):
+        hooks.labels_changed.send(hooks.LabelsChanged(project_id=annotation.project_id))
+    return annotation
+
+
+@transaction.atomic
+def annotations_set_status(
+    *, annotations: Sequence[Annotation], status: str, actor=None, reason: str = "", now: datetime | None = None
+) -> int:
+    """annotation_set_status for many labels of one project (a bulk accept undone): each is
+    changed and announced to the ledger as one would be, and the change of labels is announced
+    once. Returns how many changed."""
     now = now or timezone.now()
+    changed = [a for a in annotations if _set_status(annotation=a, status=status, actor=actor, reason=reason, now=now)]
+    if changed:
+        hooks.labels_changed.send(hooks.LabelsChanged(project_id=changed[0].project_id))
+    return len(changed)
+
+
+def _set_status(*, annotation: Annotation, status: str, actor, reason: str, now: datetime) -> bool:
     previous = annotation.status
     if status == previous:
-        return annotation
+        return False
     if status not in Annotation.Status.values:
         raise ValidationFailed(f"Unknown status {status!r}.")
     annotation.status = status
@@ -590,8 +669,7 @@ def annotation_set_status(
             annotation=annotation, previous_status=previous, acting_user_id=acting_user_id, reason=reason
         )
     )
-    hooks.labels_changed.send(hooks.LabelsChanged(project_id=annotation.project_id))
-    return annotation
+    return True
 
 
 @transaction.atomic

@@ -102,7 +102,17 @@ class ThrottledAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
 
 
 class ThrottledAdminAuthenticationForm(ThrottledLoginMixin, AdminAuthenticationForm):
-    pass
+    """The Django admin's login: superusers only (config/admin.py); everyone else logs in on
+    the site's own page and works in the console."""
+
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        if not user.is_superuser:
+            raise ValidationError(
+                self.error_messages["invalid_login"],
+                code="invalid_login",
+                params={"username": self.username_field.verbose_name},
+            )
 
 
 class LoginView(auth_views.LoginView):

@@ -15,7 +15,7 @@ from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 
 from annotation.models import Annotation, Example, Membership
 from annotation.permissions import project_for
-from annotation.selectors import projects_visible_to
+from annotation.selectors import labels_offered, projects_visible_to
 from core.roles import READERS
 from labor_ledger import money
 from labor_ledger import selectors as ledger_selectors
@@ -64,7 +64,7 @@ def label(request, slug):
         project = project_for(user=request.user, slug=slug, roles=LABELER_ROLES, write=True)
     except DRFPermissionDenied as exc:  # members without a labeling role (auditors)
         raise PermissionDenied(str(exc.detail)) from exc
-    labels = list(project.labels.all())
+    labels = list(labels_offered(project))  # retired labels are not given anew
     labeled = Annotation.objects.filter(
         project=project, annotator=request.user, status=Annotation.Status.ACCEPTED, source=Annotation.Source.HUMAN
     ).count()

@@ -2,7 +2,8 @@
 
 from django.contrib import admin
 
-from annotation.models import InstructionReading
+from annotation.admin import ProjectAdmin
+from annotation.models import InstructionReading, Project
 
 from .models import Balance, ChainHead, LedgerEntry, PayPolicy, Settlement
 
@@ -46,3 +47,19 @@ class SettlementAdmin(ReadOnlyAdmin):
 
 
 admin.site.register([Balance, ChainHead, InstructionReading], ReadOnlyAdmin)
+
+
+class LedgerProjectAdmin(ProjectAdmin):
+    """The project's admin page, with what the ledger fixes: once it has entries, the currency
+    (every amount is in it), the label mode and the slug (entries and exports name it) are
+    read-only here too, as in the console."""
+
+    def fixed_fields(self, obj) -> set[str]:
+        fixed = super().fixed_fields(obj)
+        if obj is not None and LedgerEntry.objects.filter(project=obj).exists():
+            fixed |= {"currency", "label_mode", "slug"}
+        return fixed
+
+
+admin.site.unregister(Project)
+admin.site.register(Project, LedgerProjectAdmin)

@@ -6,6 +6,7 @@ Imported by the web process: no torch (tests/training/test_no_torch_in_web.py ch
 """
 
 import math
+from collections import Counter
 
 from django.core.cache import cache
 from django.shortcuts import get_object_or_404
@@ -16,7 +17,7 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.models import Label
+from annotation.models import Annotation, Label
 from annotation.permissions import project_for
 from annotation.selectors import examples_visible_to
 from core.errors import Conflict
@@ -433,7 +434,9 @@ class AcceptPredictionsApi(APIView):
         limit = serializers.IntegerField(min_value=1, max_value=10_000, default=500)
 
     class AcceptedPredictionsSerializer(serializers.Serializer):
+        batch = serializers.IntegerField(help_text="The bulk accept's id (the console's Bulk accept page undoes it).")
         accepted = serializers.IntegerField()
+        by_label = serializers.DictField(child=serializers.IntegerField(), help_text="Label name -> texts accepted.")
         annotations = serializers.ListField(child=serializers.IntegerField())
 
     @extend_schema(
@@ -447,7 +450,7 @@ class AcceptPredictionsApi(APIView):
         data = self.AcceptPredictionsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         d = data.validated_data
-        annotations = services.machine_labels_accept(
+        batch = services.machine_labels_accept(
             project=project,
             admin=request.user,
             min_confidence=d["min_confidence"],
@@ -455,8 +458,17 @@ class AcceptPredictionsApi(APIView):
             example_ids=d.get("examples"),
             limit=d["limit"],
         )
+        ids = [a.pk for a in batch.accepted_annotations]
+        through = Annotation.labels.through.objects.filter(annotation_id__in=ids)
+        by_label = Counter(through.values_list("label__name", flat=True))
         return Response(
-            {"accepted": len(annotations), "annotations": [a.pk for a in annotations]}, status=status.HTTP_201_CREATED
+            {
+                "batch": batch.pk,
+                "accepted": batch.accepted,
+                "by_label": dict(sorted(by_label.items())),
+                "annotations": [a.pk for a in batch.accepted_annotations],
+            },
+            status=status.HTTP_201_CREATED,
         )
 
 

@@ -266,3 +266,32 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"Example {self.example_id}: {self.label_id} ({self.confidence:.2f})"
+
+
+class AcceptBatch(models.Model):
+    """One bulk accept of the model's predictions (training.services.machine_labels_accept),
+    and its undoing: the record of who took which machine labels at what threshold, from which
+    version. Undone, its labels still accepted are set to rejected through
+    annotation.services (the ledger is told and, machine labels not being labor, pays nothing
+    either way); the row keeps who undid it and when."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    min_confidence = models.FloatField()
+    label_ids = models.JSONField(default=list, blank=True, help_text="The labels it was limited to, if any.")
+    accepted = models.PositiveIntegerField(default=0)
+    annotations = models.ManyToManyField(Annotation, related_name="accept_batches")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField()
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    undone = models.PositiveIntegerField(default=0, help_text="Labels set to rejected by the undo.")
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["project", "-id"], name="accept_batch_project_idx")]
+
+    def __str__(self) -> str:
+        return f"Bulk accept {self.pk} ({self.accepted} labels)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -14,8 +15,16 @@ from django.utils import timezone
 
 from annotation.models import Annotation, Example, Label, Project
 
-from .ml.evaluation import evaluation_summary
-from .models import ExampleEmbedding, ManifestEntry, ModelVersion, Prediction, ProjectTrainingConfig, TrainingRun
+from .ml.evaluation import evaluation_summary, wilson_interval
+from .models import (
+    AcceptBatch,
+    ExampleEmbedding,
+    ManifestEntry,
+    ModelVersion,
+    Prediction,
+    ProjectTrainingConfig,
+    TrainingRun,
+)
 
 
 def training_config(*, project: Project) -> ProjectTrainingConfig:
@@ -262,3 +271,124 @@ def training_snapshot(*, project: Project, config: ProjectTrainingConfig) -> Sna
     snap.n_annotators = len({a for _, ex, a, s, _, _ in usable if ex in train_set and s == Annotation.Source.HUMAN})
     snap.n_machine_labels = len({ann for ann, ex, _, s, _, _ in usable if ex in train_set and s != "human"})
     return snap
+
+
+# --- bulk accept: what a threshold would take, and how right the model is there --------------
+
+
+def acceptable_predictions(
+    *, project: Project, min_confidence: float, label_ids: Sequence[int] | None = None
+) -> QuerySet[Prediction]:
+    """Predictions a bulk accept at `min_confidence` takes: texts nobody's label is accepted
+    on yet, predicted with a label that is not retired."""
+    qs = Prediction.objects.filter(project=project, confidence__gte=min_confidence, label__retired=False)
+    if label_ids:
+        qs = qs.filter(label_id__in=label_ids)
+    return qs.exclude(
+        Exists(Annotation.objects.filter(example=OuterRef("example_id"), status=Annotation.Status.ACCEPTED))
+    )
+
+
+def evaluation_labels(*, project: Project, config: ProjectTrainingConfig) -> dict[int, int]:
+    """{example id: its evaluation label} as a run would choose them now (training_snapshot):
+    the gold texts held out, or else the labeled texts whose hash falls in the holdout share,
+    with their majority label (ties to the label listed first; a human label outranks machine
+    labels). Read for the bulk-accept preview, which compares them to the current predictions."""
+    gold = list(
+        Example.objects.filter(project=project, gold_label__isnull=False)
+        .order_by("text_hash")
+        .values_list("id", "gold_label_id")[: gold_eval_size(project=project, config=config)]
+    )
+    if gold:
+        return dict(gold)
+    bound = math.ceil(config.holdout_share * 0x1_0000_0000)
+    if bound <= 0:
+        return {}
+    rows = (
+        Annotation.labels.through.objects.filter(
+            annotation__project=project,
+            annotation__status=Annotation.Status.ACCEPTED,
+            # hex digits compare as the number they spell: a prefix filter in SQL, checked below
+            annotation__example__text_hash__lt=f"{min(bound, 0xFFFFFFFF):08x}g",
+        )
+        .order_by()
+        .values_list("annotation__example_id", "annotation__source", "label_id", "annotation__example__text_hash")
+    )
+    order = {lid: i for i, lid in enumerate(Label.objects.filter(project=project).values_list("id", flat=True))}
+    votes: dict[int, dict[str, dict[int, int]]] = {}
+    for ex, source, label, thash in rows:
+        if in_holdout(thash, config.holdout_share):
+            by_label = votes.setdefault(ex, {}).setdefault(source, {})
+            by_label[label] = by_label.get(label, 0) + 1
+    chosen = {}
+    for ex, by_source in votes.items():
+        counts = by_source.get(Annotation.Source.HUMAN) or by_source.get(Annotation.Source.MACHINE) or {}
+        if counts:
+            chosen[ex] = max(counts, key=lambda lid: (counts[lid], -order.get(lid, 0)))
+    return chosen
+
+
+@dataclass
+class AcceptPreview:
+    min_confidence: float
+    count: int  # texts the accept would take (before the limit)
+    distribution: list[tuple[str, int]]  # predicted label name, texts
+    sample: list[Prediction]  # the least confident it would take: the riskiest
+    eval_source: str  # gold | holdout | none
+    eval_total: int  # evaluation texts with a current prediction
+    eval_covered: int  # of them, predicted at or above the threshold
+    eval_correct: int
+    accuracy: float | None  # eval_correct / eval_covered
+    accuracy_interval: tuple[float, float] | None
+    evaluation: dict | None  # version_evaluation of the current version
+    version: ModelVersion | None
+
+
+def accept_preview(
+    *, project: Project, min_confidence: float, label_ids: Sequence[int] | None = None, sample_size: int = 10
+) -> AcceptPreview:
+    """What a bulk accept at `min_confidence` would take (how many texts, their predicted labels,
+    a sample of the least confident), and the model's accuracy at that confidence: on the
+    evaluation texts (training's own rule, evaluation_labels), the share of those predicted at
+    or above the threshold whose prediction matches their gold or majority label. Per-text
+    predictions of the evaluation set are not stored with a version, so this reads the current
+    predictions (the current version's, which did not train on these texts)."""
+    config = training_config(project=project)
+    version = current_version(project=project)
+    candidates = acceptable_predictions(project=project, min_confidence=min_confidence, label_ids=label_ids)
+    names = dict(Label.objects.filter(project=project).values_list("id", "name"))
+    distribution = [
+        (names.get(lid, "?"), n)
+        for lid, n in candidates.order_by().values("label_id").annotate(n=Count("pk")).values_list("label_id", "n")
+    ]
+    distribution.sort(key=lambda row: (-row[1], row[0]))
+    sample = list(candidates.select_related("example", "label").order_by("confidence", "example_id")[:sample_size])
+    truth = evaluation_labels(project=project, config=config) if version is not None else {}
+    predicted = Prediction.objects.filter(project=project, example_id__in=list(truth)).values_list(
+        "example_id", "label_id", "confidence"
+    )
+    total = covered = correct = 0
+    for ex, lid, confidence in predicted:
+        total += 1
+        if confidence >= min_confidence:
+            covered += 1
+            correct += int(truth[ex] == lid)
+    gold = Example.objects.filter(project=project, gold_label__isnull=False).exists()
+    return AcceptPreview(
+        min_confidence=min_confidence,
+        count=sum(n for _, n in distribution),
+        distribution=distribution,
+        sample=sample,
+        eval_source=("gold" if gold else "holdout") if truth else "none",
+        eval_total=total,
+        eval_covered=covered,
+        eval_correct=correct,
+        accuracy=correct / covered if covered else None,
+        accuracy_interval=wilson_interval(correct, covered),
+        evaluation=version_evaluation(version=version) if version is not None else None,
+        version=version,
+    )
+
+
+def accept_batches(*, project: Project) -> QuerySet[AcceptBatch]:
+    return AcceptBatch.objects.filter(project=project).select_related("version", "created_by", "undone_by")

@@ -18,16 +18,16 @@ from datetime import datetime
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from annotation import hooks as annotation_hooks
+from annotation import services as annotation_services
 from annotation.models import Annotation, Project
-from core.errors import Conflict, ValidationFailed
+from core.errors import Conflict, NotFound, ValidationFailed
 
 from . import runs, selectors, tasks
 from .ml.classifiers import HyperParams
-from .models import Loop, ModelKind, Prediction, ProjectTrainingConfig, TrainingRun
+from .models import AcceptBatch, Loop, ModelKind, ProjectTrainingConfig, TrainingRun
 from .runs import config_get
 from .tasks import embeddings_schedule
 
@@ -40,6 +40,7 @@ __all__ = [  # config_get and embeddings_schedule are the web's entry points to 
     "examples_imported",
     "labels_changed",
     "machine_labels_accept",
+    "machine_labels_undo",
     "training_run_request",
 ]
 
@@ -192,11 +193,17 @@ def machine_labels_accept(
     label_ids: Sequence[int] | None = None,
     example_ids: Sequence[int] | None = None,
     limit: int = 1000,
+    expected_version_id: int | None = None,
     now: datetime | None = None,
-) -> list[Annotation]:
+) -> AcceptBatch:
     """Accept the current version's label for unlabeled examples predicted with at least
     `min_confidence`. Each becomes an Annotation with source=machine, the acting admin as its
-    annotator and no attempt: no labor, no pay, and it does not count toward the overlap."""
+    annotator and no attempt: no labor, no pay, and it does not count toward the overlap.
+    Predictions of a retired label are never accepted. The batch is recorded (AcceptBatch:
+    who, when, threshold, version, its labels) so that machine_labels_undo can reverse it;
+    a batch that took nothing is recorded too (it is what the admin asked for). With
+    `expected_version_id` (the version a preview showed), a newer current version refuses it:
+    its predictions are not the ones previewed."""
     now = now or timezone.now()
     if not 0.0 <= min_confidence <= 1.0:
         raise ValidationFailed("min_confidence must be between 0 and 1.")
@@ -207,14 +214,14 @@ def machine_labels_accept(
     config = ProjectTrainingConfig.objects.select_for_update().filter(project=project).first()
     if config is None or config.current_version_id is None:
         raise Conflict("There is no trained model for this project yet.", code="no_model")
-    qs = Prediction.objects.filter(project=project, confidence__gte=min_confidence)
-    if label_ids:
-        qs = qs.filter(label_id__in=label_ids)
+    if expected_version_id is not None and config.current_version_id != expected_version_id:
+        raise Conflict(
+            "A newer model version is current since the preview: preview again before accepting.",
+            code="version_changed",
+        )
+    qs = selectors.acceptable_predictions(project=project, min_confidence=min_confidence, label_ids=label_ids)
     if example_ids is not None:
         qs = qs.filter(example_id__in=example_ids)
-    qs = qs.exclude(
-        Exists(Annotation.objects.filter(example=OuterRef("example_id"), status=Annotation.Status.ACCEPTED))
-    )
     picks = list(qs.order_by("-confidence", "example_id").values_list("example_id", "label_id")[:limit])
     annotations = Annotation.objects.bulk_create(
         Annotation(
@@ -232,6 +239,49 @@ def machine_labels_accept(
     Through.objects.bulk_create(
         Through(annotation_id=a.pk, label_id=lab) for a, (_, lab) in zip(annotations, picks, strict=True)
     )
+    batch = AcceptBatch.objects.create(
+        project=project,
+        version_id=config.current_version_id,
+        min_confidence=min_confidence,
+        label_ids=sorted(label_ids or []),
+        accepted=len(annotations),
+        created_by=admin,
+        created_at=now,
+    )
+    AcceptBatch.annotations.through.objects.bulk_create(
+        AcceptBatch.annotations.through(acceptbatch_id=batch.pk, annotation_id=a.pk) for a in annotations
+    )
     if annotations:
         transaction.on_commit(lambda: labels_changed(project_id=project.pk))
-    return annotations
+    batch.accepted_annotations = annotations
+    return batch
+
+
+@transaction.atomic
+def machine_labels_undo(*, project: Project, batch_id: int, actor, now: datetime | None = None) -> AcceptBatch:
+    """Undo a bulk accept: its machine labels still accepted become rejected, through
+    annotation.services (each announced to the ledger, which pays nothing for machine labels;
+    the change of labels queues a retraining as any other). The batch records who undid it and
+    when; an undone batch stays undone (accept again for a new batch)."""
+    now = now or timezone.now()
+    batch = AcceptBatch.objects.select_for_update().filter(project=project, pk=batch_id).first()
+    if batch is None:
+        raise NotFound("No such bulk accept in this project.")
+    if batch.undone_at is not None:
+        raise Conflict(f"Bulk accept {batch.pk} was undone already.", code="already_undone")
+    live = list(
+        batch.annotations.select_for_update()
+        .filter(status=Annotation.Status.ACCEPTED, source=Annotation.Source.MACHINE)
+        .order_by("id")
+    )
+    batch.undone = annotation_services.annotations_set_status(
+        annotations=live,
+        status=Annotation.Status.REJECTED,
+        actor=actor,
+        reason=f"Bulk accept {batch.pk} undone",
+        now=now,
+    )
+    batch.undone_at = now
+    batch.undone_by = actor
+    batch.save(update_fields=["undone", "undone_at", "undone_by"])
+    return batch

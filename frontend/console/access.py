@@ -45,6 +45,7 @@ NAV = (
     ("disputes", "Disputes", "console:disputes", READERS),
     ("import", "Import", "console:import", ADMINS),
     ("pay", "Pay", "console:pay", READERS),
+    ("settings", "Settings", "console:settings", READERS),
     ("members", "Members", "console:members", ADMINS),
 )
 

@@ -163,3 +163,66 @@ class DisputeDecisionForm(forms.Form):
             return parse_duration(text)
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from exc
+
+
+class ProjectSettingsForm(forms.Form):
+    """The project's own settings; saved by annotation.services.project_update."""
+
+    name = forms.CharField(max_length=200, help_text="Shown on every page of the project and on the home page.")
+    instructions = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "id": "id_instructions"}),
+        help_text="What annotators read before and while labeling (plain text; a blank line starts a paragraph).",
+    )
+    annotations_per_example = forms.IntegerField(
+        min_value=1,
+        max_value=5,
+        label="Annotators per text (overlap)",
+        help_text="How many different people label each text; 2 or 3 lets you measure agreement.",
+    )
+
+
+class QualityControlForm(forms.Form):
+    """The QC share lives in the training settings; saved by training.services.config_update."""
+
+    qc_share = forms.FloatField(
+        min_value=0.0,
+        max_value=0.5,
+        label="Quality-control share",
+        help_text="Share of the queue given to random and gold texts, to check quality (0 to 0.5).",
+    )
+
+
+class LabelNameForm(forms.Form):
+    name = forms.CharField(max_length=100)
+
+
+class AcceptPreviewForm(forms.Form):
+    """The threshold of a bulk accept (and what it is limited to). Read by the preview on GET;
+    the Accept button posts the same values back."""
+
+    min_confidence = forms.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        initial=0.9,
+        label="Confidence at least",
+        help_text="The model's probability for its label, 0 to 1: higher takes fewer texts and is right more often.",
+        widget=forms.NumberInput(attrs={"step": "0.01"}),
+    )
+    label = forms.TypedChoiceField(
+        required=False, coerce=int, empty_value=None, help_text="Only texts predicted as this label (optional)."
+    )
+    limit = forms.IntegerField(
+        min_value=1, max_value=10_000, initial=1000, help_text="At most this many texts, the most confident first."
+    )
+
+    def __init__(self, *args, labels=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["label"].choices = [("", "any label"), *((lab.pk, lab.name) for lab in labels)]
+
+
+class AcceptForm(AcceptPreviewForm):
+    version = forms.IntegerField(widget=forms.HiddenInput)
+    understood = forms.BooleanField(
+        required=False, label="I know this model is no better than its baseline, and accept its labels anyway."
+    )

@@ -30,12 +30,17 @@ from . import imports, selectors
 from .access import admin_page, project_page
 from .forms import (
     ROLE_CHOICES,
+    AcceptForm,
+    AcceptPreviewForm,
     DisputeDecisionForm,
     ImportForm,
     InvitationForm,
+    LabelNameForm,
     LedgerFilterForm,
     PayPolicyForm,
     ProjectCreateForm,
+    ProjectSettingsForm,
+    QualityControlForm,
     RoleForm,
     SignupForm,
     TrainingSettingsForm,
@@ -442,6 +447,24 @@ def ledger_settle(request, slug):
 # --- time disputes (issue 14, item 6) -------------------------------------------------------------
 
 
+# --- settings ---------------------------------------------------------------------------------------
+
+
+def _settings_page(request, project, *, project_form=None, qc_form=None, label_form=None, status=200):
+    config = training_selectors.training_config(project=project)
+    initial = {f: getattr(project, f) for f in ProjectSettingsForm.base_fields}
+    context = {
+        "project": project,
+        "can_admin": _is_admin(request, project),
+        "project_form": project_form or ProjectSettingsForm(initial=initial),
+        "qc_form": qc_form or QualityControlForm(initial={"qc_share": config.qc_share}),
+        "label_form": label_form or LabelNameForm(),
+        "labels": annotation_selectors.labels_with_use(project=project),
+        "config": config,
+    }
+    return render(request, "frontend/console/settings.html", context, status=status)
+
+
 @never_cache
 @login_required
 def disputes(request, slug):
@@ -459,6 +482,12 @@ def disputes(request, slug):
         "form": DisputeDecisionForm(),
     }
     return render(request, "frontend/console/disputes.html", context)
+
+
+def settings_page(request, slug):
+    """Name, instructions (with a preview), labels (add, rename, retire), overlap and the QC
+    share, each with one line of explanation and its current value. Auditors read it."""
+    return _settings_page(request, project_page(request, slug))
 
 
 @never_cache
@@ -490,3 +519,169 @@ def dispute_decide(request, slug, dispute_id):
         else:
             messages.success(request, f"Dispute #{dispute.pk} rejected.")
     return redirect("console:disputes", project.slug)
+
+
+def settings_project(request, slug):
+    project = admin_page(request, slug)
+    form = ProjectSettingsForm(request.POST)
+    if form.is_valid():
+        try:
+            annotation_services.project_update(project=project, **form.cleaned_data)
+        except TallyError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, "Project settings saved.")
+            return redirect("console:settings", project.slug)
+    project.refresh_from_db()
+    return _settings_page(request, project, project_form=form, status=400)
+
+
+@never_cache
+@login_required
+@require_POST
+def settings_qc(request, slug):
+    project = admin_page(request, slug)
+    form = QualityControlForm(request.POST)
+    if form.is_valid():
+        try:
+            training_services.config_update(project=project, **form.cleaned_data)
+        except TallyError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Quality-control share is now {form.cleaned_data['qc_share']:g}.")
+            return redirect("console:settings", project.slug)
+    return _settings_page(request, project, qc_form=form, status=400)
+
+
+@never_cache
+@login_required
+@require_POST
+def label_add(request, slug):
+    project = admin_page(request, slug)
+    form = LabelNameForm(request.POST)
+    if form.is_valid():
+        try:
+            label = annotation_services.label_create(project=project, name=form.cleaned_data["name"])
+        except TallyError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Label {label.name} added.")
+            return redirect("console:settings", project.slug)
+    return _settings_page(request, project, label_form=form, status=400)
+
+
+LABEL_ACTIONS = {
+    "rename": "label_rename",
+    "retire": "label_retire",
+    "restore": "label_restore",
+}
+
+
+@never_cache
+@login_required
+@require_POST
+def label_change(request, slug, label_id, action):
+    """Rename, retire or restore one label (retiring deletes nothing)."""
+    project = admin_page(request, slug)
+    if action not in LABEL_ACTIONS:
+        raise Http404
+    kwargs = {}
+    if action == "rename":
+        form = LabelNameForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Give the label a name of at most 100 characters.")
+            return redirect("console:settings", project.slug)
+        kwargs["name"] = form.cleaned_data["name"]
+    try:
+        label = getattr(annotation_services, LABEL_ACTIONS[action])(project=project, label_id=label_id, **kwargs)
+    except TallyError as exc:
+        messages.error(request, exc.message)
+    else:
+        done = {"rename": "renamed", "retire": "retired: not offered for new labels", "restore": "offered again"}
+        messages.success(request, f"Label {label.name} {done[action]}.")
+    return redirect("console:settings", project.slug)
+
+
+# --- bulk accept ------------------------------------------------------------------------------------
+
+
+def _accept_page(request, project, *, form, accept_form=None, status=200):
+    preview, take = None, 0
+    if form.is_valid():
+        d = form.cleaned_data
+        preview = training_selectors.accept_preview(
+            project=project, min_confidence=d["min_confidence"], label_ids=[d["label"]] if d["label"] else None
+        )
+        take = min(preview.count, d["limit"])
+        if accept_form is None and preview.version is not None:
+            accept_form = AcceptForm(
+                initial={**d, "version": preview.version.pk}, labels=annotation_selectors.labels_offered(project)
+            )
+    context = {
+        "project": project,
+        "can_admin": _is_admin(request, project),
+        "form": form,
+        "preview": preview,
+        "accept_form": accept_form,
+        "take": take,
+        "batches": list(training_selectors.accept_batches(project=project)[:20]),
+    }
+    return render(request, "frontend/console/accept.html", context, status=status)
+
+
+@never_cache
+@login_required
+def accept_page(request, slug):
+    """Choose a threshold and see what a bulk accept would take, how right the model is at
+    that confidence, and the model's warnings; accept (admins), and undo earlier batches."""
+    project = project_page(request, slug)
+    labels = annotation_selectors.labels_offered(project)
+    defaults = {name: field.initial for name, field in AcceptPreviewForm.base_fields.items()}
+    form = AcceptPreviewForm({**defaults, **request.GET.dict()}, labels=labels)
+    return _accept_page(request, project, form=form, status=200 if form.is_valid() else 400)
+
+
+@never_cache
+@login_required
+@require_POST
+def accept(request, slug):
+    project = admin_page(request, slug)
+    labels = annotation_selectors.labels_offered(project)
+    form = AcceptForm(request.POST, labels=labels)
+    preview_form = AcceptPreviewForm(request.POST, labels=labels)
+    if not form.is_valid():
+        return _accept_page(request, project, form=preview_form, accept_form=form, status=400)
+    d = form.cleaned_data
+    version = training_selectors.current_version(project=project)
+    if version is not None and training_selectors.version_evaluation(version=version)["no_better_than_baseline"]:
+        if not d["understood"]:
+            form.add_error("understood", "This model is no better than its baseline: tick this to accept anyway.")
+            return _accept_page(request, project, form=preview_form, accept_form=form, status=400)
+    try:
+        batch = training_services.machine_labels_accept(
+            project=project,
+            admin=request.user,
+            min_confidence=d["min_confidence"],
+            label_ids=[d["label"]] if d["label"] else None,
+            limit=d["limit"],
+            expected_version_id=d["version"],
+        )
+    except TallyError as exc:
+        _form_error(form, exc)
+        return _accept_page(request, project, form=preview_form, accept_form=form, status=400)
+    messages.success(request, f"Bulk accept {batch.pk}: {batch.accepted} machine label(s) accepted. Undo it below.")
+    return redirect("console:accept", project.slug)
+
+
+@never_cache
+@login_required
+@require_POST
+def accept_undo(request, slug, batch_id):
+    project = admin_page(request, slug)
+    try:
+        batch = training_services.machine_labels_undo(project=project, batch_id=batch_id, actor=request.user)
+    except TallyError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Bulk accept {batch.pk} undone: {batch.undone} machine label(s) rejected.")
+    return redirect("console:accept", project.slug)

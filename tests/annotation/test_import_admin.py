@@ -1,14 +1,18 @@
-"""The Django admin: every annotation model is registered, and a project's admins import through it."""
+"""The Django admin, for superusers only: every annotation model is registered, a superuser
+imports through it, staff project admins are turned away (they use the console, whose import
+page tests/frontend/test_console_ledger_pay_import.py covers), and what the labels and the
+ledger depend on is read-only."""
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from annotation import tasks
+from annotation import services, tasks
 from annotation.imports import runs
-from annotation.models import Example, ImportBatch, Membership
-from tests.factories import UserFactory, add_examples, add_member, make_project
+from annotation.models import Example, ImportBatch
+from labor_ledger.models import LedgerEntry
+from tests.factories import UserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -104,33 +108,39 @@ def test_the_import_action_opens_the_import_page_for_one_project(client, superus
     assert response["Location"] == reverse("admin:annotation_project_import", kwargs={"project_id": project.pk})
 
 
-def test_staff_see_only_their_projects_and_import_only_where_they_are_admins(
-    client, project, admin_user, queued, django_capture_on_commit_callbacks
-):
-    other = make_project(admin=UserFactory(), name="Secret project")
-    add_examples(other, ["secret text"])
-    auditor = staff(add_member(project, Membership.Role.AUDITOR))  # membership only, no model permissions
-    client.force_login(auditor)
-
-    projects = client.get(reverse("admin:annotation_project_changelist")).content.decode()
-    examples = client.get(reverse("admin:annotation_example_changelist")).content.decode()
-    import_page = client.get(reverse("admin:annotation_project_import", kwargs={"project_id": project.pk}))
-    other_page = client.get(reverse("admin:annotation_project_import", kwargs={"project_id": other.pk}))
-
-    assert project.name in projects and "Secret project" not in projects
-    assert "secret text" not in examples
-    assert import_page.status_code == 403  # an auditor changes nothing
-    assert other_page.status_code == 404  # and does not learn other projects exist
-
-    staff(admin_user)
+def test_the_admin_is_for_superusers_only_project_admins_use_the_console(client, project, admin_user, auditor):
+    """Staff who admin or audit a project (and staff with model permissions) get the admin's
+    login page, never its pages; the console is where they work."""
+    staff(admin_user, "view_project", "change_project", "add_project")
+    staff(auditor)
+    for user in (admin_user, auditor):
+        client.force_login(user)
+        for url in (
+            reverse("admin:index"),
+            reverse("admin:annotation_project_changelist"),
+            reverse("admin:annotation_project_change", args=[project.pk]),
+            reverse("admin:annotation_project_import", kwargs={"project_id": project.pk}),
+            reverse("admin:annotation_example_changelist"),
+        ):
+            response = client.get(url)
+            assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login")), url
     client.force_login(admin_user)
-    url = reverse("admin:annotation_project_import", kwargs={"project_id": project.pk})
-    with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            url, {"file": SimpleUploadedFile("a.csv", b"text\nhi\n"), "text_column": "text", "encoding": "utf-8"}
-        )
-    assert client.get(response["Location"]).status_code == 200  # the batch's page
-    assert client.get(reverse("admin:annotation_project_import", kwargs={"project_id": other.pk})).status_code == 404
+    assert client.get(reverse("console:import", args=[project.slug])).status_code == 200
+
+
+def test_what_the_labels_and_the_ledger_depend_on_is_read_only(client, superuser, project, annotator, examples):
+    client.force_login(superuser)
+    url = reverse("admin:annotation_project_change", args=[project.pk])
+    page = client.get(url).content.decode()
+    for name in ("slug", "currency", "label_mode"):
+        assert f'name="{name}"' in page  # nothing labeled, no ledger entry yet: all may change
+    attempt = services.claim_next(project=project, annotator=annotator)
+    services.annotation_submit(attempt_id=attempt.pk, annotator=annotator, label_ids=[project.labels.first().pk])
+    assert LedgerEntry.objects.filter(project=project).exists()
+    page = client.get(url).content.decode()
+    for name in ("slug", "currency", "label_mode"):
+        assert f'name="{name}"' not in page, name
+    assert 'name="labels-0-DELETE"' not in page  # labels are retired in the console, never deleted
 
 
 def test_the_records_of_work_are_read_only_in_the_admin(client, superuser, project, examples):

@@ -139,3 +139,23 @@ def test_tally_user_command(project, examples):
     out = StringIO()
     call_command("tally_user", "invite", "--project", project.slug, "--role", "annotator", stdout=out)
     assert "/invitations/" in out.getvalue()
+
+
+def test_members_api_never_tells_which_usernames_exist(api, project, admin_user, annotator):
+    """People join by invitation; the API changes members' roles and answers alike for a
+    username that does not exist, an inactive account and an account outside the project."""
+    UserFactory(username="outsider")
+    UserFactory(username="sleeper", is_active=False)
+    client = api(admin_user)
+    url = f"/api/projects/{project.slug}/members/"
+    answers = [
+        client.post(url, {"username": name, "role": "annotator"}, format="json")
+        for name in ("nobody-by-this-name", "outsider", "sleeper")
+    ]
+    assert {r.status_code for r in answers} == {400}
+    assert len({r.content for r in answers}) == 1
+    assert not Membership.objects.filter(project=project, user__username__in=["outsider", "sleeper"]).exists()
+    changed = client.post(url, {"username": annotator.username, "role": "auditor"}, format="json")
+    assert changed.status_code == 200 and changed.data["role"] == "auditor"
+    last_admin = client.post(url, {"username": admin_user.username, "role": "annotator"}, format="json")
+    assert last_admin.status_code == 409

@@ -189,6 +189,15 @@ def test_console_forms_need_their_csrf_token(project, admin_user):
     for url, data in (
         (reverse("console:member-invite", args=[project.slug]), {"role": "admin"}),
         (reverse("console:project-create"), {"name": "x", "labels": "a\nb"}),
+        (reverse("console:settings-project", args=[project.slug]), {"name": "y", "annotations_per_example": 2}),
+        (reverse("console:settings-qc", args=[project.slug]), {"qc_share": "0.3"}),
+        (reverse("console:label-add", args=[project.slug]), {"name": "new"}),
+        (reverse("console:label-change", args=[project.slug, project.labels.first().pk, "retire"]), {}),
+        (reverse("console:accept-do", args=[project.slug]), {"min_confidence": "0.5", "limit": "5", "version": "1"}),
+        (reverse("console:accept-undo", args=[project.slug, 1]), {}),
     ):
         assert client.post(url, data).status_code == 403, url
     assert not Invitation.objects.exists()
+    project.refresh_from_db()
+    assert project.name != "y" and not project.labels.filter(retired=True).exists()
+    assert not project.labels.filter(name="new").exists()

@@ -21,7 +21,7 @@ ADMIN_LOGIN = "/admin/login/"
 
 @pytest.fixture
 def user(db):
-    return UserFactory(username=f"login-{uuid.uuid4().hex[:8]}", is_staff=True)
+    return UserFactory(username=f"login-{uuid.uuid4().hex[:8]}", is_staff=True, is_superuser=True)
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_repeated_failures_lock_out_that_username_from_that_address(user, addres
         assert response.status_code == 429 and int(response["Retry-After"]) > 0
     # the same person from another address, and another account from this one, are not locked
     assert logged_in(post(url, user.username, PASSWORD, address + "1"))
-    other = UserFactory(username=f"other-{uuid.uuid4().hex[:8]}", is_staff=True)
+    other = UserFactory(username=f"other-{uuid.uuid4().hex[:8]}", is_staff=True, is_superuser=True)
     assert logged_in(post(url, other.username, PASSWORD, address))
 
 
@@ -137,3 +137,11 @@ def test_passwords_are_hashed_with_argon2id_and_old_hashes_upgraded(db, settings
     legacy.save()
     assert logged_in(post(LOGIN, legacy.username, PASSWORD, address))
     assert get_user_model().objects.get(pk=legacy.pk).password.startswith("argon2$argon2id$")
+
+
+def test_the_admin_login_is_for_superusers_only(db, address):
+    """Staff who are not superusers (project admins) log in on the site and use the console."""
+    staff = UserFactory(username=f"staff-{uuid.uuid4().hex[:8]}", is_staff=True)
+    response = post(ADMIN_LOGIN, staff.username, PASSWORD, address)
+    assert response.status_code == 200 and not logged_in(response)
+    assert logged_in(post(LOGIN, staff.username, PASSWORD, address))

@@ -116,6 +116,7 @@ def test_submit_ignores_annotator_project_status_source_example_and_amount(
 
 def test_members_post_cannot_raise_site_flags(api, project, admin_user):
     user = UserFactory(username="newcomer")
+    add_member(project, "auditor", user)  # the API changes members' roles; people join by invitation
     response = api(admin_user).post(
         f"/api/projects/{project.slug}/members/",
         {"username": "newcomer", "role": "annotator", "is_staff": True, "is_superuser": True, "groups": [1]},

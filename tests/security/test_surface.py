@@ -83,7 +83,7 @@ def test_every_api_answer_and_page_has_nosniff_and_the_csp(world):
             answered += 1
     pages = Client()
     pages.force_login(admin)
-    get_user_model().objects.filter(pk=admin.pk).update(is_staff=True)
+    get_user_model().objects.filter(pk=admin.pk).update(is_staff=True, is_superuser=True)  # the admin: superusers
     for url in [
         "/",
         f"/projects/{world.a.slug}/label/",

@@ -8,7 +8,7 @@ from annotation.models import Annotation, Membership
 from tests.factories import UserFactory, add_member
 from tests.support.annotators import label_next
 from training import pipeline, services, tasks
-from training.models import ModelVersion, Prediction, TrainingRun
+from training.models import AcceptBatch, ModelVersion, Prediction, TrainingRun
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +102,12 @@ def test_bulk_accept_creates_machine_labels(api, toy_project, admin_user, traine
     assert response.status_code == 201 and response.data["accepted"] == 3
     rows = Annotation.objects.filter(pk__in=response.data["annotations"])
     assert {(a.source, a.annotator_id, a.attempt_id) for a in rows} == {("machine", admin_user.pk, None)}
+    # the answer counts them by label and names the recorded batch, which undoes them
+    assert sum(response.data["by_label"].values()) == 3
+    batch = AcceptBatch.objects.get(pk=response.data["batch"])
+    assert batch.accepted == 3 and set(batch.annotations.values_list("pk", flat=True)) == set(
+        response.data["annotations"]
+    )
 
 
 def test_explanation_is_computed_by_a_worker_and_then_served(api, toy_project, admin_user, trained, monkeypatch):

@@ -289,7 +289,9 @@ def test_accepted_predictions_become_machine_labels_not_labor(
     monkeypatch.setattr(annotation_hooks.annotation_status_changed, "_handlers", [ledger_calls.append])
     # when
     with on_commit():
-        accepted = services.machine_labels_accept(project=toy_project, admin=admin_user, min_confidence=0.0, limit=5)
+        batch = services.machine_labels_accept(project=toy_project, admin=admin_user, min_confidence=0.0, limit=5)
+    accepted = batch.accepted_annotations
+    assert batch.accepted == 5 and set(batch.annotations.all()) == set(accepted)
     # then: five unlabeled examples got the model's label, as machine labels of the admin
     assert len(accepted) == 5
     for annotation in Annotation.objects.filter(pk__in=[a.pk for a in accepted]):
@@ -304,7 +306,9 @@ def test_accepted_predictions_become_machine_labels_not_labor(
         candidate_examples(project=toy_project, annotator=labeler, now=timezone.now()).values_list("id", flat=True)
     )
     assert not offered & {a.example_id for a in accepted}
-    again = services.machine_labels_accept(project=toy_project, admin=admin_user, min_confidence=0.0, limit=40)
+    again = services.machine_labels_accept(
+        project=toy_project, admin=admin_user, min_confidence=0.0, limit=40
+    ).accepted_annotations
     assert not {a.example_id for a in again} & {a.example_id for a in accepted}
     assert len(again) == 40 - 10 - 5
     assert queued(toy_project).exists()

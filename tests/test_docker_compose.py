@@ -27,16 +27,16 @@ def test_the_four_services_exist(compose):
     assert {"web", "worker", "redis", "postgres"} <= set(compose["services"])
 
 
-def test_web_and_worker_share_one_image_definition(compose):
-    web, worker = compose["services"]["web"], compose["services"]["worker"]
-    assert web["build"] == worker["build"]
+def test_web_and_workers_share_one_image_definition(compose):
+    web, worker, embedder = (compose["services"][name] for name in ("web", "worker", "embedder"))
+    assert web["build"] == worker["build"] == embedder["build"]
     assert web["build"]["context"] == "."
     dockerfile = ROOT / web["build"].get("dockerfile", "Dockerfile")
     assert dockerfile.is_file()
-    assert web["image"] == worker["image"]
+    assert web["image"] == worker["image"] == embedder["image"]
     # Nothing else builds its own image: the datastores are stock images.
     builders = {name for name, service in compose["services"].items() if "build" in service}
-    assert builders == {"web", "worker"}
+    assert builders == {"web", "worker", "embedder"}
 
 
 def test_commands_run_the_real_processes_with_production_settings(compose):

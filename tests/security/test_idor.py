@@ -75,6 +75,10 @@ ACCESS = {
     ("GET", "/api/projects/{slug}/models/{sequence}/learning-curve/"): READERS,
     ("GET", "/api/projects/{slug}/models/{sequence}/manifest/"): READERS,
     ("GET", "/api/projects/{slug}/models/{sequence}/labor-card/"): READERS,
+    ("GET", "/api/projects/{slug}/models/{sequence}/datasheet/"): READERS,
+    ("GET", "/api/projects/{slug}/time-disputes/"): ALL,  # an annotator lists their own
+    ("POST", "/api/projects/{slug}/time-disputes/"): WORKERS,  # about their own time
+    ("POST", "/api/projects/{slug}/time-disputes/{dispute_id}/decision/"): ADMINS,
     ("GET", "/api/projects/{slug}/labor-reports/"): READERS,
     ("GET", "/api/projects/{slug}/predictions/"): READERS,
     ("POST", "/api/projects/{slug}/predictions/accept/"): ADMINS,
@@ -123,6 +127,12 @@ class Bodies:
             "/api/projects/{slug}/pay-policies/": {"piece_rate": "0.20"},
             "/api/projects/{slug}/training/config/": {"qc_share": 0.1},
             "/api/projects/{slug}/predictions/accept/": {"min_confidence": 0.999},
+            "/api/projects/{slug}/time-disputes/": {
+                "day": ids["disputed_day"],
+                "claimed_seconds": "3600",
+                "note": f"dispute {n}",
+            },
+            "/api/projects/{slug}/time-disputes/{dispute_id}/decision/": {"outcome": "reject", "reason": "no"},
         }
         if path == "/api/projects/{slug}/imports/" and method == "POST":
             upload = SimpleUploadedFile(f"rows{n}.csv", f"text\nimported row {n}\n".encode(), "text/csv")

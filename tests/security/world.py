@@ -138,6 +138,14 @@ def build(*, model_store) -> World:
         )
         owner_annotations.append(annotation)
     settlement.settle_due(project=a, now=now)
+    dispute = ledger_services.time_dispute_create(
+        project=a,
+        annotator=owner,
+        claimed_seconds=Decimal("600"),
+        note=f"I read the instructions first {MARK_OWNER}",
+        day=two_days_ago.date(),
+        now=now,
+    )
     annotation_services.instructions_heartbeat(project=a, annotator=owner, now=now - timedelta(seconds=5))
     owner_claim = annotation_services.claim_next(project=a, annotator=owner)
 
@@ -180,6 +188,8 @@ def build(*, model_store) -> World:
         "example_id": owner_claim.example_id,
         "annotation_id": owner_annotations[0].pk,
         "label_id": pos.pk,
+        "dispute_id": dispute.pk,
+        "disputed_day": two_days_ago.date().isoformat(),
     }
     world.b_ids = {"slug": b.slug, "attempt_id": b_claim.pk, "label_id": b.labels.first().pk}
     assert Attempt.objects.filter(pk=owner_claim.pk, status="claimed").exists()

@@ -95,6 +95,32 @@ def guess_format(source_name: str) -> str:
     return FORMAT_BY_SUFFIX[suffix]
 
 
+# Encodings a text file may be read in (codecs.lookup(...).name): UTF-8 and the common
+# ASCII-compatible single- and multi-byte ones, where a comma, tab, newline or quote byte is
+# always that character. Anything else codecs knows is refused (issue 15).
+TEXT_ENCODINGS = frozenset(
+    {
+        "utf-8",
+        "utf-8-sig",
+        "ascii",
+        *(f"iso8859-{n}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16)),
+        *(f"cp{n}" for n in range(1250, 1259)),
+        "koi8-r",
+        "koi8-u",
+        "mac-roman",
+        "shift_jis",
+        "cp932",
+        "euc_jp",
+        "gb2312",
+        "gbk",
+        "gb18030",
+        "big5",
+        "euc_kr",
+    }
+)
+_NOT_ASCII_COMPATIBLE = frozenset({"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"})
+
+
 def import_options(
     *,
     source_name: str = "",
@@ -137,12 +163,19 @@ def import_options(
                     code="invalid_columns",
                 )
     try:
-        codec = codecs.lookup(encoding)
-    except LookupError:
+        codec = codecs.lookup(str(encoding or "utf-8"))
+    except (LookupError, ValueError, TypeError):
         raise ValidationFailed(f"Unknown encoding {encoding!r}.", code="invalid_encoding") from None
-    if ',\t\n"'.encode(codec.name, errors="replace") != b',\t\n"':
+    if codec.name in _NOT_ASCII_COMPATIBLE:
         raise ValidationFailed(
             f"The encoding {encoding!r} is not ASCII-compatible (UTF-16?); save the file as UTF-8.",
+            code="invalid_encoding",
+        )
+    if codec.name not in TEXT_ENCODINGS:
+        # rot13, zlib, base64, idna, ...: codecs.lookup knows them, but they are transforms or
+        # special-purpose codecs, not the encoding of a text file (they raised 5xx further on).
+        raise ValidationFailed(
+            f"The encoding {encoding!r} is not supported; use one of {', '.join(sorted(TEXT_ENCODINGS))}.",
             code="invalid_encoding",
         )
     return ImportOptions(

@@ -11,6 +11,7 @@ import codecs
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ from django.conf import settings
 
 from annotation.models import ImportBatch
 from core.errors import ValidationFailed
+from core.parsers import MAX_JSON_DEPTH, json_depth_exceeds
 
 from .errors import ImportFailed, RowSkipped, Skip
 
@@ -356,9 +358,15 @@ def _jsonl_records(buffered: io.BufferedReader, options: ImportOptions) -> Itera
             )
             continue
         try:
-            obj = json.loads(decoded)
+            obj = json.loads(decoded, parse_constant=_no_constant, parse_float=_finite_float)
+        except RecursionError:
+            yield Record(row, line_no, skip=_too_deep())
+            continue
         except ValueError as exc:
             yield Record(row, line_no, skip=RowSkipped(Skip.MALFORMED_JSON, f"not valid JSON: {exc}"))
+            continue
+        if json_depth_exceeds(obj):
+            yield Record(row, line_no, skip=_too_deep())
             continue
         if not isinstance(obj, dict):
             yield Record(
@@ -368,6 +376,22 @@ def _jsonl_records(buffered: io.BufferedReader, options: ImportOptions) -> Itera
             )
             continue
         yield Record(row, line_no, fields=obj)
+
+
+def _no_constant(name: str):
+    """NaN and Infinity are not JSON (Python reads them; PostgreSQL's jsonb refuses them)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]}... is out of range")
+    return value
+
+
+def _too_deep() -> RowSkipped:
+    return RowSkipped(Skip.TOO_DEEP, f"the line is nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 def read_records(buffered: io.BufferedReader, options: ImportOptions) -> tuple[list[str] | None, Iterator[Record]]:

@@ -178,6 +178,10 @@ TALLY_MAX_OPEN_CLAIMS = 2
 TALLY_MAX_TEXT_LENGTH = env.int("TALLY_MAX_TEXT_LENGTH", default=20_000)
 TALLY_MAX_UPLOAD_BYTES = env.int("TALLY_MAX_UPLOAD_BYTES", default=512 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Every other request's body, and the login pages' (anyone may post there); refused with 413
+# from Content-Length before the body is read (core/middleware.py). Imports take the upload limit.
+TALLY_MAX_REQUEST_BYTES = env.int("TALLY_MAX_REQUEST_BYTES", default=DATA_UPLOAD_MAX_MEMORY_SIZE + 1024 * 1024)
+TALLY_MAX_LOGIN_REQUEST_BYTES = env.int("TALLY_MAX_LOGIN_REQUEST_BYTES", default=64 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 LOGGING = {
@@ -189,6 +193,8 @@ LOGGING = {
 
 # --- frontend: Content-Security-Policy (frontend/middleware.py); no inline script anywhere ---
 MIDDLEWARE.insert(1, "frontend.middleware.ContentSecurityPolicyMiddleware")
+# Request size limits from Content-Length, before anything reads the body (issue 15).
+MIDDLEWARE.insert(1, "core.middleware.RequestSizeLimitMiddleware")
 
 # --- Import (annotation/imports/, docs/import.md) ---
 # Rows per bulk INSERT and per duplicate-check query; progress is published once per chunk.

@@ -225,6 +225,9 @@ TALLY_TRAINING_THREADS = env.int("TALLY_TRAINING_THREADS", default=2)
 # Weights (safetensors) are written here and loaded from nowhere else.
 TALLY_MODEL_STORE = Path(env("TALLY_MODEL_STORE", default=str(BASE_DIR / "var" / "models")))
 TALLY_EMBED_CHUNK_SIZE = env.int("TALLY_EMBED_CHUNK_SIZE", default=256)
+# Memory one training run may need (model, gradients, optimiser state, a batch), estimated from
+# the hyper-parameters (training/memory.py): settings over it are refused with a 400 (issue 15).
+TALLY_TRAINING_MEMORY_BUDGET_MB = env.int("TALLY_TRAINING_MEMORY_BUDGET_MB", default=4096)
 # Explanations are interactive: they must not wait behind a long training run.
 CELERY_TASK_ROUTES = {"training.tasks.explain_prediction": {"queue": "default"}, **CELERY_TASK_ROUTES}
 

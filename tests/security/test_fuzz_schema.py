@@ -143,3 +143,52 @@ def test_the_service_turns_model_validation_into_a_domain_error(project):
 
     with pytest.raises(ValidationFailed, match="seed"):
         services.config_update(project=project, seed=2**40)
+
+
+# --- hyper-parameters against the memory budget (issue 15, item 3) ------------------------------
+
+
+def test_a_model_over_the_memory_budget_is_400_naming_the_limit(api, project, admin_user):
+    """`buckets=4194304, dim=1024` is 4.3 G parameters: 17 GB for the embedding alone."""
+    body = {"hyperparams": {"buckets": 4194304, "dim": 1024}}
+    response = api(admin_user).patch(f"/api/projects/{project.slug}/training/config/", body, format="json")
+    assert response.status_code == 400, response.content
+    detail = str(response.data)
+    assert "TALLY_TRAINING_MEMORY_BUDGET_MB" in detail and "GB" in detail
+
+
+@pytest.mark.parametrize(
+    "hyperparams",
+    [
+        {"buckets": 1 << 22, "dim": 256},  # hashed embedding and its Adam state
+        {"batch_size": 65536, "max_length": 512},  # the deep loop's activations
+        {"hidden": 4096, "batch_size": 65536},
+    ],
+)
+def test_each_model_is_held_to_the_budget(project, hyperparams, settings):
+    from core.errors import ValidationFailed
+    from training import services
+
+    settings.TALLY_TRAINING_MEMORY_BUDGET_MB = 4096
+    with pytest.raises(ValidationFailed, match="TALLY_TRAINING_MEMORY_BUDGET_MB"):
+        services.config_update(project=project, hyperparams=hyperparams)
+
+
+def test_the_defaults_and_moderate_settings_fit_the_default_budget(project):
+    from training import services
+    from training.memory import estimate_bytes
+    from training.ml.classifiers import HyperParams
+
+    for kind in ("hashed", "minilm", "minilm-ft"):
+        assert estimate_bytes(kind, HyperParams(), n_classes=10) < 2**30
+    services.config_update(project=project, hyperparams={"buckets": 1 << 20, "dim": 128, "batch_size": 64})
+    services.config_update(project=project, model_kind="hashed")
+
+
+def test_a_smaller_budget_refuses_what_a_larger_one_takes(project, settings):
+    from core.errors import ValidationFailed
+    from training import services
+
+    settings.TALLY_TRAINING_MEMORY_BUDGET_MB = 64
+    with pytest.raises(ValidationFailed, match="64 MB"):
+        services.config_update(project=project, model_kind="hashed", hyperparams={"buckets": 1 << 20, "dim": 128})

@@ -208,6 +208,17 @@ TALLY_IMPORT_PROGRESS_TTL_SECONDS = 24 * 3600
 TALLY_IMPORT_STALL_SECONDS = env.int("TALLY_IMPORT_STALL_SECONDS", default=300)
 
 # --- Labor ledger (labor_ledger/, docs/ledger.md) ---
+# Keyed MAC over every ledger entry (labor_ledger/chain.py; issue 15): the key never lives in
+# the database. TALLY_LEDGER_MAC_KEY, or a file holding it (TALLY_LEDGER_MAC_KEY_FILE, e.g. a
+# Docker secret); earlier keys, comma-separated, in TALLY_LEDGER_MAC_OLD_KEYS (verify only).
+# Each environment module decides the default: production refuses to start without one.
+TALLY_LEDGER_MAC_KEY_FILE = env("TALLY_LEDGER_MAC_KEY_FILE", default="")
+TALLY_LEDGER_MAC_KEY = (
+    Path(TALLY_LEDGER_MAC_KEY_FILE).read_text().strip()
+    if TALLY_LEDGER_MAC_KEY_FILE
+    else env("TALLY_LEDGER_MAC_KEY", default="")
+)
+TALLY_LEDGER_MAC_OLD_KEYS = env.list("TALLY_LEDGER_MAC_OLD_KEYS", default=[])
 # Settlement period: "day" (UTC days, the default) or "week" (ISO weeks, Monday 00:00 UTC).
 TALLY_LEDGER_PERIOD = env("TALLY_LEDGER_PERIOD", default="day")
 # A gap between two tasks up to this long is unpaid time "between tasks" of one work session;

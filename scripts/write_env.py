@@ -2,7 +2,7 @@
 """Write .env with freshly generated secrets where they are missing; never change a value.
 
     python scripts/write_env.py            # DJANGO_SECRET_KEY, TALLY_LEDGER_MAC_KEY (make demo)
-    python scripts/write_env.py --docker   # also POSTGRES_PASSWORD (docker compose)
+    python scripts/write_env.py --docker   # also POSTGRES_PASSWORD, TALLY_APP_DB_PASSWORD (docker compose)
 
 The file is created with mode 600 (and set to 600 if it already exists): it holds secrets.
 Nothing here has a default value: every secret is `secrets.token_urlsafe`.
@@ -36,6 +36,7 @@ def ensure_env(path: Path, *, docker: bool = False) -> list[str]:
     }
     if docker:
         wanted["POSTGRES_PASSWORD"] = lambda: secrets.token_urlsafe(32)
+        wanted["TALLY_APP_DB_PASSWORD"] = lambda: secrets.token_urlsafe(32)
     present = read_keys(path)
     missing = [name for name in wanted if name not in present]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

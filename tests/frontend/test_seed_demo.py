@@ -149,6 +149,6 @@ def test_write_env_generates_a_secret_once_with_mode_600(tmp_path):
     assert ensure_env(path) == []
     assert path.read_text() == first
 
-    assert ensure_env(path, docker=True) == ["POSTGRES_PASSWORD"]
+    assert ensure_env(path, docker=True) == ["POSTGRES_PASSWORD", "TALLY_APP_DB_PASSWORD"]
     assert path.read_text().startswith(first)
     assert ensure_env(tmp_path / "other.env") and (tmp_path / "other.env").read_text() != first

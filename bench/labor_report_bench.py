@@ -88,20 +88,21 @@ LEDGER_COLUMNS = (
     "id, project_id, seq, annotator_id, kind, reversed_kind, time_category, attempt_id, annotation_id, "
     "reading_id, reverses_id, policy_id, active_seconds, wall_seconds, counted_seconds, units, amount, currency, "
     "floor_amount, client_amount, occurred_at, period_start, acting_user_id, reason, idempotency_key, prev_hash, "
-    "entry_hash, created_at"
+    "entry_hash, created_at, hash_version, mac, mac_key_id"
 )
 
 
-def chain_entries(connection) -> str:
+def chain_entries(connection) -> tuple[str, str]:
     """Give the staged entries (bench_ledger, in seq order) their real hash chain, with the
     ledger's own canonical form (labor_ledger.chain), and COPY them into the ledger, so that
-    `verify_ledger` checks a chain like one the services write. Returns the head's hash."""
+    `verify_ledger` checks a chain like one the services write. Returns the head's hash and MAC."""
     from types import SimpleNamespace
 
     from labor_ledger import chain
 
     columns = [c.strip() for c in LEDGER_COLUMNS.split(",")]
     prev, last_seq = chain.GENESIS, 0
+    link = chain.GENESIS  # the keyed MAC chain (chain.sign), as Books.add writes it
     raw = connection.connection  # the psycopg connection under Django's wrapper
     with raw.cursor() as cursor:
         while True:  # keyset batches: one connection cannot read a cursor while it COPYs
@@ -116,9 +117,10 @@ def chain_entries(connection) -> str:
                     entry = SimpleNamespace(**dict(zip(columns, row, strict=True)))
                     entry.prev_hash = prev
                     entry.entry_hash = prev = chain.entry_hash(entry)
+                    link = chain.sign(entry, prev_link=link)
                     copy.write_row([getattr(entry, c) for c in columns])
             last_seq = rows[-1][columns.index("seq")]
-    return prev
+    return prev, link
 
 
 def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
@@ -326,26 +328,27 @@ def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
             INSERT INTO bench_ledger (id, project_id, seq, annotator_id, kind, reversed_kind,
                 time_category, attempt_id, annotation_id, reading_id, reverses_id, policy_id, active_seconds,
                 wall_seconds, counted_seconds, units, amount, currency, floor_amount, client_amount, occurred_at,
-                period_start, acting_user_id, reason, idempotency_key, prev_hash, entry_hash, created_at)
+                period_start, acting_user_id, reason, idempotency_key, prev_hash, entry_hash, created_at,
+                hash_version, mac, mac_key_id)
             SELECT s.seq, %(project)s, s.seq, e.annotator_id, e.kind, e.reversed_kind, e.cat, e.attempt_id,
                    e.annotation_id, NULL, r.seq, %(policy)s, e.active, e.wall, e.counted, e.units, e.amount,
                    %(currency)s, e.floor_amt, e.client_amt, e.at,
                    CASE WHEN e.kind = 'floor_top_up' THEN (e.at AT TIME ZONE 'UTC')::date - 1
                         ELSE (e.at AT TIME ZONE 'UTC')::date END,
-                   e.annotator_id, 'bench', 'bench:' || s.seq, '', '', e.at
+                   e.annotator_id, 'bench', 'bench:' || s.seq, '', '', e.at, 2, '', ''
             FROM bench_entry e JOIN bench_seq s ON s.key = e.key LEFT JOIN bench_seq r ON r.key = e.reverses_key
             """,
         )
         start = time.perf_counter()
-        head_hash = chain_entries(connection)
+        head_hash, head_mac = chain_entries(connection)
         steps.append(("ledger entries (hash chain, COPY)", time.perf_counter() - start))
         log(f"ledger entries (hash chain, COPY): {time.perf_counter() - start:.1f} s")
-        p["head_hash"] = head_hash
+        p["head_hash"], p["head_mac"] = head_hash, head_mac
         run(
             "chain head, balances, settlements",
             """
-            INSERT INTO labor_ledger_chainhead (project_id, seq, last_hash, updated_at)
-            SELECT %(project)s, MAX(seq), %(head_hash)s, now()
+            INSERT INTO labor_ledger_chainhead (project_id, seq, last_hash, last_mac, updated_at)
+            SELECT %(project)s, MAX(seq), %(head_hash)s, %(head_mac)s, now()
             FROM labor_ledger_ledgerentry WHERE project_id = %(project)s;
             INSERT INTO labor_ledger_balance (project_id, annotator_id, currency, amount, entry_count, last_seq)
             SELECT %(project)s, annotator_id, %(currency)s, SUM(amount), COUNT(*), MAX(seq)

@@ -123,6 +123,7 @@ def build_large_ledger(n_entries: int, annotators: int = 50, days: int = 30):
     )
     policy = policy_in_force(project_id=project.pk, at=start)
     prev, created = chain.GENESIS, datetime.now(UTC)
+    link = chain.GENESIS  # the keyed MAC chain (chain.sign), as Books.add writes it
     balances = {u.pk: Decimal(0) for u in users}
     batch, seq = [], 0
     step = timedelta(seconds=days * 86400 / n_entries)
@@ -160,13 +161,14 @@ def build_large_ledger(n_entries: int, annotators: int = 50, days: int = 30):
             for name in ("active_seconds", "wall_seconds", "counted_seconds"):
                 setattr(entry, name, money.seconds(getattr(entry, name)))
             entry.entry_hash = prev = chain.entry_hash(entry)
+            link = chain.sign(entry, prev_link=link)
             balances[user.pk] += entry.amount
             batch.append(entry)
             if len(batch) == 5000:
                 LedgerEntry.objects.bulk_create(batch)
                 batch = []
         LedgerEntry.objects.bulk_create(batch)
-        ChainHead.objects.create(project=project, seq=seq, last_hash=prev)
+        ChainHead.objects.create(project=project, seq=seq, last_hash=prev, last_mac=link)
         per_user = n_entries // annotators
         Balance.objects.bulk_create(
             Balance(

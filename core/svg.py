@@ -71,7 +71,9 @@ def pyplot():
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.titlesize": 10})
+    # text.parse_math off: labels, names and titles come from users and are drawn literally
+    # (a label "$\\undefinedmacro$" would otherwise be mathtext, and a ValueError).
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.titlesize": 10, "text.parse_math": False})
     return plt
 
 

@@ -109,8 +109,9 @@ class Books:
         for name in ("active_seconds", "wall_seconds", "counted_seconds"):
             setattr(entry, name, money.seconds(getattr(entry, name)))
         entry.entry_hash = chain.entry_hash(entry)
+        chain.sign(entry, prev_link=head.last_mac or head.last_hash)
         entry.full_clean(exclude=NOT_VALIDATED, validate_unique=False, validate_constraints=False)
-        head.seq, head.last_hash = entry.seq, entry.entry_hash
+        head.seq, head.last_hash, head.last_mac = entry.seq, entry.entry_hash, entry.mac
         self.pending.append(entry)
         delta = self._balances.setdefault(annotator_id, {"amount": ZERO, "count": 0, "seq": 0, "task_end": None})
         delta["amount"] += entry.amount
@@ -152,7 +153,7 @@ class Books:
     def flush(self) -> None:
         if self.pending:
             LedgerEntry.objects.bulk_create(self.pending)
-            self.head.save(update_fields=["seq", "last_hash", "updated_at"])
+            self.head.save(update_fields=["seq", "last_hash", "last_mac", "updated_at"])
             self.pending = []
         for annotator_id, delta in self._balances.items():
             end = delta["task_end"]

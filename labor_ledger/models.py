@@ -158,6 +158,12 @@ class ChainHead(models.Model):
     project = models.OneToOneField("annotation.Project", primary_key=True, on_delete=models.PROTECT, related_name="+")
     seq = models.PositiveBigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default="0" * 64)
+    # The last entry's MAC (chain.py); empty until the first keyed entry.
+    last_mac = models.CharField(max_length=64, default="", db_default="", blank=True)
+    # Entries up to legacy_seq were written before the ledger had a key (hash_version 1); the
+    # seal, a MAC of (project, legacy_seq, its hash), says so unforgeably (chain.legacy_seal).
+    legacy_seq = models.PositiveBigIntegerField(default=0, db_default=0)
+    legacy_seal = models.CharField(max_length=100, default="", db_default="", blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -215,6 +221,11 @@ class LedgerEntry(AppendOnlyModel):
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField()
+    # 1: the SHA-256 chain only (written before the ledger had a key); 2: also a keyed MAC
+    # (HMAC-SHA256 with the key mac_key_id names, chained to the previous entry's; chain.py).
+    hash_version = models.PositiveSmallIntegerField(default=1, db_default=1)
+    mac = models.CharField(max_length=64, default="", db_default="", blank=True)
+    mac_key_id = models.CharField(max_length=16, default="", db_default="", blank=True)
 
     class Meta:
         ordering = ["project", "seq"]

@@ -333,7 +333,7 @@ class Verification:
 MAX_PROBLEMS = 200
 
 
-_VERIFIED_FIELDS = (*chain.HASHED_ATTRIBUTES, "entry_hash")
+_VERIFIED_FIELDS = (*chain.HASHED_ATTRIBUTES, "entry_hash", "hash_version", "mac", "mac_key_id")
 
 
 def ledger_verify(*, project: Project) -> Verification:
@@ -349,6 +349,9 @@ def ledger_verify(*, project: Project) -> Verification:
             problems.append("... more problems not listed")
 
     prev_hash, expected_seq = chain.GENESIS, 1
+    # The keyed MAC chain (chain.py): unkeyed (v1) entries only up to the head's sealed legacy prefix.
+    head = ChainHead.objects.filter(project=project).first()
+    prev_link, legacy_seq = chain.GENESIS, head.legacy_seq if head is not None else 0
     balances: dict[int, Decimal] = defaultdict(Decimal)
     counts: dict[int, int] = defaultdict(int)
     by_period: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
@@ -367,16 +370,39 @@ def ledger_verify(*, project: Project) -> Verification:
             problem(f"entry #{entry.seq}: prev_hash does not match the hash of the entry before it")
         if chain.entry_hash(entry) != entry.entry_hash:
             problem(f"entry #{entry.seq}: its contents do not match its hash (changed after it was written)")
+        if entry.hash_version == chain.HASH_V2:
+            try:
+                if not chain.mac_ok(entry, prev_link=prev_link):
+                    problem(
+                        f"entry #{entry.seq}: its MAC does not verify "
+                        "(written or changed by someone without the ledger key)"
+                    )
+            except chain.UnknownKey as exc:
+                problem(f"entry #{entry.seq}: {exc}")
+        elif entry.hash_version == chain.HASH_V1:
+            if entry.seq > legacy_seq:
+                problem(
+                    f"entry #{entry.seq}: an unkeyed entry after the ledger key was introduced "
+                    "(appended by someone without the key)"
+                )
+        else:
+            problem(f"entry #{entry.seq}: unknown hash version {entry.hash_version}")
+        if entry.seq == legacy_seq and not chain.legacy_seal_ok(
+            head.legacy_seal, project.pk, entry.seq, entry.entry_hash
+        ):
+            problem(f"entry #{entry.seq}: the unkeyed entries up to here do not match the chain head's seal")
         if entry.currency != project.currency:
             problem(f"entry #{entry.seq}: currency {entry.currency} differs from the project's {project.currency}")
         prev_hash, expected_seq = entry.entry_hash, entry.seq + 1
+        prev_link = chain.link(entry)
         balances[entry.annotator_id] += entry.amount
         counts[entry.annotator_id] += 1
         by_period[(entry.annotator_id, entry.period_start)] += entry.amount
         result.entries += 1
     result.head_seq, result.head_hash = expected_seq - 1, prev_hash
 
-    head = ChainHead.objects.filter(project=project).first()
+    if legacy_seq > result.head_seq:
+        problem(f"the chain head's seal covers #{legacy_seq}, but the entries end at #{result.head_seq}")
     if head is not None and (head.seq, head.last_hash) != (result.head_seq, result.head_hash):
         problem(
             f"chain head says #{head.seq} {head.last_hash[:12]}, the entries end at #{result.head_seq} {prev_hash[:12]}"

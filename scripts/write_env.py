@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Write .env with freshly generated secrets where they are missing; never change a value.
 
-    python scripts/write_env.py            # DJANGO_SECRET_KEY (make demo)
-    python scripts/write_env.py --docker   # also POSTGRES_PASSWORD (docker compose)
+    python scripts/write_env.py            # DJANGO_SECRET_KEY, TALLY_LEDGER_MAC_KEY (make demo)
+    python scripts/write_env.py --docker   # also POSTGRES_PASSWORD, TALLY_APP_DB_PASSWORD (docker compose)
 
 The file is created with mode 600 (and set to 600 if it already exists): it holds secrets.
 Nothing here has a default value: every secret is `secrets.token_urlsafe`.
@@ -30,9 +30,13 @@ def read_keys(path: Path) -> set[str]:
 
 def ensure_env(path: Path, *, docker: bool = False) -> list[str]:
     """Append the missing secrets to `path`; returns the names it added."""
-    wanted = {"DJANGO_SECRET_KEY": lambda: secrets.token_urlsafe(64)}
+    wanted = {
+        "DJANGO_SECRET_KEY": lambda: secrets.token_urlsafe(64),
+        "TALLY_LEDGER_MAC_KEY": lambda: secrets.token_urlsafe(48),
+    }
     if docker:
         wanted["POSTGRES_PASSWORD"] = lambda: secrets.token_urlsafe(32)
+        wanted["TALLY_APP_DB_PASSWORD"] = lambda: secrets.token_urlsafe(32)
     present = read_keys(path)
     missing = [name for name in wanted if name not in present]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

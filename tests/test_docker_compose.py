@@ -109,3 +109,15 @@ def test_dockerfile_builds_the_cpu_torch_from_the_pinned_version():
     assert not re.search(r"torch==\d", instructions)
     assert re.search(r"^torch==\d+\.\d+\.\d+$", (ROOT / "requirements.txt").read_text(), flags=re.MULTILINE)
     assert re.search(r"^USER (?!root)\w+", dockerfile, flags=re.MULTILINE)
+
+
+def test_the_application_runs_as_the_least_privilege_role_not_the_owner(compose):
+    """Issue 15 item 8: web and worker connect as tally_app (SELECT and INSERT on the ledger);
+    only the web's start-up migrates and grants, as the owner."""
+    for name in ("web", "worker"):
+        env = compose["services"][name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://tally_app:"), name
+    command = compose["services"]["web"]["command"]
+    assert "db_app_role tally_app" in command
+    assert command.index("migrate") < command.index("db_app_role") < command.index("exec gunicorn")
+    assert "DATABASE_URL=$$TALLY_OWNER_DATABASE_URL python manage.py migrate" in command  # $$: compose escape

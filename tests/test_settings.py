@@ -9,12 +9,15 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _production_check(secret: str | None):
+def _production_check(secret: str | None, mac_key: str | None = "a-ledger-mac-key-for-tests-" + "q7Zp" * 8):
     # As a deployment would run it: no test-only variables (browser tests allow async-unsafe ORM use).
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")}
+    dropped = ("DJANGO_SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE", "TALLY_LEDGER_MAC_KEY", "TALLY_LEDGER_MAC_KEY_FILE")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(DJANGO_SETTINGS_MODULE="config.settings.production", DJANGO_ALLOWED_HOSTS="tally.example")
     if secret is not None:
         env["DJANGO_SECRET_KEY"] = secret
+    if mac_key is not None:
+        env["TALLY_LEDGER_MAC_KEY"] = mac_key
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
@@ -30,6 +33,16 @@ def test_production_refuses_missing_or_weak_secret_key(secret):
     result = _production_check(secret)
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("mac_key", [None, "", "short", "a" * 40])
+def test_production_refuses_a_missing_or_weak_ledger_mac_key(mac_key):
+    """Issue 15: the ledger's MAC key is required like SECRET_KEY (labor_ledger/chain.py)."""
+    import secrets
+
+    result = _production_check(secrets.token_urlsafe(64), mac_key=mac_key)
+    assert result.returncode != 0
+    assert "TALLY_LEDGER_MAC_KEY" in result.stderr
 
 
 def test_production_passes_deploy_checks_with_a_strong_key():

@@ -472,6 +472,12 @@ class AcceptPredictionsApi(APIView):
         )
 
 
+class ExplanationQuery(serializers.Serializer):
+    """?version=<sequence>: a positive integer, or a 400 (not a 500 from the lookup)."""
+
+    version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+
+
 class ExplanationApi(APIView):
     """Which tokens pushed the model toward its label (occlusion), computed on demand by a
     worker: 202 while it is being computed (poll again), then 200 with the tokens."""
@@ -483,7 +489,9 @@ class ExplanationApi(APIView):
     def get(self, request, slug, example_id):
         project = project_for(user=request.user, slug=slug, roles=READERS)
         example = get_object_or_404(examples_visible_to(user=request.user, project=project), pk=example_id)
-        sequence = request.query_params.get("version")
+        query = ExplanationQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        sequence = query.validated_data.get("version")
         if sequence:
             version = get_object_or_404(selectors.versions_for(project=project), sequence=sequence)
         else:

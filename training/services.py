@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -25,7 +26,7 @@ from annotation import services as annotation_services
 from annotation.models import Annotation, Project
 from core.errors import Conflict, NotFound, ValidationFailed
 
-from . import runs, selectors, tasks
+from . import memory, runs, selectors, tasks
 from .ml.classifiers import HyperParams
 from .models import AcceptBatch, Loop, ModelKind, ProjectTrainingConfig, TrainingRun
 from .runs import config_get
@@ -79,8 +80,26 @@ def config_update(*, project: Project, **fields) -> ProjectTrainingConfig:
         config.full_clean()
     except DjangoValidationError as exc:  # a domain error (400), not a server error
         raise ValidationFailed("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
+    _check_memory_budget(project=project, config=config)
     config.save()
     return config
+
+
+def _check_memory_budget(*, project: Project, config: ProjectTrainingConfig) -> None:
+    """Refuse settings whose largest model (training.memory) would not fit a worker's budget."""
+    try:
+        params = HyperParams(**{k: v for k, v in (config.hyperparams or {}).items() if k != "seed"})
+    except TypeError as exc:
+        raise ValidationFailed(f"Hyper-parameters: {exc}.") from exc
+    kind, need = memory.largest(params, n_classes=project.labels.count())
+    budget_mb = settings.TALLY_TRAINING_MEMORY_BUDGET_MB
+    if need > budget_mb * 1024 * 1024:
+        raise ValidationFailed(
+            f"These hyper-parameters need about {memory.human(need)} to train the {kind} model with its "
+            f"optimiser state; the limit is {budget_mb} MB (TALLY_TRAINING_MEMORY_BUDGET_MB). "
+            "Lower buckets, dim, hidden, batch_size or max_length.",
+            code="over_memory_budget",
+        )
 
 
 # --- queueing runs: the debounce ----------------------------------------------------------

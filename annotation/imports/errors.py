@@ -23,6 +23,7 @@ class Skip:
     INVALID_VALUE = "invalid_value"
     MISSING_COLUMN = "missing_column"
     MALFORMED_JSON = "malformed_json"
+    TOO_DEEP = "too_deep"
     LINE_TOO_LONG = "line_too_long"
     DUPLICATE_IN_FILE = "duplicate_in_file"
     DUPLICATE_IN_PROJECT = "duplicate_in_project"

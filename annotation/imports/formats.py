@@ -11,6 +11,7 @@ import codecs
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ from django.conf import settings
 
 from annotation.models import ImportBatch
 from core.errors import ValidationFailed
+from core.parsers import MAX_JSON_DEPTH, json_depth_exceeds
 
 from .errors import ImportFailed, RowSkipped, Skip
 
@@ -95,6 +97,32 @@ def guess_format(source_name: str) -> str:
     return FORMAT_BY_SUFFIX[suffix]
 
 
+# Encodings a text file may be read in (codecs.lookup(...).name): UTF-8 and the common
+# ASCII-compatible single- and multi-byte ones, where a comma, tab, newline or quote byte is
+# always that character. Anything else codecs knows is refused (issue 15).
+TEXT_ENCODINGS = frozenset(
+    {
+        "utf-8",
+        "utf-8-sig",
+        "ascii",
+        *(f"iso8859-{n}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16)),
+        *(f"cp{n}" for n in range(1250, 1259)),
+        "koi8-r",
+        "koi8-u",
+        "mac-roman",
+        "shift_jis",
+        "cp932",
+        "euc_jp",
+        "gb2312",
+        "gbk",
+        "gb18030",
+        "big5",
+        "euc_kr",
+    }
+)
+_NOT_ASCII_COMPATIBLE = frozenset({"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"})
+
+
 def import_options(
     *,
     source_name: str = "",
@@ -137,12 +165,19 @@ def import_options(
                     code="invalid_columns",
                 )
     try:
-        codec = codecs.lookup(encoding)
-    except LookupError:
+        codec = codecs.lookup(str(encoding or "utf-8"))
+    except (LookupError, ValueError, TypeError):
         raise ValidationFailed(f"Unknown encoding {encoding!r}.", code="invalid_encoding") from None
-    if ',\t\n"'.encode(codec.name, errors="replace") != b',\t\n"':
+    if codec.name in _NOT_ASCII_COMPATIBLE:
         raise ValidationFailed(
             f"The encoding {encoding!r} is not ASCII-compatible (UTF-16?); save the file as UTF-8.",
+            code="invalid_encoding",
+        )
+    if codec.name not in TEXT_ENCODINGS:
+        # rot13, zlib, base64, idna, ...: codecs.lookup knows them, but they are transforms or
+        # special-purpose codecs, not the encoding of a text file (they raised 5xx further on).
+        raise ValidationFailed(
+            f"The encoding {encoding!r} is not supported; use one of {', '.join(sorted(TEXT_ENCODINGS))}.",
             code="invalid_encoding",
         )
     return ImportOptions(
@@ -323,9 +358,15 @@ def _jsonl_records(buffered: io.BufferedReader, options: ImportOptions) -> Itera
             )
             continue
         try:
-            obj = json.loads(decoded)
+            obj = json.loads(decoded, parse_constant=_no_constant, parse_float=_finite_float)
+        except RecursionError:
+            yield Record(row, line_no, skip=_too_deep())
+            continue
         except ValueError as exc:
             yield Record(row, line_no, skip=RowSkipped(Skip.MALFORMED_JSON, f"not valid JSON: {exc}"))
+            continue
+        if json_depth_exceeds(obj):
+            yield Record(row, line_no, skip=_too_deep())
             continue
         if not isinstance(obj, dict):
             yield Record(
@@ -335,6 +376,22 @@ def _jsonl_records(buffered: io.BufferedReader, options: ImportOptions) -> Itera
             )
             continue
         yield Record(row, line_no, fields=obj)
+
+
+def _no_constant(name: str):
+    """NaN and Infinity are not JSON (Python reads them; PostgreSQL's jsonb refuses them)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]}... is out of range")
+    return value
+
+
+def _too_deep() -> RowSkipped:
+    return RowSkipped(Skip.TOO_DEEP, f"the line is nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 def read_records(buffered: io.BufferedReader, options: ImportOptions) -> tuple[list[str] | None, Iterator[Record]]:

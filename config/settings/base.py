@@ -135,6 +135,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's three, with JSON refused past a nesting depth (core/parsers.py; issue 15).
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Domain errors (core.errors) raised by services become their 4xx answers here.
     "EXCEPTION_HANDLER": "core.exceptions.exception_handler",
@@ -178,6 +184,10 @@ TALLY_MAX_OPEN_CLAIMS = 2
 TALLY_MAX_TEXT_LENGTH = env.int("TALLY_MAX_TEXT_LENGTH", default=20_000)
 TALLY_MAX_UPLOAD_BYTES = env.int("TALLY_MAX_UPLOAD_BYTES", default=512 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Every other request's body, and the login pages' (anyone may post there); refused with 413
+# from Content-Length before the body is read (core/middleware.py). Imports take the upload limit.
+TALLY_MAX_REQUEST_BYTES = env.int("TALLY_MAX_REQUEST_BYTES", default=DATA_UPLOAD_MAX_MEMORY_SIZE + 1024 * 1024)
+TALLY_MAX_LOGIN_REQUEST_BYTES = env.int("TALLY_MAX_LOGIN_REQUEST_BYTES", default=64 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 LOGGING = {
@@ -189,6 +199,8 @@ LOGGING = {
 
 # --- frontend: Content-Security-Policy (frontend/middleware.py); no inline script anywhere ---
 MIDDLEWARE.insert(1, "frontend.middleware.ContentSecurityPolicyMiddleware")
+# Request size limits from Content-Length, before anything reads the body (issue 15).
+MIDDLEWARE.insert(1, "core.middleware.RequestSizeLimitMiddleware")
 
 # --- Import (annotation/imports/, docs/import.md) ---
 # Rows per bulk INSERT and per duplicate-check query; progress is published once per chunk.
@@ -202,6 +214,17 @@ TALLY_IMPORT_PROGRESS_TTL_SECONDS = 24 * 3600
 TALLY_IMPORT_STALL_SECONDS = env.int("TALLY_IMPORT_STALL_SECONDS", default=300)
 
 # --- Labor ledger (labor_ledger/, docs/ledger.md) ---
+# Keyed MAC over every ledger entry (labor_ledger/chain.py; issue 15): the key never lives in
+# the database. TALLY_LEDGER_MAC_KEY, or a file holding it (TALLY_LEDGER_MAC_KEY_FILE, e.g. a
+# Docker secret); earlier keys, comma-separated, in TALLY_LEDGER_MAC_OLD_KEYS (verify only).
+# Each environment module decides the default: production refuses to start without one.
+TALLY_LEDGER_MAC_KEY_FILE = env("TALLY_LEDGER_MAC_KEY_FILE", default="")
+TALLY_LEDGER_MAC_KEY = (
+    Path(TALLY_LEDGER_MAC_KEY_FILE).read_text().strip()
+    if TALLY_LEDGER_MAC_KEY_FILE
+    else env("TALLY_LEDGER_MAC_KEY", default="")
+)
+TALLY_LEDGER_MAC_OLD_KEYS = env.list("TALLY_LEDGER_MAC_OLD_KEYS", default=[])
 # Settlement period: "day" (UTC days, the default) or "week" (ISO weeks, Monday 00:00 UTC).
 TALLY_LEDGER_PERIOD = env("TALLY_LEDGER_PERIOD", default="day")
 # A gap between two tasks up to this long is unpaid time "between tasks" of one work session;
@@ -230,6 +253,9 @@ TALLY_EMBED_QUEUE_HEAD = env.int("TALLY_EMBED_QUEUE_HEAD", default=32)
 TALLY_EMBED_BF16 = env("TALLY_EMBED_BF16", default="auto")
 # The pool's embedding has its own queue: a run never waits behind it (docs/training.md).
 CELERY_TASK_ROUTES = {"training.tasks.embed_chunk": {"queue": "embedding"}, **CELERY_TASK_ROUTES}
+# Memory one training run may need (model, gradients, optimiser state, a batch), estimated from
+# the hyper-parameters (training/memory.py): settings over it are refused with a 400 (issue 15).
+TALLY_TRAINING_MEMORY_BUDGET_MB = env.int("TALLY_TRAINING_MEMORY_BUDGET_MB", default=4096)
 # Explanations are interactive: they must not wait behind a long training run.
 CELERY_TASK_ROUTES = {"training.tasks.explain_prediction": {"queue": "default"}, **CELERY_TASK_ROUTES}
 # The cold start's order (training/coldstart.py) is seconds of numpy: never behind a run.

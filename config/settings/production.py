@@ -11,6 +11,12 @@ if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("dj
         "DJANGO_SECRET_KEY is unset or too weak: set at least 50 random characters, e.g. "
         "python -c 'import secrets; print(secrets.token_urlsafe(64))'"
     )
+if len(TALLY_LEDGER_MAC_KEY) < 32 or len(set(TALLY_LEDGER_MAC_KEY)) < 5:  # noqa: F405
+    raise ImproperlyConfigured(
+        "TALLY_LEDGER_MAC_KEY (or TALLY_LEDGER_MAC_KEY_FILE) is unset or too weak: the ledger's MAC key, "
+        "at least 32 random characters, kept out of the database, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    )
 DEBUG = False
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])

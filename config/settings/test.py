@@ -7,6 +7,8 @@ from .base import env
 
 # A fresh throwaway key per process: tests never depend on its value.
 SECRET_KEY = env("DJANGO_SECRET_KEY", default=secrets.token_urlsafe(50))
+# The ledger MAC key: random per test process unless given (labor_ledger/chain.py).
+TALLY_LEDGER_MAC_KEY = TALLY_LEDGER_MAC_KEY or secrets.token_urlsafe(48)  # noqa: F405
 DEBUG = False
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/tally")}
 # Fast hashing in tests; production keeps Argon2 (base.py), and a test checks that.

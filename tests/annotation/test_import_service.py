@@ -505,3 +505,34 @@ def test_a_batch_another_process_is_importing_is_left_to_it():
 
     assert result.status == ImportBatch.Status.RUNNING
     assert Example.objects.count() == 0
+
+
+def test_nested_or_otherwise_unstorable_jsonl_lines_are_bad_rows_with_their_code(project):
+    """Issue 15 item 5: one deeply nested line aborted the whole import (RecursionError)."""
+    deep = 50_000
+    content = b"\n".join(
+        [
+            b'{"text": "ok one"}',  # row 1
+            b'{"text": "deep", "x": ' + b"[" * deep + b"]" * deep + b"}",  # row 2: past the parser
+            b'{"text": "deep-ish", "x": ' + b"[" * 70 + b"]" * 70 + b"}",  # row 3: past the limit
+            b"[" * deep + b"]" * deep,  # row 4: nested, and not an object
+            b'{"text": "nan", "x": NaN}',  # row 5: not JSON (PostgreSQL's jsonb refuses it)
+            b'{"text": "inf", "x": 1e400}',  # row 6: a number out of range
+            b'{"text": "big", "x": ' + b"9" * 5000 + b"}",  # row 7: past Python's int digits
+            b'{"text": "ok two", "x": ' + b"[" * 30 + b"]" * 30 + b"}",  # row 8: nested, within limits
+        ]
+    )
+
+    batch = run_import(project, content, "data.jsonl")
+
+    assert batch.status == ImportBatch.Status.SUCCEEDED, batch.error
+    assert codes(batch) == [
+        (2, "too_deep"),
+        (3, "too_deep"),
+        (4, "too_deep"),
+        (5, "malformed_json"),
+        (6, "malformed_json"),
+        (7, "malformed_json"),
+    ]
+    assert texts(project) == ["ok one", "ok two"]
+    assert batch.rows_read == 8

@@ -141,14 +141,14 @@ def test_the_default_demo_fixture_is_shipped_with_the_labels_the_project_uses():
 def test_write_env_generates_a_secret_once_with_mode_600(tmp_path):
     ensure_env = load_write_env().ensure_env
     path = tmp_path / ".env"
-    assert ensure_env(path) == ["DJANGO_SECRET_KEY"]
+    assert ensure_env(path) == ["DJANGO_SECRET_KEY", "TALLY_LEDGER_MAC_KEY"]
     first = path.read_text()
-    key = first.strip().split("=", 1)[1]
+    key = first.splitlines()[0].split("=", 1)[1]
     assert len(key) >= 50
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert ensure_env(path) == []
     assert path.read_text() == first
 
-    assert ensure_env(path, docker=True) == ["POSTGRES_PASSWORD"]
+    assert ensure_env(path, docker=True) == ["POSTGRES_PASSWORD", "TALLY_APP_DB_PASSWORD"]
     assert path.read_text().startswith(first)
     assert ensure_env(tmp_path / "other.env") and (tmp_path / "other.env").read_text() != first

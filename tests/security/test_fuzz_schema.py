@@ -19,11 +19,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
+from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 EXAMPLES_PER_OPERATION = 12
 
 ROLES = {"annotator": "a-owner", "admin": "a-admin", "auditor": "a-auditor"}
+# Most generated JSON bodies are sent as they are; some are wrapped this deep in lists and
+# objects, past the parser's limit (core/parsers.py): 400, never a 5xx. Deeper bodies than
+# the client's json.dumps can write are sent as bytes in tests/security/test_no_5xx.py.
+DEPTHS = [0, 0, 0, 65, 300]
+
+
+def deeper(body, depth: int):
+    for i in range(depth):
+        body = [body] if i % 2 else {"x": body}
+    return body
 
 
 @contextmanager
@@ -66,10 +77,12 @@ def test_fuzzing_the_api_finds_no_5xx_and_no_answer_off_the_schema(world, role):
             database=None,
             suppress_health_check=list(HealthCheck),
         )
-        @given(case=operation.as_strategy(), own_slug=st.booleans())
-        def fuzz(case, own_slug):
+        @given(case=operation.as_strategy(), own_slug=st.booleans(), depth=st.sampled_from(DEPTHS))
+        def fuzz(case, own_slug, depth):
             if own_slug and case.path_parameters and "slug" in case.path_parameters:
                 case.path_parameters["slug"] = world.a.slug
+            if depth and case.media_type == "application/json" and not isinstance(case.body, NotSet):
+                case.body = deeper(case.body, depth)
             answer = case.call(app=app, headers=headers)
             case.validate_response(
                 answer,
@@ -130,3 +143,52 @@ def test_the_service_turns_model_validation_into_a_domain_error(project):
 
     with pytest.raises(ValidationFailed, match="seed"):
         services.config_update(project=project, seed=2**40)
+
+
+# --- hyper-parameters against the memory budget (issue 15, item 3) ------------------------------
+
+
+def test_a_model_over_the_memory_budget_is_400_naming_the_limit(api, project, admin_user):
+    """`buckets=4194304, dim=1024` is 4.3 G parameters: 17 GB for the embedding alone."""
+    body = {"hyperparams": {"buckets": 4194304, "dim": 1024}}
+    response = api(admin_user).patch(f"/api/projects/{project.slug}/training/config/", body, format="json")
+    assert response.status_code == 400, response.content
+    detail = str(response.data)
+    assert "TALLY_TRAINING_MEMORY_BUDGET_MB" in detail and "GB" in detail
+
+
+@pytest.mark.parametrize(
+    "hyperparams",
+    [
+        {"buckets": 1 << 22, "dim": 256},  # hashed embedding and its Adam state
+        {"batch_size": 65536, "max_length": 512},  # the deep loop's activations
+        {"hidden": 4096, "batch_size": 65536},
+    ],
+)
+def test_each_model_is_held_to_the_budget(project, hyperparams, settings):
+    from core.errors import ValidationFailed
+    from training import services
+
+    settings.TALLY_TRAINING_MEMORY_BUDGET_MB = 4096
+    with pytest.raises(ValidationFailed, match="TALLY_TRAINING_MEMORY_BUDGET_MB"):
+        services.config_update(project=project, hyperparams=hyperparams)
+
+
+def test_the_defaults_and_moderate_settings_fit_the_default_budget(project):
+    from training import services
+    from training.memory import estimate_bytes
+    from training.ml.classifiers import HyperParams
+
+    for kind in ("hashed", "minilm", "minilm-ft"):
+        assert estimate_bytes(kind, HyperParams(), n_classes=10) < 2**30
+    services.config_update(project=project, hyperparams={"buckets": 1 << 20, "dim": 128, "batch_size": 64})
+    services.config_update(project=project, model_kind="hashed")
+
+
+def test_a_smaller_budget_refuses_what_a_larger_one_takes(project, settings):
+    from core.errors import ValidationFailed
+    from training import services
+
+    settings.TALLY_TRAINING_MEMORY_BUDGET_MB = 64
+    with pytest.raises(ValidationFailed, match="64 MB"):
+        services.config_update(project=project, model_kind="hashed", hyperparams={"buckets": 1 << 20, "dim": 128})

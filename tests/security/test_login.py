@@ -120,7 +120,7 @@ def test_login_still_works_when_the_cache_is_down(user, address, monkeypatch):
     def down(*args, **kwargs):
         raise ConnectionError("redis is restarting")
 
-    for name in ("get", "add", "incr", "set", "delete"):
+    for name in ("get", "add", "incr", "set", "delete", "make_and_validate_key"):
         monkeypatch.setattr(cache, name, down)
     assert post(LOGIN, user.username, "wrong", address).status_code == 200
     assert logged_in(post(LOGIN, user.username, PASSWORD, address))
@@ -145,3 +145,56 @@ def test_the_admin_login_is_for_superusers_only(db, address):
     response = post(ADMIN_LOGIN, staff.username, PASSWORD, address)
     assert response.status_code == 200 and not logged_in(response)
     assert logged_in(post(LOGIN, staff.username, PASSWORD, address))
+
+
+# --- the throttle's key and its count (issue 15, item 1) -------------------------------------
+
+
+def test_nfkc_equivalents_of_a_username_share_its_count(user, address):
+    """Authentication normalises the username (NFKC, as Django's UsernameField does), so
+    fullwidth letters name the same account: they must count against the same lockout."""
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in user.username)
+    assert fullwidth != user.username
+    for _ in range(settings.TALLY_LOGIN_MAX_FAILURES):
+        post(LOGIN, user.username, "wrong", address)
+    assert post(LOGIN, fullwidth, PASSWORD, address).status_code == 429
+    assert post(LOGIN, f" {fullwidth} ", PASSWORD, address).status_code == 429
+
+
+def test_concurrent_wrong_logins_check_at_most_the_limit(db, address, monkeypatch):
+    """40 wrong logins at once for one name: the count is taken before the password is
+    checked (one atomic INCR), so no more than the limit are ever checked."""
+    import threading
+
+    from django.contrib.auth import forms as auth_forms
+    from django.db import connections
+
+    real = auth_forms.authenticate
+    checked = []
+    lock = threading.Lock()
+
+    def counting(*args, **kwargs):
+        with lock:
+            checked.append(1)
+        time.sleep(0.05)  # widen the window a check-then-act throttle would lose
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auth_forms, "authenticate", counting)
+    name = f"victim-{uuid.uuid4().hex[:8]}"
+    statuses = []
+    start = threading.Barrier(40)
+
+    def attempt():
+        start.wait()
+        try:
+            statuses.append(post(LOGIN, name, "wrong", address).status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=attempt) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(checked) <= settings.TALLY_LOGIN_MAX_FAILURES, len(checked)
+    assert sorted(statuses) == [200] * len(checked) + [429] * (40 - len(checked))

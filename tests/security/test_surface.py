@@ -220,11 +220,10 @@ def test_local_settings_have_no_default_secret_key():
 def test_production_needs_its_allowed_hosts():
     import secrets
 
-    result = run_settings("config.settings.production", DJANGO_SECRET_KEY=secrets.token_urlsafe(64))
+    keys = {"DJANGO_SECRET_KEY": secrets.token_urlsafe(64), "TALLY_LEDGER_MAC_KEY": secrets.token_urlsafe(48)}
+    result = run_settings("config.settings.production", **keys)
     assert result.returncode != 0 and "DJANGO_ALLOWED_HOSTS" in result.stderr
-    ok = run_settings(
-        "config.settings.production", DJANGO_SECRET_KEY=secrets.token_urlsafe(64), DJANGO_ALLOWED_HOSTS="tally.example"
-    )
+    ok = run_settings("config.settings.production", **keys, DJANGO_ALLOWED_HOSTS="tally.example")
     assert ok.returncode == 0, ok.stderr
 
 

@@ -62,3 +62,16 @@ class RequestSizeLimitMiddleware:
                     "request_too_large",
                 )
         return self.get_response(request)
+
+
+class NulInQueryMiddleware:
+    """A query string with a NUL character is a 400 here: PostgreSQL text cannot hold NUL, so
+    the same value used as a filter (?annotator=%00) would end in a database error, a 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if any("\x00" in value for key, values in request.GET.lists() for value in [key, *values]):
+            return _answer(request, 400, "Query parameters cannot contain NUL characters.", "nul_in_query")
+        return self.get_response(request)

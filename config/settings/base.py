@@ -201,6 +201,7 @@ LOGGING = {
 MIDDLEWARE.insert(1, "frontend.middleware.ContentSecurityPolicyMiddleware")
 # Request size limits from Content-Length, before anything reads the body (issue 15).
 MIDDLEWARE.insert(1, "core.middleware.RequestSizeLimitMiddleware")
+MIDDLEWARE.insert(2, "core.middleware.NulInQueryMiddleware")  # a NUL filter would be a database error
 
 # --- Import (annotation/imports/, docs/import.md) ---
 # Rows per bulk INSERT and per duplicate-check query; progress is published once per chunk.

@@ -447,24 +447,6 @@ def ledger_settle(request, slug):
 # --- time disputes (issue 14, item 6) -------------------------------------------------------------
 
 
-# --- settings ---------------------------------------------------------------------------------------
-
-
-def _settings_page(request, project, *, project_form=None, qc_form=None, label_form=None, status=200):
-    config = training_selectors.training_config(project=project)
-    initial = {f: getattr(project, f) for f in ProjectSettingsForm.base_fields}
-    context = {
-        "project": project,
-        "can_admin": _is_admin(request, project),
-        "project_form": project_form or ProjectSettingsForm(initial=initial),
-        "qc_form": qc_form or QualityControlForm(initial={"qc_share": config.qc_share}),
-        "label_form": label_form or LabelNameForm(),
-        "labels": annotation_selectors.labels_with_use(project=project),
-        "config": config,
-    }
-    return render(request, "frontend/console/settings.html", context, status=status)
-
-
 @never_cache
 @login_required
 def disputes(request, slug):
@@ -482,12 +464,6 @@ def disputes(request, slug):
         "form": DisputeDecisionForm(),
     }
     return render(request, "frontend/console/disputes.html", context)
-
-
-def settings_page(request, slug):
-    """Name, instructions (with a preview), labels (add, rename, retire), overlap and the QC
-    share, each with one line of explanation and its current value. Auditors read it."""
-    return _settings_page(request, project_page(request, slug))
 
 
 @never_cache
@@ -521,6 +497,35 @@ def dispute_decide(request, slug, dispute_id):
     return redirect("console:disputes", project.slug)
 
 
+# --- settings ---------------------------------------------------------------------------------------
+
+
+def _settings_page(request, project, *, project_form=None, qc_form=None, label_form=None, status=200):
+    config = training_selectors.training_config(project=project)
+    initial = {f: getattr(project, f) for f in ProjectSettingsForm.base_fields}
+    context = {
+        "project": project,
+        "can_admin": _is_admin(request, project),
+        "project_form": project_form or ProjectSettingsForm(initial=initial),
+        "qc_form": qc_form or QualityControlForm(initial={"qc_share": config.qc_share}),
+        "label_form": label_form or LabelNameForm(),
+        "labels": annotation_selectors.labels_with_use(project=project),
+        "config": config,
+    }
+    return render(request, "frontend/console/settings.html", context, status=status)
+
+
+@never_cache
+@login_required
+def settings_page(request, slug):
+    """Name, instructions (with a preview), labels (add, rename, retire), overlap and the QC
+    share, each with one line of explanation and its current value. Auditors read it."""
+    return _settings_page(request, project_page(request, slug))
+
+
+@never_cache
+@login_required
+@require_POST
 def settings_project(request, slug):
     project = admin_page(request, slug)
     form = ProjectSettingsForm(request.POST)

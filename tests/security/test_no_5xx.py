@@ -135,3 +135,12 @@ def test_json_depth_is_reported_in_the_body(project):
         f"/api/projects/{project.slug}/queue/next/", nested(50_000), content_type="application/json"
     )
     assert json.loads(response.content)["detail"]
+
+
+@pytest.mark.django_db
+def test_a_nul_in_a_query_parameter_is_a_400_not_a_database_error(client, admin_user):
+    """Found by the schemathesis run: ?annotator=%00 on the ledger entries reached PostgreSQL."""
+    project = make_project(admin=admin_user)
+    client.force_login(admin_user)
+    response = client.get(f"/api/projects/{project.slug}/ledger/entries/", {"annotator": "a\x00b"})
+    assert response.status_code == 400 and response.json()["code"] == "nul_in_query"

@@ -25,7 +25,7 @@ LAYERS = [
     {"featurizers"},
     {"worker_cache"},
     {"runs"},
-    {"selectors"},
+    {"selectors", "memory"},
     {"models", "hooks", "apps"},
     {"ml"},  # the torch code: no Django, no app module
 ]

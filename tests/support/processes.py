@@ -33,6 +33,8 @@ def subprocess_env(**extra) -> dict:
         DJANGO_SETTINGS_MODULE="config.settings.test",
         DATABASE_URL=database_url_for_subprocess(),
         DJANGO_SECRET_KEY=settings.SECRET_KEY,
+        # the same ledger MAC key as this process: entries a server writes must verify here
+        TALLY_LEDGER_MAC_KEY=settings.TALLY_LEDGER_MAC_KEY,
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

@@ -304,6 +304,7 @@ class Tally(System):
         self.queue = f"bench-peers-{run_id}-{self.key}"
         self.python = python
         self.secret_key = secrets.token_urlsafe(64)
+        self.ledger_mac_key = secrets.token_urlsafe(48)  # one for every process of the run
         self.import_api = True
 
     def database_url(self) -> str:
@@ -314,6 +315,7 @@ class Tally(System):
         env.update(
             DJANGO_SETTINGS_MODULE="bench.peers.settings",
             DJANGO_SECRET_KEY=self.secret_key,
+            TALLY_LEDGER_MAC_KEY=self.ledger_mac_key,
             DATABASE_URL=self.database_url(),
             REDIS_URL=self.redis_url,
             CACHE_KEY_PREFIX=self.queue,

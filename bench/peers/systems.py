@@ -440,10 +440,11 @@ class Tally(System):
         admin = self.admin_http()
         data = admin.request("POST", "/api/projects/", json_body={"name": name, "labels": LABELS}).json()
         project = Project(key=data["slug"], label_ids={label["name"]: label["id"] for label in data["labels"]})
-        for username in self.annotator_names:
-            admin.request(
-                "POST", f"/api/projects/{project.key}/members/", json_body={"username": username, "role": "annotator"}
-            )
+        run_checked(  # untimed set-up, like the users: the members API works by invitation only
+            [self.python, "-m", "bench.peers.tally_setup", "members", "--project", project.key, *self.annotator_names],
+            env=self.env(),
+            cwd=ROOT,
+        )
         return project
 
     def import_file(self, project: Project, path: Path) -> dict:

@@ -1,7 +1,8 @@
 """Tally-side setup the benchmark does not time: users with API tokens, and (only when this
 build has no import API) examples seeded straight into the database.
 
-Run by the harness as `python -m bench.peers.tally_setup users --annotators N` (prints JSON)
+Run by the harness as `python -m bench.peers.tally_setup users --annotators N` (prints JSON;
+`members` adds the annotators to a project)
 with DJANGO_SETTINGS_MODULE=bench.peers.settings and the run's DATABASE_URL.
 """
 
@@ -61,6 +62,20 @@ def seed_examples(slug: str, path: str) -> dict:
     return {"examples": Example.objects.filter(project=project).count()}
 
 
+def add_members(slug: str, usernames: list[str]) -> dict:
+    """The annotators join the project. The members API takes no usernames (people join by
+    invitation, so adding one cannot probe which names exist): the benchmark uses the service."""
+    from django.contrib.auth import get_user_model
+
+    from annotation import services
+    from annotation.models import Membership, Project
+
+    project = Project.objects.get(slug=slug)
+    for user in get_user_model().objects.filter(username__in=usernames):
+        services.membership_set(project=project, user=user, role=Membership.Role.ANNOTATOR)
+    return {"members": project.memberships.count()}
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,12 +84,17 @@ def main(argv: list[str]) -> None:
     seed = sub.add_parser("seed")
     seed.add_argument("--project", required=True)
     seed.add_argument("--file", required=True)
+    members = sub.add_parser("members")
+    members.add_argument("--project", required=True)
+    members.add_argument("usernames", nargs="+")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.peers.settings")
     django.setup()
     if args.command == "users":
         result = create_users(args.annotators)
+    elif args.command == "members":
+        result = add_members(args.project, args.usernames)
     else:
         result = seed_examples(args.project, args.file)
     print(json.dumps(result))

@@ -136,7 +136,11 @@ def run_claim(
             error=f"Gave up after {MAX_ATTEMPTS} attempts: the workers running it were lost.",
         )
         return None
-    return TrainingRun.objects.get(pk=run_id)
+    run = TrainingRun.objects.get(pk=run_id)
+    # Keep our own token: re-reading the row could already show the token of a worker that
+    # took the run over since, and then both would write (and fence on) the same claim.
+    run.claim_token = token
+    return run
 
 
 def run_progress(*, run: TrainingRun, stage: str, **progress) -> None:

@@ -108,6 +108,33 @@ def test_a_fenced_out_worker_cannot_overwrite_the_registered_weights(toy_project
     assert worker_cache.classifier(version) is not None
 
 
+def test_a_claim_taken_over_the_moment_it_is_made_keeps_its_own_token(toy_project, toy, model_store):
+    """The race CI once lost: a redelivered message takes the run over between worker A's
+    claiming UPDATE and A reading the run back. A must still hold its own token, or A and B
+    write the same weights file and the registered sha256 names the other's bytes."""
+    project, annotator = toy_project
+    run = queued_run(project)
+    taken_over = {}
+
+    def take_over_right_after_the_claim(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not taken_over and sql.startswith("UPDATE") and "claim_token" in sql:
+            taken_over["run"] = None  # once: the nested claim runs through this wrapper too
+            taken_over["run"] = runs.run_claim(run_id=run.pk, task_id="msg", worker="B", redelivered=True)
+        return result
+
+    with connection.execute_wrapper(take_over_right_after_the_claim):
+        slow = runs.run_claim(run_id=run.pk, task_id="msg", worker="A")
+    fast = taken_over["run"]
+    assert slow is not None and fast is not None
+    assert slow.claim_token != fast.claim_token
+    version_id = pipeline._train(fast)
+    assert version_id is not None
+    assert pipeline._train(slow) is None  # A is fenced out and left B's weights alone
+    version = ModelVersion.objects.get(pk=version_id)
+    store.load_weights(store=model_store, relative=version.weights_path, expected_sha256=version.weights_sha256)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_twenty_simultaneous_retrain_requests_queue_one_run(admin_user, toy, model_store, monkeypatch):
 

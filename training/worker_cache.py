@@ -79,7 +79,7 @@ class WorkerCache:
 
     def hashed_features(self, project_id: int, model: HashedClassifier, example_ids: list[int]) -> HashedFeatures:
         """Hashed n-gram ids of the given examples (texts are read and hashed once per worker)."""
-        entry = self._hashed.setdefault((project_id, model.params.buckets), {"rows": {}})
+        entry = self._hashed.setdefault((project_id, model.params.buckets, model.params.segmenter), {"rows": {}})
         missing = [e for e in example_ids if e not in entry["rows"]]
         for start in range(0, len(missing), HASH_CHUNK):
             chunk = missing[start : start + HASH_CHUNK]

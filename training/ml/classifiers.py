@@ -26,7 +26,14 @@ from . import loop
 from .device import seed_everything, small_model_threads
 
 WORD_RE = re.compile(r"\w+", re.UNICODE)
-SPAN_RE = re.compile(r"\S+")
+# Scripts written without spaces between words (Chinese, Japanese kana, Thai, Lao, Myanmar,
+# Khmer): `\w+` matches a whole clause there, so such runs become single characters, and the
+# bigram step below adds their adjacent pairs (the usual character n-grams for these scripts).
+UNSPACED_CHARS = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+UNSPACED_RE = re.compile(f"([{UNSPACED_CHARS}]+)")
+# What an explanation occludes: a run of non-space characters, or one character of an
+# unspaced script (a whole clause is one `\S+` there).
+EXPLAIN_SPAN_RE = re.compile(f"[{UNSPACED_CHARS}]|[^\\s{UNSPACED_CHARS}]+")
 MAX_EXPLAIN_SEGMENTS = 96
 
 
@@ -48,6 +55,9 @@ class HyperParams:
     dim: int = 64  # hashed
     max_length: int = 128  # deep loop
     encoder_learning_rate: float = 3e-5  # deep loop
+    # hashed: how text splits into tokens ("words": versions stored before unspaced scripts
+    # were split into characters, which must keep hashing as they were trained)
+    segmenter: str = "words+unspaced-chars"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -215,7 +225,7 @@ class TextClassifier:
     def explain(self, text: str, *, label_index: int | None = None) -> dict:
         """Occlusion: drop each word (or span of words, for long texts) and measure how much the
         probability of the label falls. Positive weight = the word pushed toward the label."""
-        spans = [(m.start(), m.end()) for m in SPAN_RE.finditer(text)]
+        spans = [(m.start(), m.end()) for m in EXPLAIN_SPAN_RE.finditer(text)]
         groups = max(1, math.ceil(len(spans) / MAX_EXPLAIN_SEGMENTS))
         segments = [(spans[i][0], spans[min(i + groups, len(spans)) - 1][1]) for i in range(0, len(spans), groups)]
         variants = [text] + [text[:s] + " " + text[e:] for s, e in segments]
@@ -241,7 +251,8 @@ class TextClassifier:
 
     @classmethod
     def from_state(cls, tensors: dict, meta: dict, **kwargs) -> TextClassifier:
-        model = cls(meta["classes"], HyperParams(**meta["params"]), **kwargs)
+        params = {"segmenter": "words", **meta["params"]}  # stored before the segmenter was
+        model = cls(meta["classes"], HyperParams(**params), **kwargs)
         model.device = "cpu"
         model.net = model._build()
         model.net.load_state_dict(tensors)
@@ -267,8 +278,25 @@ class HashedFeatures:
         return HashedFeatures(ids=ids, offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
 
 
-def hash_tokens(text: str, buckets: int) -> list[int]:
-    words = [w.encode("utf-8") for w in WORD_RE.findall(text.lower())]
+def text_tokens(text: str, segmenter: str = HyperParams.segmenter) -> list[str]:
+    words = WORD_RE.findall(text.lower())
+    if segmenter == "words":
+        return words
+    tokens = []
+    for word in words:
+        if not UNSPACED_RE.search(word):
+            tokens.append(word)
+            continue
+        for i, piece in enumerate(UNSPACED_RE.split(word)):
+            if i % 2:  # a captured unspaced run
+                tokens.extend(piece)
+            elif piece:
+                tokens.append(piece)
+    return tokens
+
+
+def hash_tokens(text: str, buckets: int, segmenter: str = HyperParams.segmenter) -> list[int]:
+    words = [w.encode("utf-8") for w in text_tokens(text, segmenter)]
     grams = words + [a + b" " + b for a, b in zip(words, words[1:], strict=False)]
     return [zlib.crc32(g) % buckets for g in grams]
 
@@ -283,7 +311,7 @@ class HashedClassifier(TextClassifier):
     def featurize(self, texts):
         ids, lengths = [], []
         for text in texts:
-            grams = hash_tokens(text, self.params.buckets)
+            grams = hash_tokens(text, self.params.buckets, self.params.segmenter)
             ids.extend(grams)
             lengths.append(len(grams))
         return HashedFeatures(

@@ -62,6 +62,10 @@ bench-ledger: install services  ## ledger: submissions with the ledger, verify/s
 bench-training: install services  ## training benchmarks (freshness, label efficiency, embedding speed) -> BENCHMARKS-training.md
 	TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} $(PY) bench/training_bench.py $(BENCH_ARGS)
 
+.PHONY: bench-first-version
+bench-first-version: install services  ## a cold pool of 6,000 long texts: minimum labels -> first version (real stack) -> BENCHMARKS-training.md
+	TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/first_version_bench.py $(BENCH_ARGS)
+
 .PHONY: bench-embedding
 bench-embedding: install  ## encoder texts/s vs a plain torch loop, short and long texts -> BENCHMARKS-training.md
 	TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} $(PY) bench/embedding_bench.py $(BENCH_ARGS)

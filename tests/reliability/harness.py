@@ -127,6 +127,24 @@ class Worker:
         self.log.close()
 
 
+def memory_mib(pid: int) -> dict:
+    """Resident memory of a process now (VmRSS) and at its peak (VmHWM), in MiB (Linux /proc)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = round(int(value.split()[0]) / 1024, 1)
+    return {"rss": fields["VmRSS"], "peak": fields["VmHWM"]}
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (gunicorn's master: its worker processes)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return children
+
+
 class Gunicorn:
     def __init__(self, log_dir: Path, env: dict, workers=2, threads=4):
         self.port = free_port()

@@ -36,7 +36,17 @@ from training import services as training_services
 from training.ml.data import datasets_dir, read_sst2
 from training.models import ModelVersion, TrainingRun
 
-from .harness import ROOT, Gunicorn, OwnRedis, Worker, env_for, wait_for, wait_for_other_sessions_to_end
+from .harness import (
+    ROOT,
+    Gunicorn,
+    OwnRedis,
+    Worker,
+    child_pids,
+    env_for,
+    memory_mib,
+    wait_for,
+    wait_for_other_sessions_to_end,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -123,6 +133,8 @@ def test_fifty_annotators_for_two_minutes(admin_user, tmp_path, procs, settings)
     load_before = os.getloadavg()[0]
     elapsed = run_annotators(crowd, SECONDS)
     load_after = os.getloadavg()[0]
+    web_memory = [memory_mib(pid) for pid in child_pids(web.proc.pid)]
+    worker_memory = memory_mib(worker.proc.pid)
     ended = timezone.now()
     versions_during = ModelVersion.objects.filter(project=project, created_at__lte=ended).count()
     runs_started_during = TrainingRun.objects.filter(project=project, started_at__lte=ended).count()
@@ -189,6 +201,8 @@ def test_fifty_annotators_for_two_minutes(admin_user, tmp_path, procs, settings)
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} (shared with other jobs)",
         "started": began.isoformat(),
         "load_average_1min": [round(load_before, 1), round(load_after, 1)],
+        "web_rss_mib": [m["rss"] for m in web_memory],
+        "worker_peak_rss_mib": worker_memory["peak"],
     }
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
@@ -204,6 +218,7 @@ def render(f) -> str:
     rows = "\n".join(
         f"| {kind} | {v['p50']} | {v['p95']} | {v['p99']} | {v['mean']} |" for kind, v in f["latency_ms"].items()
     )
+    web_rss = ", ".join(f"{m} MiB" for m in f["web_rss_mib"])
     return f"""# Load test: {f["annotators"]} simulated annotators for {f["seconds"]:.0f} s
 
 `make bench-load` (tests/reliability/test_load.py, also run by `make test-faults`), {f["date"]}.
@@ -231,6 +246,8 @@ gunicorn and the worker keep their database connections (DB_CONN_MAX_AGE=60).
 | training runs / versions in all (queue drained afterwards) | {f["training_runs"]} / {f["versions"]} |
 | ledger entries, verified afterwards | {f["ledger_entries"]:,}, ok |
 | every submission paid exactly once | yes |
+| memory of each gunicorn worker process after the run (RSS) | {web_rss} (target: under 200 MiB each) |
+| the Celery worker's peak memory (VmHWM) | {f["worker_peak_rss_mib"]} MiB |
 
 Latency (ms, as the client saw it):
 

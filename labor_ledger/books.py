@@ -79,6 +79,12 @@ class Books:
             period = periods.next_period(last)
         return period
 
+    def remember(self, annotator_id: int, *, last_settled: date | None, account: Balance | None) -> None:
+        """What the caller already read, under this chain lock, of the annotator's last settled
+        period and balance row (period_for and account then read nothing)."""
+        self._last_settled[annotator_id] = last_settled
+        self._accounts[annotator_id] = account
+
     def account(self, annotator_id: int) -> Balance | None:
         if annotator_id not in self._accounts:
             self._accounts[annotator_id] = Balance.objects.filter(

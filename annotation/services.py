@@ -24,6 +24,7 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.text import slugify
 
+from core import sqlcompose
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.roles import LABELERS
 
@@ -575,10 +576,18 @@ def annotation_submit(
             return earlier
     if attempt.status != Attempt.Status.CLAIMED:
         raise Conflict(f"This attempt is already {attempt.status}.", code="attempt_closed")
-    labels = _validated_labels(attempt.project, label_ids)
+    one_statement = _submission_in_one_statement(attempt.project, label_ids)
+    labels = None if one_statement else _validated_labels(attempt.project, label_ids)
 
     _credit_activity(attempt, now)
     _finish(attempt, Attempt.Status.SUBMITTED, now)
+    if one_statement:
+        annotation = _record_submission(attempt, annotator, label_ids, idempotency_key, now)
+        hooks.attempt_closed.send(
+            hooks.AttemptClosed(attempt=attempt, annotation=annotation, acting_user_id=annotator.pk)
+        )
+        hooks.labels_changed.send(hooks.LabelsChanged(project_id=attempt.project_id))
+        return annotation
     attempt.save()
     try:
         # A savepoint only when a caller's transaction must survive the Conflict: in a request
@@ -600,6 +609,63 @@ def annotation_submit(
     Example.objects.filter(pk=attempt.example_id).update(submitted_count=F("submitted_count") + 1)
     hooks.attempt_closed.send(hooks.AttemptClosed(attempt=attempt, annotation=annotation, acting_user_id=annotator.pk))
     hooks.labels_changed.send(hooks.LabelsChanged(project_id=attempt.project_id))
+    return annotation
+
+
+def _submission_in_one_statement(project: Project, label_ids: Sequence[int]) -> bool:
+    """Whether annotation_submit may write its rows in one statement (_record_submission):
+    on PostgreSQL, as the outermost transaction (a failure rolls it all back, so no savepoint
+    is owed to a caller), with labels that pass the checks needing no read."""
+    ids = list(dict.fromkeys(label_ids))
+    if connection.vendor != "postgresql" or connection.savepoint_ids or not ids:
+        return False
+    return project.label_mode != Project.LabelMode.SINGLE or len(ids) == 1
+
+
+def _record_submission(
+    attempt: Attempt, annotator, label_ids: Sequence[int], idempotency_key: str | None, now: datetime
+) -> Annotation:
+    """The submission's writes in one statement (the hot path, issue 18): the attempt saved,
+    the annotation inserted, its labels inserted (only this project's labels that are not
+    retired), the example's counter raised; each part the SQL the ORM sends for it. Labels
+    that fail the check raise _validated_labels' error, rolling the statement back."""
+    ids = list(dict.fromkeys(label_ids))
+    annotation = Annotation(
+        project=attempt.project,
+        example=attempt.example,
+        annotator=annotator,
+        attempt=attempt,
+        idempotency_key=idempotency_key or None,
+        created_at=now,
+    )
+    saved = {f.attname: f.pre_save(attempt, False) for f in Attempt._meta.concrete_fields if not f.primary_key}
+    attempt_sql, attempt_params = sqlcompose.update_sql(Attempt.objects.filter(pk=attempt.pk), **saved)
+    example_sql, example_params = sqlcompose.update_sql(
+        Example.objects.filter(pk=attempt.example_id), submitted_count=F("submitted_count") + 1
+    )
+    insert_sql, insert_params = sqlcompose.insert_sql([annotation], returning=("pk",))
+    through = Annotation.labels.through._meta.db_table
+    statement = (
+        f"WITH attempt AS ({attempt_sql}), example AS ({example_sql}), annotation AS ({insert_sql}), "
+        f"labels AS (INSERT INTO {through} (annotation_id, label_id) "
+        f"SELECT annotation.id, label.id FROM annotation, {Label._meta.db_table} AS label "
+        "WHERE label.project_id = %s AND label.id = ANY(%s) AND NOT label.retired "
+        "ON CONFLICT DO NOTHING RETURNING label_id) "
+        "SELECT annotation.id, (SELECT count(*) FROM labels) FROM annotation"
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                statement,
+                attempt_params + example_params + insert_params + (attempt.project_id, ids),
+            )
+            annotation_id, labeled = cursor.fetchone()
+    except IntegrityError as exc:
+        raise Conflict("This idempotency key was already used for another text.", code="key_reused") from exc
+    if labeled != len(ids):
+        _validated_labels(attempt.project, label_ids)  # raises the error the check would have
+        raise ValidationFailed("Choose labels of this project.", code="invalid_labels")
+    sqlcompose.mark_saved([annotation], [annotation_id])
     return annotation
 
 

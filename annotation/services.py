@@ -527,7 +527,12 @@ def _finish(attempt: Attempt, status: str, now: datetime) -> None:
 def attempt_heartbeat(*, attempt_id: int, annotator, now: datetime | None = None) -> Attempt:
     """The page is visible and the annotator active. The first heartbeat marks the text shown."""
     now = now or timezone.now()
-    attempt = _locked_open_attempt(attempt_id=attempt_id, annotator=annotator)
+    attempt = _heartbeat_counted(attempt_id=attempt_id, annotator=annotator, now=now)
+    if attempt is not None and attempt.shown_at == now:
+        return attempt  # the first heartbeat, written whole
+    counted = attempt is not None
+    if attempt is None:
+        attempt = _locked_open_attempt(attempt_id=attempt_id, annotator=annotator)
     if attempt.status != Attempt.Status.CLAIMED:
         raise Conflict(f"This attempt is already {attempt.status}.", code="attempt_closed")
     if attempt.lease_expires_at <= now:
@@ -538,9 +543,63 @@ def attempt_heartbeat(*, attempt_id: int, annotator, now: datetime | None = None
         attempt.last_active_at = now
     else:
         _credit_activity(attempt, now)
-    attempt.heartbeat_count += 1
+    if not counted:
+        attempt.heartbeat_count += 1
     attempt.lease_expires_at = max(attempt.lease_expires_at, _lease_end(now))
     attempt.save(update_fields=["shown_at", "last_active_at", "active_seconds", "heartbeat_count", "lease_expires_at"])
+    return attempt
+
+
+def _heartbeat_counted(*, attempt_id: int, annotator, now: datetime) -> Attempt | None:
+    """PostgreSQL: one UPDATE that locks an open, unexpired claim whose holder may label, counts
+    the heartbeat and, if it is the first (the text not shown yet), writes all of it: shown now,
+    no time credited (the clock starts here), the lease extended (the hot path, issue 18). The
+    attempt comes back with its project and example; its `shown_at` is `now` when the heartbeat
+    is written whole, else attempt_heartbeat credits the time with the row locked and counted.
+    None for every other case (SQLite too), which attempt_heartbeat handles and answers as before."""
+    if connection.vendor != "postgresql":
+        return None
+    models = (Attempt, Project, Example)
+    aliases = ("a", "p", "e")
+    columns = [
+        [f.attname for f in model._meta.concrete_fields] for model in models
+    ]  # fmt: skip
+    select = ", ".join(
+        f'{alias}."{model._meta.get_field(name).column}"'
+        for model, alias, names in zip(models, aliases, columns, strict=True)
+        for name in names
+    )
+    labeler = (
+        "TRUE"
+        if annotator.is_superuser
+        else (
+            f"EXISTS (SELECT 1 FROM {Membership._meta.db_table} AS m WHERE m.project_id = a.project_id "  # noqa: S608
+            "AND m.user_id = a.annotator_id AND m.role = ANY(%s))"
+        )
+    )
+    params = [now, now, _lease_end(now), attempt_id, annotator.pk, Attempt.Status.CLAIMED, now]
+    if not annotator.is_superuser:
+        params.append(list(LABELERS))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Attempt._meta.db_table} AS a SET shown_at = COALESCE(a.shown_at, %s), "  # noqa: S608
+            "last_active_at = CASE WHEN a.shown_at IS NULL THEN %s ELSE a.last_active_at END, "
+            "heartbeat_count = a.heartbeat_count + 1, lease_expires_at = CASE WHEN a.shown_at IS NULL "
+            "THEN GREATEST(a.lease_expires_at, %s) ELSE a.lease_expires_at END "
+            f"FROM {Project._meta.db_table} AS p, {Example._meta.db_table} AS e "
+            "WHERE a.id = %s AND a.annotator_id = %s AND a.status = %s AND a.lease_expires_at > %s "
+            f"AND p.id = a.project_id AND e.id = a.example_id AND {labeler} "
+            f"RETURNING {select}",
+            params,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instances, start = [], 0
+    for model, names in zip(models, columns, strict=True):
+        instances.append(sqlcompose.from_row(model, names, row[start : start + len(names)]))
+        start += len(names)
+    attempt, attempt.project, attempt.example = instances
     return attempt
 
 
@@ -646,7 +705,7 @@ def _record_submission(
     insert_sql, insert_params = sqlcompose.insert_sql([annotation], returning=("pk",))
     through = Annotation.labels.through._meta.db_table
     statement = (
-        f"WITH attempt AS ({attempt_sql}), example AS ({example_sql}), annotation AS ({insert_sql}), "
+        f"WITH attempt AS ({attempt_sql}), example AS ({example_sql}), annotation AS ({insert_sql}), "  # noqa: S608
         f"labels AS (INSERT INTO {through} (annotation_id, label_id) "
         f"SELECT annotation.id, label.id FROM annotation, {Label._meta.db_table} AS label "
         "WHERE label.project_id = %s AND label.id = ANY(%s) AND NOT label.retired "

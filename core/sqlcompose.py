@@ -9,7 +9,7 @@ the number of statements changes. `mark_saved` then does what bulk_create does t
 
 from collections.abc import Sequence
 
-from django.db import models
+from django.db import connections, models
 from django.db.models import sql
 
 
@@ -42,3 +42,17 @@ def mark_saved(objs: Sequence[models.Model], pks: Sequence[int], db: str = "defa
         obj.pk = pk
         obj._state.adding = False
         obj._state.db = db
+
+
+def from_row(model: type[models.Model], attnames: Sequence[str], values: Sequence, db: str = "default"):
+    """A model instance from a raw row's values (the columns of `attnames`, in order), through
+    the same converters a queryset applies (JSON decoded, and so on)."""
+    connection = connections[db]
+    converted = []
+    for name, value in zip(attnames, values, strict=True):
+        field = model._meta.get_field(name)
+        col = field.get_col(model._meta.db_table)
+        for convert in [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]:
+            value = convert(value, col, connection)
+        converted.append(value)
+    return model.from_db(db, list(attnames), converted)

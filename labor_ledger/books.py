@@ -64,7 +64,7 @@ def _lock_project_and_head(project_id: int) -> ChainHead | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    return ChainHead.from_db("default", [f.attname for f in ChainHead._meta.concrete_fields], row)
+    return sqlcompose.from_row(ChainHead, [f.attname for f in ChainHead._meta.concrete_fields], row)
 
 
 NOT_VALIDATED = ["project", "annotator", "attempt", "annotation", "reading", "reverses", "policy", "acting_user"]
@@ -204,7 +204,6 @@ class Books:
         self._balances = {}
         self._accounts = {}
 
-
     @staticmethod
     def _balance_updates(delta: dict) -> dict:
         end = delta["task_end"]
@@ -242,8 +241,7 @@ class Books:
         insert, insert_params = sqlcompose.insert_sql(self.pending, returning=("pk",))
         with connection.cursor() as cursor:
             cursor.execute(
-                f"WITH head AS ({head_sql}), balance AS ({balance_sql}) "
-                f"{insert}, (SELECT count(*) FROM balance)",
+                f"WITH head AS ({head_sql}), balance AS ({balance_sql}) {insert}, (SELECT count(*) FROM balance)",  # noqa: S608
                 head_params + balance_params + insert_params,
             )
             rows = cursor.fetchall()
@@ -251,6 +249,7 @@ class Books:
         self.pending = []
         if annotator_id is not None and rows[0][1]:
             del self._balances[annotator_id]  # written above
+
 
 @contextmanager
 def open_books(project: Project) -> Iterator[Books]:

@@ -306,7 +306,7 @@ def _attempt_facts(
     t_settlement, t_balance = Settlement._meta.db_table, Balance._meta.db_table
     t_annotation = Annotation._meta.db_table
     overlap_sql = (
-        f"EXISTS (SELECT 1 FROM {t_annotation} WHERE example_id = %s AND status = %s AND source = %s "
+        f"EXISTS (SELECT 1 FROM {t_annotation} WHERE example_id = %s AND status = %s AND source = %s "  # noqa: S608
         "AND annotator_id <> %s AND created_at <= %s AND id < %s)"
         if paid
         else "NULL"

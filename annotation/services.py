@@ -561,9 +561,7 @@ def _heartbeat_counted(*, attempt_id: int, annotator, now: datetime) -> Attempt 
         return None
     models = (Attempt, Project, Example)
     aliases = ("a", "p", "e")
-    columns = [
-        [f.attname for f in model._meta.concrete_fields] for model in models
-    ]  # fmt: skip
+    columns = [[f.attname for f in model._meta.concrete_fields] for model in models]
     select = ", ".join(
         f'{alias}."{model._meta.get_field(name).column}"'
         for model, alias, names in zip(models, aliases, columns, strict=True)

@@ -58,6 +58,13 @@ clean:
 bench-ledger: install services  ## ledger: submissions with the ledger, verify/settle/report on 100,000 entries (PostgreSQL)
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/ledger_bench.py
 
+.PHONY: bench-hot-path
+# In a throwaway test database (test_<name of BENCH_HOT_DATABASE_URL>), created and dropped; about 20 s.
+BENCH_HOT_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally_bench_hot
+BENCH_HOT_ARGS ?= --rounds 60 --warmup 10
+bench-hot-path: install services  ## claim, heartbeat, submit in-process: SQL statements and ms, statement by statement (PostgreSQL)
+	DATABASE_URL=$(BENCH_HOT_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/hot_path_bench.py $(BENCH_HOT_ARGS)
+
 .PHONY: bench-training
 bench-training: install services  ## training benchmarks (freshness, label efficiency, embedding speed) -> BENCHMARKS-training.md
 	TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} $(PY) bench/training_bench.py $(BENCH_ARGS)

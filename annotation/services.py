@@ -20,10 +20,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.text import slugify
 
+from core import sqlcompose
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.roles import LABELERS
 
@@ -390,8 +391,7 @@ def claim_next(
     """
     now = now or timezone.now()
     _lock_project_queue(project)
-    attempts_expire(project=project, now=now)
-    held = list(open_claims(annotator=annotator, project=project, now=now))
+    held = _expire_and_hold(project=project, annotator=annotator, now=now)
     for attempt in held:
         if attempt.pk not in exclude_attempt_ids:
             return attempt
@@ -408,6 +408,20 @@ def claim_next(
         lease_expires_at=_lease_end(now),
         last_active_at=now,
     )
+
+
+def _expire_and_hold(*, project: Project, annotator, now: datetime) -> list[Attempt]:
+    """attempts_expire, then the annotator's open claims, in one read while nothing expired
+    (the hot path, issue 18): the project's claims that ran out and this annotator's, unlocked;
+    the ones that ran out are then expired (locked, skipping any a heartbeat holds) as before."""
+    rows = list(
+        Attempt.objects.filter(project=project, status=Attempt.Status.CLAIMED)
+        .filter(Q(lease_expires_at__lte=now) | Q(annotator=annotator))
+        .order_by("claimed_at", "id")
+    )
+    if any(a.lease_expires_at <= now for a in rows):
+        attempts_expire(project=project, now=now)
+    return [a for a in rows if a.annotator_id == annotator.pk and a.lease_expires_at > now]
 
 
 # Claims in one project are handed out one at a time: a transaction-scoped advisory lock, held
@@ -457,12 +471,35 @@ def _credit_active_time(record: Attempt | InstructionReading, now: datetime) -> 
     gap = now - record.last_active_at
     if gap > timedelta(seconds=settings.TALLY_HEARTBEAT_MAX_GAP_SECONDS):
         gap = timedelta(seconds=settings.TALLY_HEARTBEAT_INTERVAL_SECONDS)
-    clock = _locked_clock(record.annotator_id, now=now)
-    gap = min(gap, now - clock.credited_until)
+    credited_until = _advanced_clock(record.annotator_id, now=now) if gap > timedelta(0) else None
+    if credited_until is None:  # SQLite, a first credit, or nothing to credit: lock, then advance
+        clock = _locked_clock(record.annotator_id, now=now)
+        credited_until = clock.credited_until
+        if min(gap, now - credited_until) > timedelta(0):
+            ActivityClock.objects.filter(pk=clock.pk).update(credited_until=now)
+    gap = min(gap, now - credited_until)
     if gap > timedelta(0):
         record.active_seconds = (record.active_seconds + _seconds(gap)).quantize(MILLI)
-        ActivityClock.objects.filter(pk=clock.pk).update(credited_until=now)
     record.last_active_at = max(now, record.last_active_at)
+
+
+def _advanced_clock(user_id: int, *, now: datetime) -> datetime | None:
+    """PostgreSQL: lock the person's clock and move it to `now` in one statement (the hot path,
+    issue 18); returns the watermark it had, or None when the person has no clock yet. The same
+    as _locked_clock and the update below it when the span to credit is positive: the watermark
+    moves to max(watermark, now), which is `now` exactly when some of the span is credited."""
+    if connection.vendor != "postgresql":
+        return None
+    table = ActivityClock._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS c SET credited_until = GREATEST(old.credited_until, %s) "  # noqa: S608
+            f"FROM (SELECT user_id, credited_until FROM {table} WHERE user_id = %s FOR UPDATE) AS old "
+            "WHERE c.user_id = old.user_id RETURNING old.credited_until",
+            [now, user_id],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def _locked_clock(user_id: int, *, now: datetime) -> ActivityClock:
@@ -490,7 +527,12 @@ def _finish(attempt: Attempt, status: str, now: datetime) -> None:
 def attempt_heartbeat(*, attempt_id: int, annotator, now: datetime | None = None) -> Attempt:
     """The page is visible and the annotator active. The first heartbeat marks the text shown."""
     now = now or timezone.now()
-    attempt = _locked_open_attempt(attempt_id=attempt_id, annotator=annotator)
+    attempt = _heartbeat_counted(attempt_id=attempt_id, annotator=annotator, now=now)
+    if attempt is not None and attempt.shown_at == now:
+        return attempt  # the first heartbeat, written whole
+    counted = attempt is not None
+    if attempt is None:
+        attempt = _locked_open_attempt(attempt_id=attempt_id, annotator=annotator)
     if attempt.status != Attempt.Status.CLAIMED:
         raise Conflict(f"This attempt is already {attempt.status}.", code="attempt_closed")
     if attempt.lease_expires_at <= now:
@@ -501,9 +543,61 @@ def attempt_heartbeat(*, attempt_id: int, annotator, now: datetime | None = None
         attempt.last_active_at = now
     else:
         _credit_activity(attempt, now)
-    attempt.heartbeat_count += 1
+    if not counted:
+        attempt.heartbeat_count += 1
     attempt.lease_expires_at = max(attempt.lease_expires_at, _lease_end(now))
     attempt.save(update_fields=["shown_at", "last_active_at", "active_seconds", "heartbeat_count", "lease_expires_at"])
+    return attempt
+
+
+def _heartbeat_counted(*, attempt_id: int, annotator, now: datetime) -> Attempt | None:
+    """PostgreSQL: one UPDATE that locks an open, unexpired claim whose holder may label, counts
+    the heartbeat and, if it is the first (the text not shown yet), writes all of it: shown now,
+    no time credited (the clock starts here), the lease extended (the hot path, issue 18). The
+    attempt comes back with its project and example; its `shown_at` is `now` when the heartbeat
+    is written whole, else attempt_heartbeat credits the time with the row locked and counted.
+    None for every other case (SQLite too), which attempt_heartbeat handles and answers as before."""
+    if connection.vendor != "postgresql":
+        return None
+    models = (Attempt, Project, Example)
+    aliases = ("a", "p", "e")
+    columns = [[f.attname for f in model._meta.concrete_fields] for model in models]
+    select = ", ".join(
+        f'{alias}."{model._meta.get_field(name).column}"'
+        for model, alias, names in zip(models, aliases, columns, strict=True)
+        for name in names
+    )
+    labeler = (
+        "TRUE"
+        if annotator.is_superuser
+        else (
+            f"EXISTS (SELECT 1 FROM {Membership._meta.db_table} AS m WHERE m.project_id = a.project_id "  # noqa: S608
+            "AND m.user_id = a.annotator_id AND m.role = ANY(%s))"
+        )
+    )
+    params = [now, now, _lease_end(now), attempt_id, annotator.pk, Attempt.Status.CLAIMED, now]
+    if not annotator.is_superuser:
+        params.append(list(LABELERS))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Attempt._meta.db_table} AS a SET shown_at = COALESCE(a.shown_at, %s), "  # noqa: S608
+            "last_active_at = CASE WHEN a.shown_at IS NULL THEN %s ELSE a.last_active_at END, "
+            "heartbeat_count = a.heartbeat_count + 1, lease_expires_at = CASE WHEN a.shown_at IS NULL "
+            "THEN GREATEST(a.lease_expires_at, %s) ELSE a.lease_expires_at END "
+            f"FROM {Project._meta.db_table} AS p, {Example._meta.db_table} AS e "
+            "WHERE a.id = %s AND a.annotator_id = %s AND a.status = %s AND a.lease_expires_at > %s "
+            f"AND p.id = a.project_id AND e.id = a.example_id AND {labeler} "
+            f"RETURNING {select}",
+            params,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instances, start = [], 0
+    for model, names in zip(models, columns, strict=True):
+        instances.append(sqlcompose.from_row(model, names, row[start : start + len(names)]))
+        start += len(names)
+    attempt, attempt.project, attempt.example = instances
     return attempt
 
 
@@ -539,13 +633,24 @@ def annotation_submit(
             return earlier
     if attempt.status != Attempt.Status.CLAIMED:
         raise Conflict(f"This attempt is already {attempt.status}.", code="attempt_closed")
-    labels = _validated_labels(attempt.project, label_ids)
+    one_statement = _submission_in_one_statement(attempt.project, label_ids)
+    labels = None if one_statement else _validated_labels(attempt.project, label_ids)
 
     _credit_activity(attempt, now)
     _finish(attempt, Attempt.Status.SUBMITTED, now)
+    if one_statement:
+        annotation = _record_submission(attempt, annotator, label_ids, idempotency_key, now)
+        hooks.attempt_closed.send(
+            hooks.AttemptClosed(attempt=attempt, annotation=annotation, acting_user_id=annotator.pk)
+        )
+        hooks.labels_changed.send(hooks.LabelsChanged(project_id=attempt.project_id))
+        return annotation
     attempt.save()
     try:
-        with transaction.atomic():
+        # A savepoint only when a caller's transaction must survive the Conflict: in a request
+        # this is the outermost transaction, which the Conflict rolls back anyway (two statements
+        # fewer on the hot path, issue 18).
+        with transaction.atomic(savepoint=bool(connection.savepoint_ids)):
             annotation = Annotation.objects.create(
                 project=attempt.project,
                 example=attempt.example,
@@ -561,6 +666,63 @@ def annotation_submit(
     Example.objects.filter(pk=attempt.example_id).update(submitted_count=F("submitted_count") + 1)
     hooks.attempt_closed.send(hooks.AttemptClosed(attempt=attempt, annotation=annotation, acting_user_id=annotator.pk))
     hooks.labels_changed.send(hooks.LabelsChanged(project_id=attempt.project_id))
+    return annotation
+
+
+def _submission_in_one_statement(project: Project, label_ids: Sequence[int]) -> bool:
+    """Whether annotation_submit may write its rows in one statement (_record_submission):
+    on PostgreSQL, as the outermost transaction (a failure rolls it all back, so no savepoint
+    is owed to a caller), with labels that pass the checks needing no read."""
+    ids = list(dict.fromkeys(label_ids))
+    if connection.vendor != "postgresql" or connection.savepoint_ids or not ids:
+        return False
+    return project.label_mode != Project.LabelMode.SINGLE or len(ids) == 1
+
+
+def _record_submission(
+    attempt: Attempt, annotator, label_ids: Sequence[int], idempotency_key: str | None, now: datetime
+) -> Annotation:
+    """The submission's writes in one statement (the hot path, issue 18): the attempt saved,
+    the annotation inserted, its labels inserted (only this project's labels that are not
+    retired), the example's counter raised; each part the SQL the ORM sends for it. Labels
+    that fail the check raise _validated_labels' error, rolling the statement back."""
+    ids = list(dict.fromkeys(label_ids))
+    annotation = Annotation(
+        project=attempt.project,
+        example=attempt.example,
+        annotator=annotator,
+        attempt=attempt,
+        idempotency_key=idempotency_key or None,
+        created_at=now,
+    )
+    saved = {f.attname: f.pre_save(attempt, False) for f in Attempt._meta.concrete_fields if not f.primary_key}
+    attempt_sql, attempt_params = sqlcompose.update_sql(Attempt.objects.filter(pk=attempt.pk), **saved)
+    example_sql, example_params = sqlcompose.update_sql(
+        Example.objects.filter(pk=attempt.example_id), submitted_count=F("submitted_count") + 1
+    )
+    insert_sql, insert_params = sqlcompose.insert_sql([annotation], returning=("pk",))
+    through = Annotation.labels.through._meta.db_table
+    statement = (
+        f"WITH attempt AS ({attempt_sql}), example AS ({example_sql}), annotation AS ({insert_sql}), "  # noqa: S608
+        f"labels AS (INSERT INTO {through} (annotation_id, label_id) "
+        f"SELECT annotation.id, label.id FROM annotation, {Label._meta.db_table} AS label "
+        "WHERE label.project_id = %s AND label.id = ANY(%s) AND NOT label.retired "
+        "ON CONFLICT DO NOTHING RETURNING label_id) "
+        "SELECT annotation.id, (SELECT count(*) FROM labels) FROM annotation"
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                statement,
+                attempt_params + example_params + insert_params + (attempt.project_id, ids),
+            )
+            annotation_id, labeled = cursor.fetchone()
+    except IntegrityError as exc:
+        raise Conflict("This idempotency key was already used for another text.", code="key_reused") from exc
+    if labeled != len(ids):
+        _validated_labels(attempt.project, label_ids)  # raises the error the check would have
+        raise ValidationFailed("Choose labels of this project.", code="invalid_labels")
+    sqlcompose.mark_saved([annotation], [annotation_id])
     return annotation
 
 

@@ -18,6 +18,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from annotation.models import Project
+from core import sqlcompose
 
 from . import chain, money, periods
 from .models import Balance, ChainHead, LedgerEntry, Settlement
@@ -36,6 +37,9 @@ def lock_chain(project_id: int) -> ChainHead:
     head can never wait on a submission that waits for the chain head.
     """
     if connection.vendor == "postgresql":
+        head = _lock_project_and_head(project_id)
+        if head is not None:
+            return head
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT 1 FROM {Project._meta.db_table} WHERE id = %s FOR KEY SHARE", [project_id])  # noqa: S608
     head = ChainHead.objects.select_for_update().filter(project_id=project_id).first()
@@ -43,6 +47,24 @@ def lock_chain(project_id: int) -> ChainHead:
         ChainHead.objects.bulk_create([ChainHead(project_id=project_id)], ignore_conflicts=True)
         head = ChainHead.objects.select_for_update().get(project_id=project_id)
     return head
+
+
+def _lock_project_and_head(project_id: int) -> ChainHead | None:
+    """Both of lock_chain's locks in one statement, in the same order (the hot path, issue 18):
+    PostgreSQL takes a statement's row locks clause by clause, the project row's KEY SHARE
+    first, then the head's FOR UPDATE. None while the project has no chain head yet."""
+    columns = ", ".join(f'h."{f.column}"' for f in ChainHead._meta.concrete_fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {ChainHead._meta.db_table} AS h "  # noqa: S608
+            f"JOIN {Project._meta.db_table} AS p ON p.id = h.project_id "
+            "WHERE h.project_id = %s FOR KEY SHARE OF p FOR UPDATE OF h",
+            [project_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return sqlcompose.from_row(ChainHead, [f.attname for f in ChainHead._meta.concrete_fields], row)
 
 
 NOT_VALIDATED = ["project", "annotator", "attempt", "annotation", "reading", "reverses", "policy", "acting_user"]
@@ -78,6 +100,12 @@ class Books:
         if last is not None and period <= last:
             period = periods.next_period(last)
         return period
+
+    def remember(self, annotator_id: int, *, last_settled: date | None, account: Balance | None) -> None:
+        """What the caller already read, under this chain lock, of the annotator's last settled
+        period and balance row (period_for and account then read nothing)."""
+        self._last_settled[annotator_id] = last_settled
+        self._accounts[annotator_id] = account
 
     def account(self, annotator_id: int) -> Balance | None:
         if annotator_id not in self._accounts:
@@ -151,21 +179,15 @@ class Books:
         delta["task_end"] = max(at, delta["task_end"] or at)
 
     def flush(self) -> None:
+        if self.pending and connection.vendor == "postgresql":
+            self._append_in_one_statement()
         if self.pending:
             LedgerEntry.objects.bulk_create(self.pending)
             self.head.save(update_fields=["seq", "last_hash", "last_mac", "updated_at"])
             self.pending = []
         for annotator_id, delta in self._balances.items():
             end = delta["task_end"]
-            updates = {}
-            if delta["count"]:
-                updates.update(
-                    amount=F("amount") + delta["amount"],
-                    entry_count=F("entry_count") + delta["count"],
-                    last_seq=delta["seq"],
-                )
-            if end is not None:
-                updates["last_task_end"] = Greatest(Coalesce(F("last_task_end"), Value(end)), Value(end))
+            updates = self._balance_updates(delta)
             if not updates:
                 continue
             rows = Balance.objects.filter(project_id=self.project.pk, annotator_id=annotator_id)
@@ -181,6 +203,52 @@ class Books:
                 )
         self._balances = {}
         self._accounts = {}
+
+    @staticmethod
+    def _balance_updates(delta: dict) -> dict:
+        end = delta["task_end"]
+        updates = {}
+        if delta["count"]:
+            updates.update(
+                amount=F("amount") + delta["amount"],
+                entry_count=F("entry_count") + delta["count"],
+                last_seq=delta["seq"],
+            )
+        if end is not None:
+            updates["last_task_end"] = Greatest(Coalesce(F("last_task_end"), Value(end)), Value(end))
+        return updates
+
+    def _append_in_one_statement(self) -> None:
+        """PostgreSQL: the entries, the chain head and the first annotator's balance in one
+        statement (the ledger's append, issue 18), each part the SQL flush would send for it.
+        A balance row that does not exist yet (and any further annotator's) is left to flush."""
+        head = self.head
+        head.updated_at = timezone.now()
+        head_sql = (
+            f"UPDATE {ChainHead._meta.db_table} SET seq = %s, last_hash = %s, last_mac = %s, "  # noqa: S608
+            "updated_at = %s WHERE project_id = %s"
+        )
+        head_params = (head.seq, head.last_hash, head.last_mac, head.updated_at, head.project_id)
+        balance_sql, balance_params, annotator_id = "SELECT 1 WHERE FALSE", (), None
+        for candidate, delta in self._balances.items():
+            updates = self._balance_updates(delta)
+            if updates:
+                rows = Balance.objects.filter(project_id=self.project.pk, annotator_id=candidate)
+                balance_sql, balance_params = sqlcompose.update_sql(rows, **updates)
+                balance_sql += " RETURNING 1"
+                annotator_id = candidate
+                break
+        insert, insert_params = sqlcompose.insert_sql(self.pending, returning=("pk",))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH head AS ({head_sql}), balance AS ({balance_sql}) {insert}, (SELECT count(*) FROM balance)",  # noqa: S608
+                head_params + balance_params + insert_params,
+            )
+            rows = cursor.fetchall()
+        sqlcompose.mark_saved(self.pending, [row[0] for row in rows])
+        self.pending = []
+        if annotator_id is not None and rows[0][1]:
+            del self._balances[annotator_id]  # written above
 
 
 @contextmanager

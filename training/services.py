@@ -18,7 +18,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation import hooks as annotation_hooks
@@ -131,20 +131,26 @@ def labels_changed_after_commit(event: annotation_hooks.LabelsChanged) -> None:
 def labels_changed(*, project_id: int) -> None:
     """New, retracted or rejected labels in a project, committed: queue a retraining run, debounced."""
     with transaction.atomic():
-        config = ProjectTrainingConfig.objects.select_for_update().filter(project_id=project_id).first()
+        config = _config_counted(project_id)
+        counted = config is not None  # the counters below are already one up, and saved
+        if config is None:
+            config = ProjectTrainingConfig.objects.select_for_update().filter(project_id=project_id).first()
         if config is None:  # a project from before training configs existed
             config_get(project_id=project_id)
             config = ProjectTrainingConfig.objects.select_for_update().get(project_id=project_id)
-        config.label_events_since_queued += 1
-        config.label_events_since_deep += 1
+        if not counted:
+            config.label_events_since_queued += 1
+            config.label_events_since_deep += 1
         fields = ["label_events_since_queued", "label_events_since_deep"]
         if not config.enabled or config.label_events_since_queued < config.retrain_every_n_labels:
-            config.save(update_fields=fields)
+            if not counted:
+                config.save(update_fields=fields)
             return
         if config.current_version_id is None and not selectors.enough_labels(
             project_id=project_id, min_labels=config.min_labels
         ):
-            config.save(update_fields=fields)
+            if not counted:
+                config.save(update_fields=fields)
             return
         deep = (
             config.model_kind == ModelKind.MINILM
@@ -160,6 +166,20 @@ def labels_changed(*, project_id: int) -> None:
         if deep:
             config.label_events_since_deep = 0
         config.save(update_fields=fields)
+
+
+def _config_counted(project_id: int) -> ProjectTrainingConfig | None:
+    """PostgreSQL: count one label event and read the config, locked, in one statement (the
+    hot path, issue 18: most label events stop here). None on SQLite or without a config row."""
+    if connection.vendor != "postgresql":
+        return None
+    table = ProjectTrainingConfig._meta.db_table
+    rows = ProjectTrainingConfig.objects.raw(
+        f"UPDATE {table} SET label_events_since_queued = label_events_since_queued + 1, "  # noqa: S608
+        "label_events_since_deep = label_events_since_deep + 1 WHERE project_id = %s RETURNING *",
+        [project_id],
+    )
+    return next(iter(rows), None)
 
 
 @transaction.atomic

@@ -27,7 +27,7 @@ from django.utils.text import slugify
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.roles import LABELERS
 
-from . import hooks
+from . import hooks, welfare
 from .models import (
     ActivityClock,
     Annotation,
@@ -390,6 +390,7 @@ def claim_next(
     """
     now = now or timezone.now()
     _lock_project_queue(project)
+    gate = welfare.claim_gate(project=project, annotator=annotator, now=now)  # None unless sensitive
     attempts_expire(project=project, now=now)
     held = list(open_claims(annotator=annotator, project=project, now=now))
     for attempt in held:
@@ -398,6 +399,7 @@ def claim_next(
     if len(held) >= settings.TALLY_MAX_OPEN_CLAIMS:
         raise Conflict("Finish or skip the texts you already hold before claiming another.", code="too_many_claims")
     example = next_example(project=project, annotator=annotator, now=now)
+    example = gate.screen(example) if gate else example  # exposure limits, opt-outs
     if example is None:
         return None
     return Attempt.objects.create(

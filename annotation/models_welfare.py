@@ -26,7 +26,9 @@ class WelfarePolicy(models.Model):
     """A project's welfare settings: one row per project, none for a project never made
     sensitive (then nothing here applies and claims cost one primary-key lookup)."""
 
-    project = models.OneToOneField("annotation.Project", primary_key=True, on_delete=models.CASCADE, related_name="welfare")
+    project = models.OneToOneField(
+        "annotation.Project", primary_key=True, on_delete=models.CASCADE, related_name="welfare"
+    )
     sensitive = models.BooleanField(default=False)
     categories = models.JSONField(default=_default_categories, blank=True)
     # Exposure limits, per person, counted across ALL projects (0 = no limit of that kind).
@@ -62,7 +64,9 @@ class SensitiveMark(models.Model):
     example = models.ForeignKey("annotation.Example", on_delete=models.CASCADE, related_name="sensitive_marks")
     category = models.CharField(max_length=12, choices=SensitiveCategory.choices)
     source = models.CharField(max_length=10, choices=Source.choices)
-    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     detail = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -114,7 +118,9 @@ class Break(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["user"], condition=models.Q(ended_at__isnull=True), name="break_one_open_per_user")
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(ended_at__isnull=True), name="break_one_open_per_user"
+            )
         ]
 
     def __str__(self) -> str:

@@ -265,9 +265,7 @@ def exposure_of(user_id: int, *, now: datetime, session_gap: timedelta) -> Expos
         .order_by("-claimed_at", "-id")
         .values("claimed_at", "last_active_at", "finished_at", "shown_at", "status", "active_seconds", "marked")
     )
-    breaks = list(
-        Break.objects.filter(user_id=user_id, started_at__gte=since).values_list("started_at", "ended_at")
-    )
+    breaks = list(Break.objects.filter(user_id=user_id, started_at__gte=since).values_list("started_at", "ended_at"))
     out = Exposure()
     today = day_start(now)
     boundary = now

@@ -50,7 +50,8 @@ def price_time(*, policy: PayPolicy | None, category: str, active: Decimal, wall
         kind = Kind.WORK_TIME
     else:
         kind = Kind.UNPAID_TIME
-    counted = _clock(policy.floor_clock, active=active, wall=wall) if welfare or category in policy.floor_categories else ZERO
+    floored = welfare or category in policy.floor_categories
+    counted = _clock(policy.floor_clock, active=active, wall=wall) if floored else ZERO
     floor_amount = money.hourly(policy.floor_hourly_rate, counted)
     client_amount = money.hourly(policy.client_price_per_hour, counted) if policy.client_price_per_hour else ZERO
     return Priced(kind, amount, counted, floor_amount, client_amount)

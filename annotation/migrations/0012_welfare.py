@@ -8,74 +8,182 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotation', '0011_label_retired'),
+        ("annotation", "0011_label_retired"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WelfarePolicy',
+            name="WelfarePolicy",
             fields=[
-                ('project', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='welfare', serialize=False, to='annotation.project')),
-                ('sensitive', models.BooleanField(default=False)),
-                ('categories', models.JSONField(blank=True, default=annotation.models_welfare._default_categories)),
-                ('max_texts_per_session', models.PositiveIntegerField(default=60)),
-                ('max_minutes_per_session', models.PositiveIntegerField(default=60)),
-                ('max_texts_per_day', models.PositiveIntegerField(default=200)),
-                ('max_minutes_per_day', models.PositiveIntegerField(default=240)),
-                ('session_gap_minutes', models.PositiveIntegerField(default=15, validators=[django.core.validators.MinValueValidator(1)])),
-                ('break_after_minutes', models.PositiveIntegerField(default=50)),
-                ('paid_break_minutes_per_hour', models.PositiveIntegerField(default=10, validators=[django.core.validators.MaxValueValidator(30)])),
-                ('support_text', models.TextField(blank=True)),
-                ('word_list', models.JSONField(blank=True, default=dict)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "project",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="welfare",
+                        serialize=False,
+                        to="annotation.project",
+                    ),
+                ),
+                ("sensitive", models.BooleanField(default=False)),
+                ("categories", models.JSONField(blank=True, default=annotation.models_welfare._default_categories)),
+                ("max_texts_per_session", models.PositiveIntegerField(default=60)),
+                ("max_minutes_per_session", models.PositiveIntegerField(default=60)),
+                ("max_texts_per_day", models.PositiveIntegerField(default=200)),
+                ("max_minutes_per_day", models.PositiveIntegerField(default=240)),
+                (
+                    "session_gap_minutes",
+                    models.PositiveIntegerField(default=15, validators=[django.core.validators.MinValueValidator(1)]),
+                ),
+                ("break_after_minutes", models.PositiveIntegerField(default=50)),
+                (
+                    "paid_break_minutes_per_hour",
+                    models.PositiveIntegerField(default=10, validators=[django.core.validators.MaxValueValidator(30)]),
+                ),
+                ("support_text", models.TextField(blank=True)),
+                ("word_list", models.JSONField(blank=True, default=dict)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Break',
+            name="Break",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField()),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('credited_seconds', models.DecimalField(decimal_places=3, default=0, max_digits=12)),
-                ('paid_seconds', models.DecimalField(decimal_places=3, default=0, max_digits=12)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotation.project')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("started_at", models.DateTimeField()),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("credited_seconds", models.DecimalField(decimal_places=3, default=0, max_digits=12)),
+                ("paid_seconds", models.DecimalField(decimal_places=3, default=0, max_digits=12)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotation.project"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('ended_at__isnull', True)), fields=('user',), name='break_one_open_per_user')],
+                "ordering": ["id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("ended_at__isnull", True)), fields=("user",), name="break_one_open_per_user"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SensitiveMark',
+            name="SensitiveMark",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('category', models.CharField(choices=[('violence', 'Violence'), ('sexual', 'Sexual content'), ('self_harm', 'Self-harm'), ('hate', 'Hate'), ('other', 'Other distressing content')], max_length=12)),
-                ('source', models.CharField(choices=[('import', 'Import column'), ('admin', 'An admin'), ('word_list', "The project's word list"), ('model', 'A model score')], max_length=10)),
-                ('detail', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('example', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sensitive_marks', to='annotation.example')),
-                ('set_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("violence", "Violence"),
+                            ("sexual", "Sexual content"),
+                            ("self_harm", "Self-harm"),
+                            ("hate", "Hate"),
+                            ("other", "Other distressing content"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("import", "Import column"),
+                            ("admin", "An admin"),
+                            ("word_list", "The project's word list"),
+                            ("model", "A model score"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("detail", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "example",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sensitive_marks",
+                        to="annotation.example",
+                    ),
+                ),
+                (
+                    "set_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['example', 'category'],
-                'constraints': [models.UniqueConstraint(fields=('example', 'category'), name='sensitive_mark_one_per_category')],
+                "ordering": ["example", "category"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("example", "category"), name="sensitive_mark_one_per_category")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='WelfareOptOut',
+            name="WelfareOptOut",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('category', models.CharField(blank=True, choices=[('violence', 'Violence'), ('sexual', 'Sexual content'), ('self_harm', 'Self-harm'), ('hate', 'Hate'), ('other', 'Other distressing content')], max_length=12)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('project', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotation.project')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='welfare_opt_outs', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "category",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("violence", "Violence"),
+                            ("sexual", "Sexual content"),
+                            ("self_harm", "Self-harm"),
+                            ("hate", "Hate"),
+                            ("other", "Other distressing content"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="annotation.project",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="welfare_opt_outs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('user', 'project', 'category'), name='welfare_opt_out_unique'), models.CheckConstraint(condition=models.Q(models.Q(('project__isnull', True), models.Q(('category', ''), _negated=True)), models.Q(('project__isnull', False), ('category', '')), _connector='OR'), name='welfare_opt_out_project_xor_category')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "project", "category"), name="welfare_opt_out_unique"),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("project__isnull", True), models.Q(("category", ""), _negated=True)),
+                            models.Q(("project__isnull", False), ("category", "")),
+                            _connector="OR",
+                        ),
+                        name="welfare_opt_out_project_xor_category",
+                    ),
+                ],
             },
         ),
     ]

@@ -4,15 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labor_ledger', '0008_ledger_mac'),
+        ("labor_ledger", "0008_ledger_mac"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='ledgerentry',
-            name='time_category',
-            field=models.CharField(blank=True, choices=[('submitted', 'Submitted (accepted label)'), ('retracted', 'Submitted, then undone by the annotator'), ('rejected', 'Submitted, then rejected by an admin'), ('skipped', 'Skipped'), ('expired', 'Claim expired'), ('revoked', "Claim closed when the person's role changed"), ('instruction_reading', 'Reading the instructions'), ('between_tasks', 'Between tasks in a work session'), ('sensitive_skipped', 'Skipped a sensitive text (paid as time worked)'), ('break', 'Paid break')], max_length=20),
+            model_name="ledgerentry",
+            name="time_category",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("submitted", "Submitted (accepted label)"),
+                    ("retracted", "Submitted, then undone by the annotator"),
+                    ("rejected", "Submitted, then rejected by an admin"),
+                    ("skipped", "Skipped"),
+                    ("expired", "Claim expired"),
+                    ("revoked", "Claim closed when the person's role changed"),
+                    ("instruction_reading", "Reading the instructions"),
+                    ("between_tasks", "Between tasks in a work session"),
+                    ("sensitive_skipped", "Skipped a sensitive text (paid as time worked)"),
+                    ("break", "Paid break"),
+                ],
+                max_length=20,
+            ),
         ),
     ]

@@ -250,6 +250,12 @@ def next_day_start(now: datetime) -> datetime:
     return timezone.make_aware(datetime.combine(timezone.localtime(now).date() + timedelta(days=1), time.min))
 
 
+def categories_of(example_id: int) -> list[str]:
+    """The content warnings of one text, in a fixed order (the labeling page names them)."""
+    found = set(SensitiveMark.objects.filter(example_id=example_id).values_list("category", flat=True))
+    return [c for c in CATEGORIES if c in found]
+
+
 def _marked(example_ref="example_id"):
     return Exists(SensitiveMark.objects.filter(example_id=OuterRef(example_ref)))
 

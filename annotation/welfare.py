@@ -21,9 +21,10 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.roles import LABELERS
 
 from . import hooks
-from .models import ActivityClock, Attempt, Example, Project
+from .models import ActivityClock, Attempt, Example, Membership, Project
 from .models_welfare import Break, SensitiveCategory, SensitiveMark, WelfareOptOut, WelfarePolicy
 from .queue import candidate_examples
 
@@ -521,3 +522,46 @@ def break_end(*, user, now: datetime | None = None) -> Break:
     brk.save(update_fields=["ended_at", "credited_seconds", "paid_seconds"])
     hooks.break_closed.send(hooks.BreakClosed(brk=brk))
     return brk
+
+
+# --- the admin's view: who is approaching a limit -----------------------------------------------
+
+NEAR_LIMIT = 0.8  # the console flags a person at 80 % of any limit
+
+
+def people_near_limits(*, project: Project, now: datetime | None = None, threshold: float = NEAR_LIMIT) -> list[dict]:
+    """The project's labelers whose exposure (over all projects) reached `threshold` of one of
+    this project's limits, most exposed first. Only for admins and auditors of the project."""
+    now = now or timezone.now()
+    policy = policy_of(project)
+    if policy is None or not policy.sensitive:
+        return []
+    gap = timedelta(minutes=policy.session_gap_minutes)
+    out = []
+    members = Membership.objects.filter(project=project, role__in=LABELERS).select_related("user")
+    for membership in members.order_by("user__username"):
+        exposure = exposure_of(membership.user_id, now=now, session_gap=gap)
+        shares = {
+            "session texts": (exposure.session_texts, policy.max_texts_per_session),
+            "session minutes": (float(exposure.session_seconds) / 60, policy.max_minutes_per_session),
+            "daily texts": (exposure.day_texts, policy.max_texts_per_day),
+            "daily minutes": (float(exposure.day_seconds) / 60, policy.max_minutes_per_day),
+        }
+        ratios = {k: used / limit for k, (used, limit) in shares.items() if limit}
+        if not ratios:
+            continue
+        which, ratio = max(ratios.items(), key=lambda kv: kv[1])
+        if ratio >= threshold:
+            out.append(
+                {
+                    "username": membership.user.username,
+                    "limit": which,
+                    "used": round(shares[which][0], 1),
+                    "of": shares[which][1],
+                    "percent": int(min(ratio, 9.99) * 100),
+                    "reached": ratio >= 1,
+                    "day_texts": exposure.day_texts,
+                    "day_minutes": round(float(exposure.day_seconds) / 60, 1),
+                }
+            )
+    return sorted(out, key=lambda r: -r["percent"])

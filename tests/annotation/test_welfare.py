@@ -16,6 +16,7 @@ from annotation import services, welfare
 from annotation.models import Attempt, Break, Membership, SensitiveMark
 from labor_ledger import services as ledger_services
 from labor_ledger.models import LedgerEntry, TimeCategory
+from tests.annotation.import_helpers import run_import
 from tests.factories import UserFactory, add_examples, add_member, make_project
 
 T0 = timezone.now().replace(hour=9, minute=0, second=0, microsecond=0)
@@ -268,3 +269,23 @@ def test_interleaved_claims_from_threads_never_exceed_the_limit(limit, tabs, cla
     claimed = Attempt.objects.filter(annotator=annotator)
     assert 1 <= claimed.count() <= limit
     assert connection.vendor == "postgresql"
+
+
+# --- marks at import -------------------------------------------------------------------------
+
+
+def test_an_import_column_and_the_word_list_mark_texts_with_the_rows(project, admin_user):
+    welfare.policy_set(project=project, word_list={"hate": ["slur"]})
+    content = (
+        b'text,content_warnings\na calm day,\na violent night,"violence, self-harm"\na slur here,\nsomething else,yes\n'
+    )
+    batch = run_import(project, content, text_column="text")
+    assert batch.rows_imported == 4
+    marks = set(SensitiveMark.objects.values_list("example__text", "category", "source"))
+    assert marks == {
+        ("a violent night", "violence", "import"),
+        ("a violent night", "self_harm", "import"),
+        ("a slur here", "hate", "word_list"),
+        ("something else", "other", "import"),
+    }
+    assert welfare.policy_of(project).sensitive

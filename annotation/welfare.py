@@ -221,10 +221,11 @@ def _apply_word_list(policy: WelfarePolicy, examples) -> int:
 
 @transaction.atomic
 def word_list_apply(*, project: Project) -> int:
-    """Run the project's word list over all its texts now (on demand). Returns marks added."""
+    """Run the project's word list over all its texts now (on demand). Returns marks added
+    (0 for a project without a word list)."""
     policy = policy_of(project)
     if policy is None or not policy.word_list:
-        raise ValidationFailed("This project has no word list yet.")
+        return 0
     return _apply_word_list(policy, Example.objects.filter(project=project))
 
 

@@ -16,6 +16,8 @@ from .permissions import project_for
 
 
 class WelfarePolicyOut(serializers.ModelSerializer):
+    updated_at = serializers.DateTimeField(allow_null=True, read_only=True)  # null: never set, defaults shown
+
     class Meta:
         model = WelfarePolicy
         exclude = ["project"]

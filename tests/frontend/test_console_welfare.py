@@ -83,3 +83,18 @@ def test_the_dashboard_names_people_near_their_limits(client_for, project, admin
     html = client_for(admin_user).get(reverse("console:dashboard", args=[project.slug])).content.decode()
     assert 'data-user="busy"' in html and 'data-user="fresh"' not in html
     assert "4 of 5 session texts (80 %)" in html
+
+
+def test_the_wellbeing_page_saves_opt_outs_and_the_earnings_page_shows_support(client_for, project, annotator):
+    welfare.policy_set(project=project, sensitive=True, support_text="Counselling: 555-0100.")
+    client = client_for(annotator)
+    page = client.get(reverse("frontend:welfare")).content.decode()
+    assert f'value="{project.slug}"' in page and "Counselling: 555-0100." in page
+    response = client.post(reverse("frontend:welfare"), {"projects": [project.slug], "categories": ["hate"]})
+    assert response.status_code == 302
+    assert set(annotator.welfare_opt_outs.values_list("project_id", "category")) == {(project.pk, ""), (None, "hate")}
+    assert Membership.objects.get(project=project, user=annotator).role == Membership.Role.ANNOTATOR
+    earnings = client.get(reverse("earnings:project", args=[project.slug])).content.decode()
+    assert 'id="earnings-support"' in earnings and "Counselling: 555-0100." in earnings
+    label = client.get(reverse("frontend:label", args=[project.slug])).content.decode()
+    assert 'id="support"' in label and "Counselling: 555-0100." in label

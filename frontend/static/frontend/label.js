@@ -743,6 +743,9 @@
   el.submit.addEventListener("click", submit);
   el.skip.addEventListener("click", skip);
   el.undo.addEventListener("click", undo);
+  document.getElementById("reveal").addEventListener("click", reveal);
+  var breakButton = document.getElementById("break");
+  if (breakButton) breakButton.addEventListener("click", toggleBreak);
   el.checkAgain.addEventListener("click", function () {
     state.exhausted = false;
     state.limited = "";

@@ -271,13 +271,23 @@ def exposure_of(user_id: int, *, now: datetime, session_gap: timedelta) -> Expos
         Attempt.objects.filter(annotator_id=user_id, claimed_at__gte=since)
         .annotate(marked=_marked())
         .order_by("-claimed_at", "-id")
-        .values("claimed_at", "last_active_at", "finished_at", "shown_at", "status", "active_seconds", "marked")
+        .values(
+            "example_id",
+            "claimed_at",
+            "last_active_at",
+            "finished_at",
+            "shown_at",
+            "status",
+            "active_seconds",
+            "marked",
+        )
     )
     breaks = list(Break.objects.filter(user_id=user_id, started_at__gte=since).values_list("started_at", "ended_at"))
     out = Exposure()
     today = day_start(now)
     boundary = now
     in_session = True
+    session_texts, day_texts = set(), set()
     for r in rows:
         end = max(r["last_active_at"], r["finished_at"] or r["claimed_at"])
         if in_session and (
@@ -292,12 +302,15 @@ def exposure_of(user_id: int, *, now: datetime, session_gap: timedelta) -> Expos
         unseen = r["status"] in (Attempt.Status.EXPIRED, Attempt.Status.REVOKED) and r["shown_at"] is None
         if not r["marked"] or unseen:
             continue
+        # A text counts once however often it comes back (an undo hands it out again); its
+        # minutes count every time they were spent.
         if in_session:
-            out.session_texts += 1
+            session_texts.add(r["example_id"])
             out.session_seconds += r["active_seconds"]
         if r["claimed_at"] >= today:
-            out.day_texts += 1
+            day_texts.add(r["example_id"])
             out.day_seconds += r["active_seconds"]
+    out.session_texts, out.day_texts = len(session_texts), len(day_texts)
     if out.session_started_at is not None:
         out.continuous_seconds = Decimal((now - out.session_started_at).total_seconds()).quantize(Decimal("0.001"))
     return out

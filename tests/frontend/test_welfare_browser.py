@@ -76,7 +76,7 @@ def test_warning_reveal_skip_limit_and_break_by_keyboard(page, labeling):
     wait_all_saved(page)
 
     assert Attempt.objects.get(pk=second).status == Attempt.Status.SKIPPED
-    skip_entry = LedgerEntry.objects.get(attempt_id=second)
+    skip_entry = LedgerEntry.objects.exclude(time_category=TimeCategory.BETWEEN_TASKS).get(attempt_id=second)
     assert skip_entry.time_category == TimeCategory.SENSITIVE_SKIPPED
     assert Annotation.objects.filter(annotator=annotator).count() == 2
     assert Annotation.objects.filter(example=plain).exists()

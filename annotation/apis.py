@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from core.pagination import KeysFirstPagination
 from core.roles import ADMINS, LABELERS, READERS
 
-from . import selectors, services
+from . import selectors, services, welfare
 from .models import Annotation, Attempt, Example, Label, Membership, PriorityReason, Project
 from .permissions import project_for
 
@@ -269,6 +269,13 @@ def attempt_out(attempt: Attempt) -> dict:
     return AttemptOut(attempt, context={"visible_meta": attempt.project.annotator_meta_columns}).data
 
 
+def handed_out(attempt: Attempt) -> dict:
+    """A text handed to the page, with its content warnings (welfare): the page blurs it."""
+    data = attempt_out(attempt)
+    data["example"]["content_warnings"] = welfare.categories_of(attempt.example_id)
+    return data
+
+
 class QueueNextApi(APIView):
     class QueueNextInput(serializers.Serializer):
         exclude = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
@@ -289,7 +296,7 @@ class QueueNextApi(APIView):
         )
         if attempt is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(attempt_out(attempt))
+        return Response(handed_out(attempt))
 
 
 class AttemptHeartbeatApi(APIView):
@@ -332,4 +339,4 @@ class UndoLastApi(APIView):
     def post(self, request, slug):
         project = project_for(user=request.user, slug=slug, roles=LABELERS)
         attempt = services.annotation_undo_last(project=project, annotator=request.user, now=timezone.now())
-        return Response(attempt_out(attempt))
+        return Response(handed_out(attempt))

@@ -17,6 +17,7 @@ from core.hooks import Hook
 
 if TYPE_CHECKING:
     from .models import Annotation, Attempt, InstructionReading
+    from .models_welfare import Break
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,16 @@ class ExamplesImported:
     rows_imported: int
 
 
+@dataclass(frozen=True)
+class BreakClosed:
+    """A break ended (annotation.welfare.break_end); its credited and paid seconds are final."""
+
+    brk: Break
+
+
 attempt_closed: Hook[AttemptClosed] = Hook("attempt_closed")
 reading_closed: Hook[ReadingClosed] = Hook("reading_closed")
 annotation_status_changed: Hook[AnnotationStatusChanged] = Hook("annotation_status_changed")
 labels_changed: Hook[LabelsChanged] = Hook("labels_changed")
 examples_imported: Hook[ExamplesImported] = Hook("examples_imported")
+break_closed: Hook[BreakClosed] = Hook("break_closed")

@@ -330,3 +330,6 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"Annotation {self.pk} on example {self.example_id}"
+
+
+from .models_welfare import Break, SensitiveCategory, SensitiveMark, WelfareOptOut, WelfarePolicy  # noqa: E402, F401

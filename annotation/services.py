@@ -28,7 +28,7 @@ from core import sqlcompose
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.roles import LABELERS
 
-from . import hooks
+from . import hooks, welfare
 from .models import (
     ActivityClock,
     Annotation,
@@ -391,6 +391,7 @@ def claim_next(
     """
     now = now or timezone.now()
     _lock_project_queue(project)
+    gate = welfare.claim_gate(project=project, annotator=annotator, now=now)  # None unless sensitive
     held = _expire_and_hold(project=project, annotator=annotator, now=now)
     for attempt in held:
         if attempt.pk not in exclude_attempt_ids:
@@ -398,6 +399,7 @@ def claim_next(
     if len(held) >= settings.TALLY_MAX_OPEN_CLAIMS:
         raise Conflict("Finish or skip the texts you already hold before claiming another.", code="too_many_claims")
     example = next_example(project=project, annotator=annotator, now=now)
+    example = gate.screen(example) if gate else example  # exposure limits, opt-outs
     if example is None:
         return None
     return Attempt.objects.create(

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, welfare_views
 
 app_name = "frontend"
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<slug:slug>/label/", views.label, name="label"),
     path("projects/<slug:slug>/label/status.json", views.label_status, name="label-status"),
+    path("wellbeing/", welfare_views.welfare_page, name="welfare"),
 ]

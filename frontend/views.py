@@ -13,7 +13,8 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 
-from annotation.models import Annotation, Example, Membership
+from annotation import welfare
+from annotation.models import Annotation, Example, Membership, SensitiveCategory
 from annotation.permissions import project_for
 from annotation.selectors import labels_offered, projects_visible_to
 from core.roles import READERS
@@ -88,6 +89,7 @@ def label(request, slug):
         "statusMs": STATUS_POLL_MS,
         "labeled": labeled,
         "left": left,
+        **_welfare_config(project),
     }
     shortcuts = [str(i) for i in range(1, 10)] + ["0"]
     return render(
@@ -98,8 +100,22 @@ def label(request, slug):
             "labels": [(lab, shortcuts[i] if i < len(shortcuts) else "") for i, lab in enumerate(labels)],
             "multi": project.label_mode == project.LabelMode.MULTI,
             "config": config,
+            "welfare": welfare.policy_of(project),
         },
     )
+
+
+def _welfare_config(project) -> dict:
+    """What the labeling page needs for content warnings, limits and breaks (docs/welfare.md)."""
+    policy = welfare.policy_of(project)
+    return {
+        "welfareStatusUrl": reverse("annotation:welfare-status", args=[project.slug]),
+        "breakStartUrl": reverse("annotation:break-start", args=[project.slug]),
+        "breakEndUrl": reverse("annotation:break-end"),
+        "breakAfterMs": (policy.break_after_minutes * 60_000) if policy else 0,
+        "sensitive": bool(policy and policy.sensitive),
+        "categoryNames": dict(SensitiveCategory.choices),
+    }
 
 
 # How often the labeling page asks for its running tally and the training status (it also asks

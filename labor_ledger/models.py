@@ -63,6 +63,9 @@ class TimeCategory(models.TextChoices):
     REVOKED = "revoked", "Claim closed when the person's role changed"
     INSTRUCTION_READING = "instruction_reading", "Reading the instructions"
     BETWEEN_TASKS = "between_tasks", "Between tasks in a work session"
+    # Welfare (issue 17, docs/welfare.md): always counted as hours worked, whatever the policy.
+    SENSITIVE_SKIPPED = "sensitive_skipped", "Skipped a sensitive text (paid as time worked)"
+    BREAK = "break", "Paid break"
 
 
 # By default the floor counts active time on submitted, skipped and expired attempts (a
@@ -76,7 +79,12 @@ DEFAULT_COUNTED_CATEGORIES = [
     TimeCategory.EXPIRED.value,
     TimeCategory.REVOKED.value,
     TimeCategory.INSTRUCTION_READING.value,
+    TimeCategory.SENSITIVE_SKIPPED.value,
+    TimeCategory.BREAK.value,
 ]
+# Counted and paid as time worked under every policy: a sensitive skip never counts against
+# the person, and a paid break is labor (docs/welfare.md).
+WELFARE_CATEGORIES = [TimeCategory.SENSITIVE_SKIPPED.value, TimeCategory.BREAK.value]
 
 
 def default_counted_categories() -> list[str]:

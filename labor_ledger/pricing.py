@@ -7,7 +7,7 @@ from decimal import Decimal
 from annotation.models import Annotation
 
 from . import money
-from .models import DEFAULT_COUNTED_CATEGORIES, Clock, LedgerEntry, PayPolicy, TimeCategory
+from .models import DEFAULT_COUNTED_CATEGORIES, WELFARE_CATEGORIES, Clock, LedgerEntry, PayPolicy, TimeCategory
 
 Kind = LedgerEntry.Kind
 ZERO = money.ZERO
@@ -42,14 +42,16 @@ def price_time(*, policy: PayPolicy | None, category: str, active: Decimal, wall
         kind = Kind.WORK_TIME if category == TimeCategory.SUBMITTED else Kind.UNPAID_TIME
         return Priced(kind, ZERO, counted, ZERO, ZERO)
     amount = ZERO
-    if policy.hourly_rate > 0 and category in policy.hourly_categories:
+    welfare = category in WELFARE_CATEGORIES  # paid and counted as time worked under any policy
+    if policy.hourly_rate > 0 and (welfare or category in policy.hourly_categories):
         kind = Kind.HOURLY_PAY
         amount = money.hourly(policy.hourly_rate, _clock(policy.hourly_clock, active=active, wall=wall))
     elif category == TimeCategory.SUBMITTED:
         kind = Kind.WORK_TIME
     else:
         kind = Kind.UNPAID_TIME
-    counted = _clock(policy.floor_clock, active=active, wall=wall) if category in policy.floor_categories else ZERO
+    floored = welfare or category in policy.floor_categories
+    counted = _clock(policy.floor_clock, active=active, wall=wall) if floored else ZERO
     floor_amount = money.hourly(policy.floor_hourly_rate, counted)
     client_amount = money.hourly(policy.client_price_per_hour, counted) if policy.client_price_per_hour else ZERO
     return Priced(kind, amount, counted, floor_amount, client_amount)

@@ -24,7 +24,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from annotation import hooks
-from annotation.models import Annotation, Attempt, Project
+from annotation.models import Annotation, Attempt, Project, SensitiveMark
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 from . import money, selectors
@@ -131,6 +131,8 @@ def _messages(exc) -> str:
 
 def _attempt_category(attempt: Attempt, annotation: Annotation | None) -> str | None:
     if attempt.status == Attempt.Status.SKIPPED:
+        if SensitiveMark.objects.filter(example_id=attempt.example_id).exists():
+            return TimeCategory.SENSITIVE_SKIPPED  # never against them: paid as time worked
         return TimeCategory.SKIPPED
     if attempt.status == Attempt.Status.EXPIRED:
         return TimeCategory.EXPIRED
@@ -461,6 +463,35 @@ def reading_closed(event: hooks.ReadingClosed) -> LedgerEntry:
             reason="reading the instructions",
         )
     return entry
+
+
+@transaction.atomic(savepoint=False)  # inside the break's own transaction
+def break_closed(event: hooks.BreakClosed) -> LedgerEntry | None:
+    """A break ended: its paid part is time worked, in its own category (docs/welfare.md)."""
+    brk = event.brk
+    if brk.paid_seconds <= 0:
+        return None
+    project = Project.objects.get(pk=brk.project_id)
+    policy = policy_in_force(project_id=project.pk, at=brk.ended_at)
+    paid = money.seconds(brk.paid_seconds)
+    priced = price_time(policy=policy, category=TimeCategory.BREAK, active=paid, wall=paid)
+    with open_books(project) as books:
+        return books.add(
+            annotator_id=brk.user_id,
+            kind=priced.kind,
+            idempotency_key=f"break:{brk.pk}",
+            occurred_at=brk.ended_at,
+            time_category=TimeCategory.BREAK,
+            policy=policy,
+            active_seconds=paid,
+            wall_seconds=paid,
+            counted_seconds=priced.counted_seconds,
+            amount=priced.amount,
+            floor_amount=priced.floor_amount,
+            client_amount=priced.client_amount,
+            acting_user_id=brk.user_id,
+            reason=f"paid break ({brk.paid_seconds} s of {brk.credited_seconds} s taken)",
+        )
 
 
 # --- manual entries -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from annotation import welfare
 from annotation.selectors import projects_visible_to, role_in_project
 from core.errors import TallyError
 from core.roles import LABELERS
@@ -109,6 +110,7 @@ def earnings_page(request, slug, *, dispute_form=None, status=200):
             "period_is_day": periods.period_length().days == 1,
             "day_chart": _day_chart(earnings, project.currency),
             "currency": project.currency,
+            "welfare": welfare.policy_of(project),
             **_dispute_context(request, project, annotator, earnings=earnings, period=period, form=dispute_form),
         },
         status=status,

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from annotation import hooks
+from annotation import hooks, welfare
 from annotation.models import ImportBatch, Project
 from core.errors import TallyError
 
@@ -114,6 +114,7 @@ def _mark_succeeded(batch: ImportBatch, run: ImportRun) -> None:
         project = Project.objects.select_for_update().get(pk=batch.project_id)
         project.annotator_meta_columns = list(dict.fromkeys([*project.annotator_meta_columns, *shown]))
         project.save(update_fields=["annotator_meta_columns"])
+    welfare.marks_from_import(project_id=batch.project_id, batch_id=batch.pk)  # commits with the rows
     batch.status = ImportBatch.Status.SUCCEEDED
     batch.rows_read = run.progress.rows_read
     batch.rows_imported = run.progress.rows_imported

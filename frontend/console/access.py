@@ -46,6 +46,7 @@ NAV = (
     ("import", "Import", "console:import", ADMINS),
     ("pay", "Pay", "console:pay", READERS),
     ("settings", "Settings", "console:settings", READERS),
+    ("welfare", "Welfare", "console:welfare", READERS),
     ("members", "Members", "console:members", ADMINS),
 )
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import views, welfare
 
 app_name = "console"
 
@@ -30,6 +30,10 @@ urlpatterns = [
     path(P + "ledger/settle/", views.ledger_settle, name="ledger-settle"),
     path(P + "disputes/", views.disputes, name="disputes"),
     path(P + "disputes/<int:dispute_id>/decide/", views.dispute_decide, name="dispute-decide"),
+    path(P + "welfare/", welfare.welfare_page, name="welfare"),
+    path(P + "welfare/policy/", welfare.welfare_policy, name="welfare-policy"),
+    path(P + "welfare/marks/", welfare.welfare_marks, name="welfare-marks"),
+    path(P + "welfare/word-list/", welfare.welfare_word_list, name="welfare-word-list"),
     path(P + "members/", views.members, name="members"),
     path(P + "members/invite/", views.member_invite, name="member-invite"),
     path(P + "members/<int:user_id>/role/", views.member_role, name="member-role"),

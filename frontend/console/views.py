@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import selectors as annotation_selectors
 from annotation import services as annotation_services
+from annotation import welfare
 from annotation.models import ImportBatch
 from core.errors import TallyError
 from core.roles import ADMINS
@@ -76,7 +77,8 @@ def project_create(request):
 def dashboard(request, slug):
     project = project_page(request, slug)
     board = selectors.dashboard(project=project)
-    return render(request, "frontend/console/dashboard.html", {"project": project, "board": board})
+    near = welfare.people_near_limits(project=project)  # docs/welfare.md
+    return render(request, "frontend/console/dashboard.html", {"project": project, "board": board, "near": near})
 
 
 # --- members -------------------------------------------------------------------------------------

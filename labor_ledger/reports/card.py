@@ -36,8 +36,9 @@ from labor_ledger.models import TimeCategory
 from .columns import MONEY_PLACES
 from .frames import version_rows, versions_frame
 from .sql import LedgerHead, consistent_read, ledger_head
+from .wellbeing import wellbeing_section
 
-CARD_FORMAT_VERSION = 4
+CARD_FORMAT_VERSION = 5
 CACHE_SECONDS = 24 * 3600
 STACK_TOP_ANNOTATORS = 10
 UNUSED_CATEGORIES = ("rejected", "retracted")
@@ -295,6 +296,7 @@ def build_card(*, project: Project, version) -> dict:
                 },
             )
             extras = dict(zip([c[0] for c in cursor.description], cursor.fetchone(), strict=True))
+        wellbeing = wellbeing_section(project_id=project.pk, before=version.snapshot_at)
     rows = version_rows(raw, meta)
     row = rows[rows["version"] == version.sequence].iloc[0]
     mine = raw[(raw["version_id"] == version.pk) & raw["annotator_id"].notna()]
@@ -409,6 +411,7 @@ def build_card(*, project: Project, version) -> dict:
                 },
             },
         },
+        "wellbeing": wellbeing,
         "pay": {
             "currency": currency,
             "piece_pay": _money(row["piece_pay"]),

@@ -22,7 +22,7 @@ from training.models import ManifestEntry
 
 from . import card as labor_card
 
-DATASHEET_FORMAT_VERSION = 1
+DATASHEET_FORMAT_VERSION = 2
 
 
 def _policy(p: PayPolicy) -> dict:
@@ -111,6 +111,7 @@ def datasheet(*, version) -> dict:
             "client_price": pay["client_price"],
             "client_share": pay["client_share"],
         },
+        "wellbeing": card["wellbeing"],
         "disagreement": {
             "contested_labels": labor["not_used"]["contested"]["labels"],
             "outvoted_labels": labor["not_used"]["outvoted"]["labels"],
@@ -118,7 +119,7 @@ def datasheet(*, version) -> dict:
         "not_known_from_the_ledger": [
             "annotators' demographics, location and employment relationship",
             "consent and the terms annotators agreed to beyond the pay policy",
-            "wellbeing support, exposure to harmful content and breaks",
+            "wellbeing support beyond the project's support text (exposure and breaks: see wellbeing)",
         ],
     }
 
@@ -187,6 +188,15 @@ def to_markdown(sheet: dict) -> str:
         f"- {comp['below_floor_before_top_up']} annotators were paid below the floor before top-ups; "
         f"{comp['topped_up_in_settlement']} had a settled period topped up before training.",
         f"- The client's price: {_m(comp['client_price'], cur)}.",
+        "",
+        "### Exposure to sensitive content, and breaks",
+        "",
+        f"- {sheet['wellbeing']['exposure_hours']} active hours on texts marked sensitive, by "
+        f"{sheet['wellbeing']['people_exposed']} people; highest daily exposure of one person "
+        f"{sheet['wellbeing']['highest_daily_exposure_hours']} h.",
+        *(f"  - {c['label']}: {c['hours']} h" for c in sheet["wellbeing"]["exposure_by_category"]),
+        f"- {sheet['wellbeing']['breaks_taken']} breaks taken ({sheet['wellbeing']['break_hours_taken']} h), "
+        f"{sheet['wellbeing']['break_hours_paid']} h of them paid.",
         "",
         "### Disagreement",
         "",

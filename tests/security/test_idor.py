@@ -83,6 +83,15 @@ ACCESS = {
     ("GET", "/api/projects/{slug}/predictions/"): READERS,
     ("POST", "/api/projects/{slug}/predictions/accept/"): ADMINS,
     ("GET", "/api/projects/{slug}/examples/{example_id}/explanation/"): READERS,
+    ("GET", "/api/projects/{slug}/welfare/"): ADMINS,
+    ("PATCH", "/api/projects/{slug}/welfare/"): ADMINS,
+    ("GET", "/api/projects/{slug}/welfare/status/"): ALL,  # one's own exposure
+    ("POST", "/api/projects/{slug}/welfare/marks/"): ADMINS,
+    ("POST", "/api/projects/{slug}/welfare/word-list/apply/"): ADMINS,
+    ("POST", "/api/projects/{slug}/breaks/start/"): WORKERS,
+    ("POST", "/api/breaks/end/"): EVERYONE,  # one's own break (409 without one)
+    ("GET", "/api/welfare/opt-outs/"): EVERYONE,  # one's own
+    ("PUT", "/api/welfare/opt-outs/"): EVERYONE,
 }
 
 OUTSIDERS = ["anonymous", "loner", "staff-loner", "b-admin", "b-auditor", "b-annotator"]
@@ -133,6 +142,8 @@ class Bodies:
                 "note": f"dispute {n}",
             },
             "/api/projects/{slug}/time-disputes/{dispute_id}/decision/": {"outcome": "reject", "reason": "no"},
+            "/api/projects/{slug}/welfare/": {"max_texts_per_day": 100},
+            "/api/projects/{slug}/welfare/marks/": {"example_ids": [ids["example_id"]], "categories": ["other"]},
         }
         if path == "/api/projects/{slug}/imports/" and method == "POST":
             upload = SimpleUploadedFile(f"rows{n}.csv", f"text\nimported row {n}\n".encode(), "text/csv")

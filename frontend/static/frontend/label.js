@@ -46,6 +46,10 @@
     tallyCurrency: document.getElementById("tally-currency"),
     trainingVersion: document.getElementById("training-version"),
     trainingRun: document.getElementById("training-run"),
+    warning: document.getElementById("content-warning"),
+    warningCategories: document.getElementById("warning-categories"),
+    breakPrompt: document.getElementById("break-prompt"),
+    breakWords: document.getElementById("break-words"),
   };
   var labelButtons = Array.prototype.slice.call(document.querySelectorAll(".label-choice"));
   var multi = config.labelMode === "multi";
@@ -71,6 +75,10 @@
     left: Number(config.left) || 0,
     sessionLabeled: 0,
     sessionSkipped: 0,
+    revealed: {}, // attempt id -> the annotator revealed its sensitive text (R)
+    limited: "", // the server's "limit reached" answer, shown instead of a text
+    onBreak: false,
+    workSince: Date.now(), // start of the current stretch of continuous work (break prompt)
   };
 
   // ---------- small helpers ----------
@@ -183,6 +191,9 @@
     } else if (Date.now() - state.lastInput > config.idleMs) {
       which = "idle";
       words = "Timer paused: idle";
+    } else if (state.onBreak) {
+      which = "break";
+      words = "On a break";
     } else if (state.reading) {
       which = "instructions";
       words = "Timing: the instructions";
@@ -231,13 +242,51 @@
     });
   }
 
+  // Welfare: the categories of a text's content warning, or [] (docs/welfare.md).
+  function warningsOf(attempt) {
+    return (attempt && attempt.example && attempt.example.content_warnings) || [];
+  }
+
+  function hidden(attempt) {
+    return warningsOf(attempt).length > 0 && !state.revealed[attempt.id];
+  }
+
+  function renderWarning() {
+    var attempt = state.current;
+    var blur = Boolean(attempt) && hidden(attempt);
+    el.warning.hidden = !blur;
+    el.text.classList.toggle("blurred", blur);
+    if (blur) {
+      var names = config.categoryNames || {};
+      el.warningCategories.textContent = warningsOf(attempt).map(function (c) { return names[c] || c; }).join(", ");
+      el.text.setAttribute("aria-hidden", "true");
+    } else {
+      el.text.removeAttribute("aria-hidden");
+    }
+    el.root.dataset.warning = blur ? "shown" : "";
+  }
+
+  function reveal() {
+    if (!state.current || !hidden(state.current)) return;
+    state.revealed[state.current.id] = true;
+    renderWarning();
+    say("Revealed. Label it, or press S to skip.");
+  }
+
   function renderText() {
     el.checkAgain.hidden = true;
     el.text.classList.remove("empty");
+    renderWarning();
     if (state.current) {
       el.text.textContent = state.current.example.text;
       el.text.setAttribute("aria-busy", "false");
       el.text.dataset.attemptId = String(state.current.id);
+    } else if (state.limited) {
+      el.text.textContent = state.limited;
+      el.text.classList.add("empty");
+      el.text.setAttribute("aria-busy", "false");
+      el.text.dataset.attemptId = "";
+      el.checkAgain.hidden = false;
     } else if (state.exhausted) {
       el.text.textContent = "Nothing left to label here right now. Thank you!";
       el.text.classList.add("empty");
@@ -308,6 +357,7 @@
       return post(config.nextUrl, { exclude: heldIds() }).then(function (res) {
         if (res.status === 200 && res.data) {
           state.claiming = false;
+          state.limited = "";
           if (!state.current) clearWarning();
           receive(res.data);
           maybePrefetch();
@@ -330,6 +380,14 @@
           return sleep(wait).then(loop);
         }
         state.claiming = false;
+        if (code(res) === "exposure_limit") {
+          // A welfare limit: the server says when sensitive texts resume (docs/welfare.md).
+          state.limited = detail(res);
+          state.exhausted = true;
+          if (!state.current) renderText();
+          else say(state.limited);
+          return null;
+        }
         if (!state.current) warn("Could not load the next text: " + detail(res));
         return null;
       });
@@ -369,8 +427,68 @@
     }
   }
 
+  // ---------- breaks: prompted after a stretch of continuous work (docs/welfare.md) ----------
+
+  function renderBreak() {
+    el.root.classList.toggle("on-break", state.onBreak);
+    el.root.dataset.break = state.onBreak ? "on" : "";
+    if (state.onBreak) {
+      el.breakPrompt.hidden = false;
+      el.breakWords.textContent = "On a break: the timer is paused. Press B when you are back.";
+      return;
+    }
+    var due = config.breakAfterMs > 0 && Date.now() - state.workSince >= config.breakAfterMs;
+    el.breakPrompt.hidden = !due;
+    if (due) {
+      var minutes = Math.round((Date.now() - state.workSince) / 60000);
+      el.breakWords.textContent = "You have worked " + minutes + " minutes without a break. Press B to take one.";
+    }
+  }
+
+  function toggleBreak() {
+    if (!config.breakStartUrl) return;
+    if (!state.onBreak) {
+      stopReading();
+      state.onBreak = true;
+      renderBreak();
+      renderClock();
+      post(config.breakStartUrl, {}).then(function (res) {
+        if (!res.ok) {
+          state.onBreak = false;
+          warn("Could not start the break: " + detail(res));
+          renderBreak();
+        }
+      });
+    } else {
+      state.onBreak = false;
+      state.workSince = Date.now();
+      state.lastInput = Date.now();
+      post(config.breakEndUrl, {}).then(function (res) {
+        if (res.ok && res.data && Number(res.data.paid_seconds) > 0) {
+          say("Welcome back. " + Math.round(Number(res.data.paid_seconds) / 60) + " min of your break are paid.");
+        } else if (res.ok) {
+          say("Welcome back.");
+        }
+      });
+      renderBreak();
+      if (state.current && document.visibilityState === "visible") firstHeartbeat(state.current);
+    }
+  }
+
+  function loadWelfare() {
+    if (!config.welfareStatusUrl || !config.breakAfterMs) return;
+    getJson(config.welfareStatusUrl).then(function (data) {
+      if (data && typeof data.continuous_minutes === "number") {
+        state.workSince = Math.min(state.workSince, Date.now() - data.continuous_minutes * 60000);
+        renderBreak();
+      }
+    });
+  }
+
   function tick() {
     renderClock();
+    renderBreak();
+    if (state.onBreak) return; // the break has the clock: no heartbeats
     if (document.visibilityState !== "visible") return;
     if (state.reading) {
       // Reading the instructions is work too: the ledger records it (labor_ledger).
@@ -538,6 +656,10 @@
       say("No text on screen yet.");
       return;
     }
+    if (hidden(state.current)) {
+      say("Press R to reveal the text first, or S to skip it.");
+      return;
+    }
     var id = Number(button.dataset.labelId);
     var at = state.selected.indexOf(id);
     if (multi) {
@@ -621,8 +743,12 @@
   el.submit.addEventListener("click", submit);
   el.skip.addEventListener("click", skip);
   el.undo.addEventListener("click", undo);
+  document.getElementById("reveal").addEventListener("click", reveal);
+  var breakButton = document.getElementById("break");
+  if (breakButton) breakButton.addEventListener("click", toggleBreak);
   el.checkAgain.addEventListener("click", function () {
     state.exhausted = false;
+    state.limited = "";
     renderText();
     maybePrefetch();
   });
@@ -669,6 +795,12 @@
     } else if (key === "i" || key === "I") {
       event.preventDefault();
       toggleInstructions();
+    } else if ((key === "r" || key === "R") && state.current && hidden(state.current)) {
+      event.preventDefault();
+      if (!event.repeat) reveal();
+    } else if ((key === "b" || key === "B") && config.breakAfterMs > 0) {
+      event.preventDefault();
+      if (!event.repeat) toggleBreak();
     }
   });
 
@@ -708,6 +840,7 @@
   renderCounts();
   renderClock();
   refreshStatus();
+  loadWelfare();
   window.setInterval(tick, config.heartbeatMs);
   if (config.statusMs) window.setInterval(refreshStatus, config.statusMs);
   maybePrefetch();

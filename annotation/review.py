@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -27,7 +27,7 @@ from core.roles import ADMINS
 
 from . import hooks
 from .models import Annotation, Example, Membership, PriorityReason, Project, ReviewDecision, ReviewSession
-from .services import _credit_active_time, _lock_project_queue, _seconds, _validated_labels, annotation_review
+from .services import _credit_active_time, _seconds, _validated_labels, annotation_review
 
 Decision = ReviewDecision.Decision
 
@@ -234,6 +234,18 @@ def _retire_adjudications(*, example: Example, now: datetime) -> None:
 # --- routing by doubt -----------------------------------------------------------------------
 
 
+# Its own advisory lock, not the claim queue's: a submit routes while holding its ledger chain
+# lock, and a claim takes the queue lock before expiring claims into the ledger, so sharing the
+# queue lock could deadlock the two. Only routing takes this one.
+_ROUTING_LOCK_NAMESPACE = 0x7A12
+
+
+def _lock_routing_budget(project: Project) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_ROUTING_LOCK_NAMESPACE, project.pk % 2**31])
+
+
 def routing_budget_used(project: Project) -> int:
     return (
         Example.objects.filter(project=project, extra_annotations__gt=0).aggregate(n=Sum("extra_annotations"))["n"] or 0
@@ -253,7 +265,7 @@ def example_route_for_doubt(*, example_id: int, reason: str) -> bool:
     project = example.project
     if not project.doubt_routing:
         return False
-    _lock_project_queue(project)  # the budget is read and spent one text at a time
+    _lock_routing_budget(project)  # the budget is read and spent one text at a time
     example.refresh_from_db(fields=["submitted_count", "extra_annotations"])
     wanted = project.annotations_per_example + example.extra_annotations
     if example.submitted_count < wanted or wanted >= project.doubt_max_annotators:

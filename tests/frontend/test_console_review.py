@@ -20,7 +20,9 @@ def labeled(project, annotator, examples):
     return annotation
 
 
-def test_admins_review_and_others_are_turned_away(client_for, project, labeled, annotator, auditor, admin_user, other_admin):
+def test_admins_review_and_others_are_turned_away(
+    client_for, project, labeled, annotator, auditor, admin_user, other_admin
+):
     url = reverse("console:review", args=[project.slug])
     response = client_for(admin_user).get(url)
     html = response.content.decode()
@@ -30,7 +32,9 @@ def test_admins_review_and_others_are_turned_away(client_for, project, labeled, 
     assert client_for(annotator).get(url).status_code == 403
     assert client_for(auditor).get(url).status_code == 403
     assert client_for(other_admin).get(url).status_code == 404
-    assert "review" not in nav_keys(client_for(auditor).get(reverse("console:dashboard", args=[project.slug])).content.decode())
+    assert "review" not in nav_keys(
+        client_for(auditor).get(reverse("console:dashboard", args=[project.slug])).content.decode()
+    )
 
 
 def test_bad_decisions_get_a_clear_4xx_and_write_nothing(client_for, project, labeled, admin_user):
@@ -81,8 +85,13 @@ def test_heartbeats_time_the_reviewer_and_close_ends_the_session(client_for, pro
 
 def test_routing_settings_are_saved_from_the_settings_page(client_for, project, admin_user, auditor):
     url = reverse("console:settings-routing", args=[project.slug])
-    body = {"doubt_routing": "on", "doubt_margin": "0.3", "doubt_confidence": "0.85", "doubt_max_annotators": "3",
-            "doubt_budget": "40"}
+    body = {
+        "doubt_routing": "on",
+        "doubt_margin": "0.3",
+        "doubt_confidence": "0.85",
+        "doubt_max_annotators": "3",
+        "doubt_budget": "40",
+    }
     assert client_for(auditor).post(url, body).status_code == 403
     assert client_for(admin_user).post(url, {**body, "doubt_margin": "2"}).status_code == 400
     assert client_for(admin_user).post(url, body).status_code == 302

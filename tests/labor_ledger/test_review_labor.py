@@ -140,3 +140,34 @@ def test_a_review_reject_follows_the_policy_and_the_books_reconcile(project, exa
         assert Balance.objects.get(project=project, annotator=user).amount == net(entries)
     assert LedgerEntry.objects.filter(annotator=admin_user, time_category=TimeCategory.REVIEW).count() == 1
     assert selectors.ledger_verify(project=project).ok
+
+
+# --- the Labor Card --------------------------------------------------------------------------
+
+
+def test_the_labor_card_shows_review_time_and_rejected_labor_either_way(db):
+    from django.core.cache import cache
+
+    from labor_ledger.reports import card as labor_card
+    from training.hooks import VersionRegistered, version_registered
+
+    from .report_helpers import at as scenario_at
+    from .report_helpers import build_scenario, make_version
+
+    cache.clear()
+    scenario = build_scenario()
+    project = scenario["project"]
+    admin = project.memberships.get(role="admin").user
+    # the admin reviews for 50 s before v4's snapshot
+    review_for(project, admin, start=scenario_at(5000), seconds=50)
+    v4 = make_version(
+        project,
+        sequence=4,
+        annotations=[scenario["annotations"]["a1"]],
+        snapshot_at=scenario_at(6000),
+        parent=scenario["versions"][1],
+    )
+    version_registered.send(VersionRegistered(version_id=v4.pk, project_id=project.pk))
+    card = labor_card.build_card(project=project, version=v4)
+    assert card["labor"]["review"]["active_hours"] == round(50 / 3600, 4)
+    assert card["labor"]["not_used"]["rejected"]["active_hours"] == round(40 / 3600, 4)  # a3, unpaid here

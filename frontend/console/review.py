@@ -3,7 +3,8 @@
 The order: the most disagreement among the annotators' labels (distinct labels given, minus
 one), then texts where the current model's prediction is none of the labels given, then the
 rest as random spot checks (ordered by the text's sha256, which is unrelated to its content's
-order, its import order and its labels). Texts already decided are left out. Annotators are
+order, its import order and its labels). Texts already decided are left out until a new human
+label arrives on them. Annotators are
 shown by pseudonym (labor_ledger.pseudonyms when a key is configured; otherwise by a number
 per project), so the reviewer judges the label, not the person.
 """
@@ -34,6 +35,15 @@ def review_queue(*, project: Project):
     humans = Annotation.objects.filter(
         example=OuterRef("pk"), source=Annotation.Source.HUMAN, status=Annotation.Status.ACCEPTED
     )
+    # Decided: a decision no accepted human label is newer than (a rejected text that was
+    # labeled again, or an adjudicated one that got more labels, comes back).
+    newer = Annotation.objects.filter(
+        example=OuterRef(OuterRef("pk")),
+        source=Annotation.Source.HUMAN,
+        status=Annotation.Status.ACCEPTED,
+        created_at__gt=OuterRef("created_at"),
+    )
+    decided = ReviewDecision.objects.filter(example=OuterRef("pk")).exclude(Exists(newer))
     predicted = Prediction.objects.filter(example=OuterRef("pk")).values("label_id")[:1]
     agrees = Through.objects.filter(
         annotation__example=OuterRef("pk"), label_id=OuterRef("predicted"), **HUMAN_ACCEPTED
@@ -41,7 +51,7 @@ def review_queue(*, project: Project):
     return (
         Example.objects.filter(project=project)
         .filter(Exists(humans))
-        .exclude(Exists(ReviewDecision.objects.filter(example=OuterRef("pk"))))
+        .exclude(Exists(decided))
         .annotate(
             distinct_labels=Coalesce(Subquery(distinct, output_field=IntegerField()), Value(0)),
             predicted=Subquery(predicted, output_field=IntegerField()),

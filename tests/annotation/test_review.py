@@ -200,5 +200,23 @@ def test_the_review_queue_puts_disputes_first_then_the_model_then_spot_checks(ad
         decision="correct",
         label_ids=[neg.pk],
         idempotency_key="d",
+        now=now,
     )
     assert review_selectors.review_page(project=project).item.example == against
+
+
+def test_a_rejected_text_labeled_again_comes_back_to_review(overlap3, admin_user):
+    a, b = add_member(overlap3), add_member(overlap3)
+    (ann,) = label_all(overlap3, [(a, "pos")])
+    review.review_decide(
+        project=overlap3,
+        reviewer=admin_user,
+        example_id=ann.example_id,
+        decision="reject",
+        idempotency_key="r",
+        now=at(300),
+    )
+    assert ann.example_id not in {e.pk for e in review_selectors.review_queue(project=overlap3)}
+    again = work(overlap3, b, start=at(500), label=overlap3.labels.get(name="neg"))[1]
+    assert again.example_id == ann.example_id  # the started text is offered first
+    assert ann.example_id in {e.pk for e in review_selectors.review_queue(project=overlap3)}

@@ -76,12 +76,33 @@ class ExampleListOut(serializers.ModelSerializer):
     submitted_count = serializers.IntegerField(required=False)
     priority = serializers.FloatField(required=False)
     priority_reason = serializers.ChoiceField(choices=PriorityReason.choices, required=False)
+    # Routing by doubt (annotation.review): labels asked for beyond the overlap, and why.
+    extra_annotations = serializers.IntegerField(required=False)
+    routed_reason = serializers.ChoiceField(choices=PriorityReason.choices, required=False)
 
-    READERS_ONLY = ("gold_label", "submitted_count", "priority", "priority_reason")
+    READERS_ONLY = (
+        "gold_label",
+        "submitted_count",
+        "priority",
+        "priority_reason",
+        "extra_annotations",
+        "routed_reason",
+    )
 
     class Meta:
         model = Example
-        fields = ["id", "text", "meta", "gold_label", "submitted_count", "priority", "priority_reason", "created_at"]
+        fields = [
+            "id",
+            "text",
+            "meta",
+            "gold_label",
+            "submitted_count",
+            "priority",
+            "priority_reason",
+            "extra_annotations",
+            "routed_reason",
+            "created_at",
+        ]
 
     def get_fields(self):
         fields = super().get_fields()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from core.hooks import Hook
 
 if TYPE_CHECKING:
-    from .models import Annotation, Attempt, InstructionReading
+    from .models import Annotation, Attempt, InstructionReading, ReviewSession
     from .models_welfare import Break
 
 
@@ -34,6 +34,13 @@ class ReadingClosed:
     """A stretch of reading the instructions ended (its active and wall seconds are final)."""
 
     reading: InstructionReading
+
+
+@dataclass(frozen=True)
+class ReviewClosed:
+    """A stretch of reviewing ended (its active and wall seconds are final)."""
+
+    session: ReviewSession
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class BreakClosed:
 
 attempt_closed: Hook[AttemptClosed] = Hook("attempt_closed")
 reading_closed: Hook[ReadingClosed] = Hook("reading_closed")
+review_closed: Hook[ReviewClosed] = Hook("review_closed")
 annotation_status_changed: Hook[AnnotationStatusChanged] = Hook("annotation_status_changed")
 labels_changed: Hook[LabelsChanged] = Hook("labels_changed")
 examples_imported: Hook[ExamplesImported] = Hook("examples_imported")

@@ -27,6 +27,18 @@ class Project(models.Model):
     # The imported extra columns (Example.meta keys) annotators may see; the rest only admins
     # and auditors see. Empty by default: an id column that spells out the class stays hidden.
     annotator_meta_columns = models.JSONField(default=list, blank=True)
+    # Routing by doubt (docs/console.md "Review"): a labeled text gets one more annotator, up to
+    # doubt_max_annotators in all, when the current model is unsure of it (margin below
+    # doubt_margin) or a label disagrees with a confident model (confidence at least
+    # doubt_confidence) or with another label, while the project has spent fewer than
+    # doubt_budget extra labels. Off by default.
+    doubt_routing = models.BooleanField(default=False)
+    doubt_margin = models.FloatField(default=0.2, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    doubt_confidence = models.FloatField(default=0.9, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    doubt_max_annotators = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(2), MaxValueValidator(5)]
+    )
+    doubt_budget = models.PositiveIntegerField(default=500)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -165,6 +177,9 @@ class PriorityReason(models.TextChoices):
     DIVERSITY = "diversity", "Uncertain, and unlike the texts picked just before it"
     QC = "qc", "Quality control: a random pick"
     GOLD = "gold", "Quality control: a gold text"
+    # Example.routed_reason: why a labeled text was handed to one more annotator.
+    DOUBT = "doubt", "Routed again: the model is unsure of it"
+    DISAGREEMENT = "disagreement", "Routed again: its labels disagree (with a confident model or each other)"
 
 
 class Example(models.Model):
@@ -189,6 +204,10 @@ class Example(models.Model):
     priority = models.FloatField(default=0.0)
     # Why the queue places it there (admins and auditors see it; annotators never do).
     priority_reason = models.CharField(max_length=12, choices=PriorityReason.choices, blank=True, default="")
+    # Routing by doubt: labels wanted beyond the project's overlap, and why (admins see it;
+    # training rewrites priority_reason, never this). Written by annotation.review only.
+    extra_annotations = models.PositiveSmallIntegerField(default=0)
+    routed_reason = models.CharField(max_length=12, choices=PriorityReason.choices, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -203,6 +222,8 @@ class Example(models.Model):
                 condition=Q(submitted_count=0),
                 name="example_fresh_queue_idx",
             ),
+            # The routing budget's sum: only the few routed texts.
+            models.Index(fields=["project"], condition=Q(extra_annotations__gt=0), name="example_routed_idx"),
         ]
 
     def __str__(self) -> str:
@@ -299,6 +320,9 @@ class Annotation(models.Model):
         HUMAN = "human"
         # Accepted from the model's prediction by an admin: never counted as human labor.
         MACHINE = "machine"
+        # A reviewer's adjudicated label (annotation.review): the text's training target. Its
+        # labor is the reviewer's review session, not a piece.
+        REVIEW = "review"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
     example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="annotations")
@@ -330,6 +354,70 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"Annotation {self.pk} on example {self.example_id}"
+
+
+class ReviewSession(models.Model):
+    """A stretch of time an admin spent on the review page, timed by heartbeats and credited
+    by the one-clock rule like an attempt or an instruction reading. The ledger records it
+    (time category `review`) when it closes (hooks.review_closed)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField()
+    last_active_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    active_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=0)
+    wall_seconds = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    heartbeat_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "reviewer"], condition=Q(ended_at__isnull=True), name="review_one_open_per_reviewer"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Review session {self.pk} by {self.reviewer_id}"
+
+    @property
+    def annotator_id(self) -> int:
+        """The person whose clock is credited (services._credit_active_time reads this name)."""
+        return self.reviewer_id
+
+
+class ReviewDecision(models.Model):
+    """A reviewer's decision on one text: accept its leading label, correct it to another, or
+    reject its labels. Accept and correct write the adjudicated label as an annotation of
+    source `review`, which training uses instead of the vote; reject refuses every accepted
+    human label on the text. Append-only in practice: a later decision supersedes it."""
+
+    class Decision(models.TextChoices):
+        ACCEPT = "accept", "Accepted the leading label"
+        CORRECT = "correct", "Corrected to another label"
+        REJECT = "reject", "Rejected the labels"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="review_decisions")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    label_ids = models.JSONField(default=list, blank=True)
+    adjudication = models.OneToOneField(
+        Annotation, null=True, blank=True, on_delete=models.PROTECT, related_name="review_decision"
+    )
+    session = models.ForeignKey(ReviewSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    idempotency_key = models.CharField(max_length=100)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["reviewer", "idempotency_key"], name="review_decision_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Review of example {self.example_id}: {self.decision}"
 
 
 from .models_welfare import Break, SensitiveCategory, SensitiveMark, WelfareOptOut, WelfarePolicy  # noqa: E402, F401

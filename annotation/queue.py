@@ -32,17 +32,19 @@ def candidate_examples(*, project: Project, annotator, now: datetime) -> QuerySe
     worked_on_by_annotator = Attempt.objects.filter(example=OuterRef("pk"), annotator=annotator).exclude(
         status=Attempt.Status.EXPIRED
     )
+    # Routing by doubt (annotation.review) asks for extra labels on some texts.
+    wanted = overlap + F("extra_annotations") if project.doubt_routing else overlap
     qs = (
-        Example.objects.filter(project=project, submitted_count__lt=overlap)
+        Example.objects.filter(project=project, submitted_count__lt=wanted)
         .exclude(Exists(worked_on_by_annotator))
         .exclude(Exists(machine_labeled))
     )
-    if overlap == 1:
+    if overlap == 1 and not project.doubt_routing:
         qs = qs.exclude(Exists(live_claims))
     else:
         n_live = live_claims.order_by().values("example").annotate(n=Count("*")).values("n")
         qs = qs.annotate(live_claims=Coalesce(Subquery(n_live, output_field=IntegerField()), Value(0))).filter(
-            live_claims__lt=overlap - F("submitted_count")
+            live_claims__lt=wanted - F("submitted_count")
         )
     return qs.order_by("-priority", "id")
 
@@ -50,11 +52,11 @@ def candidate_examples(*, project: Project, annotator, now: datetime) -> QuerySe
 def next_example(*, project: Project, annotator, now: datetime) -> Example | None:
     """The example to hand out next, or None.
 
-    With overlap, examples other annotators have started come first, so agreement sets
-    complete; then never-labeled ones, through the partial index on submitted_count = 0.
+    With overlap (or routing by doubt), examples other annotators have started come first, so
+    agreement sets complete; then never-labeled ones, through the partial index on submitted_count = 0.
     """
     candidates = candidate_examples(project=project, annotator=annotator, now=now)
-    if project.annotations_per_example > 1:
+    if project.annotations_per_example > 1 or project.doubt_routing:
         started = candidates.filter(submitted_count__gt=0).first()
         if started is not None:
             return started

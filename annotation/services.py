@@ -112,11 +112,14 @@ def project_create(
     return project
 
 
+ROUTING_FIELDS = {"doubt_routing", "doubt_margin", "doubt_confidence", "doubt_max_annotators", "doubt_budget"}
+
+
 @transaction.atomic
 def project_update(*, project: Project, **fields) -> Project:
     """Name, instructions, overlap, and the label mode while nothing is labeled yet (a
     single-label project's labels would not read as multi-label ones, nor the reverse)."""
-    allowed = {"name", "instructions", "annotations_per_example", "label_mode"}
+    allowed = {"name", "instructions", "annotations_per_example", "label_mode", *ROUTING_FIELDS}
     unknown = set(fields) - allowed
     if unknown:
         raise ValidationFailed(f"These fields cannot be changed here: {', '.join(sorted(unknown))}.")

@@ -4,7 +4,7 @@ that closes claims and readings left open."""
 
 from celery import shared_task
 
-from . import services
+from . import review, services
 from .imports import runs
 
 
@@ -25,4 +25,6 @@ def import_batch_task(batch_id: int) -> str | None:
 def expire_claims() -> int:
     """Close claims whose lease ran out and readings gone quiet, so their time reaches the
     ledger without waiting for the next hand-out or settlement (CELERY_BEAT_SCHEDULE)."""
-    return services.attempts_expire() + services.instruction_readings_close_stale()
+    return (
+        services.attempts_expire() + services.instruction_readings_close_stale() + review.review_sessions_close_stale()
+    )

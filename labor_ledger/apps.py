@@ -15,6 +15,7 @@ class LaborLedgerConfig(AppConfig):
         annotation_hooks.attempt_closed.connect(services.attempt_closed)
         annotation_hooks.reading_closed.connect(services.reading_closed)
         annotation_hooks.break_closed.connect(services.break_closed)
+        annotation_hooks.review_closed.connect(services.review_closed)
         annotation_hooks.annotation_status_changed.connect(services.annotation_status_changed)
         # Derived data is written by whoever changes its input: the worker indexes a model
         # version's labels right after training registers it (labor_index.py).

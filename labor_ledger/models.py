@@ -66,6 +66,7 @@ class TimeCategory(models.TextChoices):
     # Welfare (issue 17, docs/welfare.md): always counted as hours worked, whatever the policy.
     SENSITIVE_SKIPPED = "sensitive_skipped", "Skipped a sensitive text (paid as time worked)"
     BREAK = "break", "Paid break"
+    REVIEW = "review", "Reviewing others' labels"
 
 
 # By default the floor counts active time on submitted, skipped and expired attempts (a
@@ -135,6 +136,12 @@ class PayPolicy(AppendOnlyModel):
     # What the client pays the platform: per accepted example and/or per hour worked.
     client_price_per_example = models.DecimalField(null=True, blank=True, **RATE)
     client_price_per_hour = models.DecimalField(null=True, blank=True, **RATE)
+    # Review time (TimeCategory.REVIEW) is paid by the hour at this rate; empty: at hourly_rate,
+    # or, without one, at floor_hourly_rate. It always counts as hours worked (pricing.price_time).
+    review_hourly_rate = models.DecimalField(null=True, blank=True, **RATE)
+    # Whether a label an admin rejects stays paid (its piece pay and its time's pay stay, and
+    # its time counts toward the floor). No: rejection reverses the piece pay and the time is unpaid.
+    pay_rejected_work = models.BooleanField(default=True)
     note = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField()

@@ -38,15 +38,18 @@ def price_time(*, policy: PayPolicy | None, category: str, active: Decimal, wall
     everything else. Counted (hours worked) seconds earn the floor and per-hour client prices.
     """
     if policy is None:
-        counted = active if category in DEFAULT_COUNTED_CATEGORIES else ZERO
+        counted = active if category in DEFAULT_COUNTED_CATEGORIES or category == TimeCategory.REVIEW else ZERO
         kind = Kind.WORK_TIME if category == TimeCategory.SUBMITTED else Kind.UNPAID_TIME
         return Priced(kind, ZERO, counted, ZERO, ZERO)
+    if category == TimeCategory.REVIEW:
+        return _price_review(policy=policy, active=active, wall=wall)
     amount = ZERO
     welfare = category in WELFARE_CATEGORIES  # paid and counted as time worked under any policy
     if policy.hourly_rate > 0 and (welfare or category in policy.hourly_categories):
         kind = Kind.HOURLY_PAY
         amount = money.hourly(policy.hourly_rate, _clock(policy.hourly_clock, active=active, wall=wall))
-    elif category == TimeCategory.SUBMITTED:
+    elif category == TimeCategory.SUBMITTED or (category == TimeCategory.REJECTED and policy.pay_rejected_work):
+        # A rejected label the policy keeps paid is still paid by the piece: work time, not unpaid.
         kind = Kind.WORK_TIME
     else:
         kind = Kind.UNPAID_TIME
@@ -55,6 +58,23 @@ def price_time(*, policy: PayPolicy | None, category: str, active: Decimal, wall
     floor_amount = money.hourly(policy.floor_hourly_rate, counted)
     client_amount = money.hourly(policy.client_price_per_hour, counted) if policy.client_price_per_hour else ZERO
     return Priced(kind, amount, counted, floor_amount, client_amount)
+
+
+def review_rate(policy: PayPolicy) -> Decimal:
+    """The hourly rate of review time: review_hourly_rate, else hourly_rate, else the floor's."""
+    if policy.review_hourly_rate is not None:
+        return policy.review_hourly_rate
+    return policy.hourly_rate if policy.hourly_rate > 0 else policy.floor_hourly_rate
+
+
+def _price_review(*, policy: PayPolicy, active: Decimal, wall: Decimal) -> Priced:
+    """Review is paid by the hour (on the hourly clock) and always counts as hours worked."""
+    rate = review_rate(policy)
+    amount = money.hourly(rate, _clock(policy.hourly_clock, active=active, wall=wall)) if rate > 0 else ZERO
+    counted = _clock(policy.floor_clock, active=active, wall=wall)
+    floor_amount = money.hourly(policy.floor_hourly_rate, counted)
+    client_amount = money.hourly(policy.client_price_per_hour, counted) if policy.client_price_per_hour else ZERO
+    return Priced(Kind.HOURLY_PAY if rate > 0 else Kind.UNPAID_TIME, amount, counted, floor_amount, client_amount)
 
 
 def is_overlap(annotation: Annotation) -> bool:

@@ -64,6 +64,8 @@ POLICY_TERMS = {
     "floor_categories",
     "client_price_per_example",
     "client_price_per_hour",
+    "review_hourly_rate",
+    "pay_rejected_work",
     "note",
 }
 
@@ -205,10 +207,12 @@ def _reconcile_attempt(
         )
 
     # The pay: one live piece_pay entry while the label is accepted (and human), none otherwise.
+    # A rejected label stays paid when the policy the work was done under says so (the default).
+    paid_statuses = {Annotation.Status.ACCEPTED}
+    if policy is None or policy.pay_rejected_work:
+        paid_statuses.add(Annotation.Status.REJECTED)
     should_pay = (
-        annotation is not None
-        and annotation.status == Annotation.Status.ACCEPTED
-        and annotation.source == Annotation.Source.HUMAN
+        annotation is not None and annotation.status in paid_statuses and annotation.source == Annotation.Source.HUMAN
     )
     if should_pay:
         for extra in live_pay[1:]:  # never expected: the chain lock serializes payers
@@ -491,6 +495,35 @@ def break_closed(event: hooks.BreakClosed) -> LedgerEntry | None:
             client_amount=priced.client_amount,
             acting_user_id=brk.user_id,
             reason=f"paid break ({brk.paid_seconds} s of {brk.credited_seconds} s taken)",
+        )
+
+
+@transaction.atomic(savepoint=False)  # inside the work's own transaction
+def review_closed(event: hooks.ReviewClosed) -> LedgerEntry:
+    """A stretch of reviewing ended: record the reviewer's time under the policy in force,
+    in its own category (pricing: paid by the hour, always counted as hours worked)."""
+    session = event.session
+    project = Project.objects.get(pk=session.project_id)
+    policy = policy_in_force(project_id=project.pk, at=session.ended_at)
+    priced = price_time(
+        policy=policy, category=TimeCategory.REVIEW, active=session.active_seconds, wall=session.wall_seconds
+    )
+    with open_books(project) as books:
+        return books.add(
+            annotator_id=session.reviewer_id,
+            kind=priced.kind,
+            idempotency_key=f"review:{session.pk}",
+            occurred_at=session.ended_at,
+            time_category=TimeCategory.REVIEW,
+            policy=policy,
+            active_seconds=session.active_seconds,
+            wall_seconds=session.wall_seconds,
+            counted_seconds=priced.counted_seconds,
+            amount=priced.amount,
+            floor_amount=priced.floor_amount,
+            client_amount=priced.client_amount,
+            acting_user_id=session.reviewer_id,
+            reason="reviewing labels",
         )
 
 

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
+from annotation import review as annotation_review
 from annotation import services as annotation_services
 from annotation.models import Project
 from core.errors import ValidationFailed
@@ -147,6 +148,7 @@ def settle_due(*, project: Project | None = None, now: datetime | None = None, a
     now = now or timezone.now()
     annotation_services.attempts_expire(project=project, now=now)
     annotation_services.instruction_readings_close_stale(project=project, now=now)
+    annotation_review.review_sessions_close_stale(project=project, now=now)
     projects = (
         [project]
         if project is not None

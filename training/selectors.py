@@ -236,8 +236,12 @@ def training_snapshot(*, project: Project, config: ProjectTrainingConfig) -> Sna
     snap = Snapshot(taken_at=taken_at, label_ids=label_ids, label_names=[n for _, n in labels])
 
     human_examples = {ex for _, ex, _, source, _, _ in rows if source == Annotation.Source.HUMAN}
+    # A reviewer's adjudicated label (annotation.review) outranks the vote on its text.
+    reviewed = {ex for _, ex, _, source, _, _ in rows if source == Annotation.Source.REVIEW}
     usable = []
     for ann, ex, annotator, source, label, thash in rows:
+        if ex in reviewed and source != Annotation.Source.REVIEW:
+            continue
         if source == Annotation.Source.MACHINE and (ex in human_examples or not config.train_on_machine_labels):
             continue  # a human label outranks the machine's; machine labels may be switched off
         usable.append((ann, ex, annotator, source, label, thash))
@@ -269,7 +273,9 @@ def training_snapshot(*, project: Project, config: ProjectTrainingConfig) -> Sna
     train_set = set(train_ids)
     snap.manifest = [(ann, ex, label) for ann, ex, _, _, label, _ in usable if ex in train_set]
     snap.n_annotators = len({a for _, ex, a, s, _, _ in usable if ex in train_set and s == Annotation.Source.HUMAN})
-    snap.n_machine_labels = len({ann for ann, ex, _, s, _, _ in usable if ex in train_set and s != "human"})
+    snap.n_machine_labels = len(
+        {ann for ann, ex, _, s, _, _ in usable if ex in train_set and s == Annotation.Source.MACHINE}
+    )
     return snap
 
 

@@ -43,6 +43,7 @@ NAV = (
     ("labor-cards", "Labor Cards", "labor_card:index", READERS),
     ("ledger", "Ledger", "console:ledger", READERS),
     ("disputes", "Disputes", "console:disputes", READERS),
+    ("review", "Review", "console:review", ADMINS),
     ("import", "Import", "console:import", ADMINS),
     ("pay", "Pay", "console:pay", READERS),
     ("settings", "Settings", "console:settings", READERS),

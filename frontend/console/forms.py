@@ -165,6 +165,33 @@ class DisputeDecisionForm(forms.Form):
             raise forms.ValidationError(str(exc)) from exc
 
 
+class ReviewDecisionForm(forms.Form):
+    """One decision on the review page (annotation.review.review_decide)."""
+
+    example = forms.IntegerField(min_value=1)
+    decision = forms.ChoiceField(choices=[("accept", "Accept"), ("correct", "Correct"), ("reject", "Reject")])
+    labels = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=[])
+    key = forms.CharField(max_length=100)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Any integer passes here; the service says which labels the project offers.
+        raw = self.data.getlist("labels") if hasattr(self.data, "getlist") else self.data.get("labels", [])
+        self.fields["labels"].choices = [(v, v) for v in raw]
+
+    def clean_labels(self):
+        try:
+            return [int(v) for v in self.cleaned_data["labels"]]
+        except (TypeError, ValueError) as exc:
+            raise forms.ValidationError("Labels are label ids.") from exc
+
+    def clean(self):
+        data = super().clean()
+        if data.get("decision") == "correct" and not data.get("labels"):
+            raise forms.ValidationError("Choose the label to correct the text to.")
+        return data
+
+
 class ProjectSettingsForm(forms.Form):
     """The project's own settings; saved by annotation.services.project_update."""
 
@@ -179,6 +206,34 @@ class ProjectSettingsForm(forms.Form):
         max_value=5,
         label="Annotators per text (overlap)",
         help_text="How many different people label each text; 2 or 3 lets you measure agreement.",
+    )
+
+
+class RoutingForm(forms.Form):
+    """Routing by doubt (annotation.review.example_route_for_doubt); saved by project_update."""
+
+    doubt_routing = forms.BooleanField(
+        required=False,
+        label="Route texts in doubt to more annotators",
+        help_text="A labeled text gets one more annotator when the model is unsure of it or a label disagrees.",
+    )
+    doubt_margin = forms.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        label="Unsure below this margin",
+        help_text="The gap between the model's top two labels (0 to 1) below which it is unsure.",
+    )
+    doubt_confidence = forms.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        label="Confident from",
+        help_text="A label that differs from a prediction at least this confident asks for another annotator.",
+    )
+    doubt_max_annotators = forms.IntegerField(min_value=2, max_value=5, label="At most this many annotators per text")
+    doubt_budget = forms.IntegerField(
+        min_value=0,
+        label="Budget of extra labels",
+        help_text="How many extra labels routing may ask for in this project, in all.",
     )
 
 

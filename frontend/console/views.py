@@ -3,6 +3,9 @@ project, 403 for a role that may not use the page), validates a form, calls one 
 selector, and renders; nothing is written on GET. Domain errors (core.errors.TallyError) are
 shown in the form that caused them."""
 
+import uuid
+
+from django.conf import settings as django_settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
@@ -13,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from annotation import review as review_services
 from annotation import selectors as annotation_selectors
 from annotation import services as annotation_services
 from annotation import welfare
@@ -28,6 +32,7 @@ from training import services as training_services
 from training.models import Loop
 
 from . import imports, selectors
+from . import review as review_selectors
 from .access import admin_page, project_page
 from .forms import (
     ROLE_CHOICES,
@@ -42,7 +47,9 @@ from .forms import (
     ProjectCreateForm,
     ProjectSettingsForm,
     QualityControlForm,
+    ReviewDecisionForm,
     RoleForm,
+    RoutingForm,
     SignupForm,
     TrainingSettingsForm,
 )
@@ -502,7 +509,9 @@ def dispute_decide(request, slug, dispute_id):
 # --- settings ---------------------------------------------------------------------------------------
 
 
-def _settings_page(request, project, *, project_form=None, qc_form=None, label_form=None, status=200):
+def _settings_page(
+    request, project, *, project_form=None, qc_form=None, label_form=None, routing_form=None, status=200
+):
     config = training_selectors.training_config(project=project)
     initial = {f: getattr(project, f) for f in ProjectSettingsForm.base_fields}
     context = {
@@ -511,6 +520,8 @@ def _settings_page(request, project, *, project_form=None, qc_form=None, label_f
         "project_form": project_form or ProjectSettingsForm(initial=initial),
         "qc_form": qc_form or QualityControlForm(initial={"qc_share": config.qc_share}),
         "label_form": label_form or LabelNameForm(),
+        "routing_form": routing_form or RoutingForm(initial={f: getattr(project, f) for f in RoutingForm.base_fields}),
+        "routing_used": review_services.routing_budget_used(project),
         "labels": annotation_selectors.labels_with_use(project=project),
         "config": config,
     }
@@ -541,6 +552,24 @@ def settings_project(request, slug):
             return redirect("console:settings", project.slug)
     project.refresh_from_db()
     return _settings_page(request, project, project_form=form, status=400)
+
+
+@never_cache
+@login_required
+@require_POST
+def settings_routing(request, slug):
+    project = admin_page(request, slug)
+    form = RoutingForm(request.POST)
+    if form.is_valid():
+        try:
+            annotation_services.project_update(project=project, **form.cleaned_data)
+        except TallyError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, "Routing settings saved.")
+            return redirect("console:settings", project.slug)
+    project.refresh_from_db()
+    return _settings_page(request, project, routing_form=form, status=400)
 
 
 @never_cache
@@ -692,3 +721,100 @@ def accept_undo(request, slug, batch_id):
     else:
         messages.success(request, f"Bulk accept {batch.pk} undone: {batch.undone} machine label(s) rejected.")
     return redirect("console:accept", project.slug)
+
+
+# --- review and adjudication (issue 16, item 4; docs/console.md "Review") -------------------------
+
+
+def _review_config(project) -> dict:
+    return {
+        "heartbeatUrl": reverse("console:review-heartbeat", args=[project.slug]),
+        "closeUrl": reverse("console:review-close", args=[project.slug]),
+        "heartbeatMs": int(float(django_settings.TALLY_HEARTBEAT_INTERVAL_SECONDS) * 1000),
+        "idleMs": int(float(django_settings.TALLY_IDLE_CUTOFF_SECONDS) * 1000),
+        "labelMode": project.label_mode,
+    }
+
+
+def _review_page(request, project, *, position=0, error=None, status=200):
+    page = review_selectors.review_page(project=project, position=position)
+    labels = [
+        (label, str((i + 1) % 10) if i < 10 else "") for i, label in enumerate(project.labels.filter(retired=False))
+    ]
+    context = {
+        "project": project,
+        "page": page,
+        "item": page.item,
+        "labels": labels,
+        "key": uuid.uuid4().hex,
+        "error": error,
+        "config": _review_config(project),
+    }
+    return render(request, "frontend/console/review.html", context, status=status)
+
+
+def _position(request) -> int:
+    try:
+        return max(0, int(request.GET.get("at", request.POST.get("at", 0))))
+    except (TypeError, ValueError):
+        return 0
+
+
+@never_cache
+@login_required
+def review(request, slug):
+    """The review page: one text at a time, disputed first, decided by keyboard."""
+    project = admin_page(request, slug)
+    return _review_page(request, project, position=_position(request))
+
+
+@never_cache
+@login_required
+@require_POST
+def review_decide(request, slug):
+    project = admin_page(request, slug)
+    form = ReviewDecisionForm(request.POST)
+    if not form.is_valid():
+        error = " ".join(e for errs in form.errors.values() for e in errs)
+        return _review_page(request, project, position=_position(request), error=error, status=400)
+    data = form.cleaned_data
+    try:
+        review_services.review_decide(
+            project=project,
+            reviewer=request.user,
+            example_id=data["example"],
+            decision=data["decision"],
+            label_ids=data["labels"],
+            idempotency_key=data["key"],
+        )
+    except TallyError as exc:
+        return _review_page(request, project, position=_position(request), error=exc.message, status=exc.status_code)
+    messages.success(request, f"Text #{data['example']}: {data['decision']}.")
+    url = reverse("console:review", args=[project.slug])
+    return redirect(f"{url}?at={_position(request)}" if _position(request) else url)
+
+
+@never_cache
+@login_required
+@require_POST
+def review_heartbeat(request, slug):
+    """The review page is on screen and its reviewer active: the server credits the time."""
+    project = admin_page(request, slug)
+    try:
+        session = review_services.review_heartbeat(project=project, reviewer=request.user)
+    except TallyError as exc:
+        return JsonResponse({"detail": exc.message, "code": exc.code}, status=exc.status_code)
+    return JsonResponse({"session": session.pk, "active_seconds": str(session.active_seconds)})
+
+
+@never_cache
+@login_required
+@require_POST
+def review_close(request, slug):
+    """The reviewer is done: close the session now (the ledger records its time)."""
+    project = admin_page(request, slug)
+    session = review_services.review_close(project=project, reviewer=request.user)
+    if request.headers.get("Accept", "").startswith("application/json"):
+        return JsonResponse({"closed": session.pk if session else None})
+    messages.success(request, "Review session closed; its time is on the ledger.")
+    return redirect("console:dashboard", project.slug)

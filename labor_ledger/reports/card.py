@@ -38,7 +38,7 @@ from .frames import version_rows, versions_frame
 from .sql import LedgerHead, consistent_read, ledger_head
 from .wellbeing import wellbeing_section
 
-CARD_FORMAT_VERSION = 5
+CARD_FORMAT_VERSION = 6  # 5: labor.review (issue 16); 6: wellbeing (issue 17)
 CACHE_SECONDS = 24 * 3600
 STACK_TOP_ANNOTATORS = 10
 UNUSED_CATEGORIES = ("rejected", "retracted")
@@ -384,6 +384,12 @@ def build_card(*, project: Project, version) -> dict:
             "recorded_active_hours": _hours(row["recorded_active_seconds"]),
             "recorded_wall_hours": _hours(row["recorded_wall_seconds"]),
             "unpaid": unpaid,
+            # Reviewers' time adjudicating labels (TimeCategory.REVIEW) on the books at training.
+            "review": {
+                "active_hours": _hours(row["review_active_seconds"]),
+                "wall_hours": _hours(row["review_wall_seconds"]),
+                "unpaid_active_hours": _hours(row["unpaid_review_active_seconds"]),
+            },
             "unpaid_active_hours": _hours(row["recorded_unpaid_active_seconds"]),
             "unpaid_wall_hours": _hours(row["recorded_unpaid_wall_seconds"]),
             "not_used": {

@@ -125,6 +125,7 @@ def build_scenario(*, admin=None) -> dict:
         piece_rate=Decimal("0.01"),
         floor_hourly_rate=Decimal("36.00"),
         client_price_per_example=Decimal("1.00"),
+        pay_rejected_work=False,  # the scenario follows a rejection's reversal through the reports
     )
     a1 = label_text(project, a, e1, start=at(0), seconds=10, label=pos)
     a2 = label_text(project, a, e2, start=at(600), seconds=20, label=pos)

@@ -157,7 +157,7 @@ def test_there_is_no_way_to_edit_an_entry_through_the_api(api, project, admin_us
 # --- reviewing labels --------------------------------------------------------------------------
 
 
-def test_an_admin_rejects_a_label_and_the_ledger_unpays_it(api, project, admin_user, auditor, annotator, worked):
+def test_an_admin_rejects_a_label_and_the_ledger_records_it(api, project, admin_user, auditor, annotator, worked):
     annotation = worked["ann"]
     target = url("annotation-review", project, annotation_id=annotation.pk)
     assert api(auditor).post(target, {"status": "rejected"}, format="json").status_code == 403
@@ -167,8 +167,12 @@ def test_an_admin_rejects_a_label_and_the_ledger_unpays_it(api, project, admin_u
     assert_no_store(response)
     annotation.refresh_from_db()
     assert annotation.status == Annotation.Status.REJECTED
-    reversal = LedgerEntry.objects.get(kind=Kind.REVERSAL, reversed_kind=Kind.PIECE_PAY)
-    assert reversal.acting_user_id == admin_user.pk and "off-topic" in reversal.reason
+    # the time moves to `rejected`, naming the admin and the reason; the piece pay stays
+    # (the policy's pay_rejected_work defaults to yes: test_review_labor.py covers both)
+    moved = LedgerEntry.objects.get(annotator=annotator, kind=Kind.REVERSAL)
+    assert moved.reversed_kind != Kind.PIECE_PAY
+    assert moved.acting_user_id == admin_user.pk and "off-topic" in moved.reason
+    assert LedgerEntry.objects.get(annotator=annotator, time_category="rejected").acting_user_id == admin_user.pk
     other = make_project(admin=admin_user, name="Elsewhere")
     assert (
         api(admin_user)

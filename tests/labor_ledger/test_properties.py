@@ -108,6 +108,7 @@ class LedgerMachine(RuleBasedStateMachine):
             floor_clock=kw.get("floor_clock", Clock.ACTIVE),
             floor_categories=kw.get("floor_categories"),
             hourly_categories=kw.get("hourly_categories"),
+            pay_rejected_work=False,  # the model below unpays rejected labels
         )
 
     def _open(self, who):

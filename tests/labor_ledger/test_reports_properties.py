@@ -85,7 +85,12 @@ class Project:
         self.t = 0.0
         self.versions = []
         ledger_services.pay_policy_create(
-            project=self.project, created_by=self.admin, effective_from=at(-60), now=at(-60), **policy
+            project=self.project,
+            created_by=self.admin,
+            effective_from=at(-60),
+            now=at(-60),
+            pay_rejected_work=False,  # the oracle unpays rejected labels
+            **policy,
         )
 
     def tick(self, seconds: float) -> None:

@@ -212,8 +212,8 @@ def test_review_changes_the_status_only(api, project, examples, annotator, admin
     assert response.status_code == 200, response.content
     annotation.refresh_from_db()
     assert (annotation.status, annotation.annotator, annotation.source) == ("rejected", annotator, "human")
-    # the ledger reverses exactly the piece pay: nothing from the body
-    assert sum(e.amount for e in LedgerEntry.objects.filter(annotation=annotation)) == 0
+    # the piece pay stays what the policy pays (rejected work stays paid by default): nothing from the body
+    assert sum(e.amount for e in LedgerEntry.objects.filter(annotation=annotation)) == paid.piece_rate
 
 
 def test_import_and_label_ignore_server_fields(api, project, admin_user, stranger, other_project):

@@ -18,4 +18,5 @@ urlpatterns = [
     path("attempts/<int:attempt_id>/skip/", apis.AttemptSkipApi.as_view(), name="attempt-skip"),
     path("", include("annotation.urls_imports")),
     path("", include("annotation.apis_export")),
+    path("", include("annotation.apis_agreement")),
 ]

@@ -74,6 +74,7 @@ class TrainingSettingsForm(forms.ModelForm):
             "holdout_share",
             "max_gold_eval",
             "train_on_machine_labels",
+            "aggregation",
         ]
         labels = {
             "enabled": "Retrain automatically",
@@ -86,6 +87,7 @@ class TrainingSettingsForm(forms.ModelForm):
             "holdout_share": "Held-out share",
             "max_gold_eval": "Gold texts for evaluation (at most)",
             "train_on_machine_labels": "Train on accepted machine labels",
+            "aggregation": "Training targets from the labels",
         }
         help_texts = {
             "enabled": "Queue a training run as labels arrive; off, only the Retrain button trains.",
@@ -98,6 +100,8 @@ class TrainingSettingsForm(forms.ModelForm):
             "holdout_share": "Without gold labels, this share of labeled texts is kept out of training to evaluate.",
             "max_gold_eval": "With imported gold labels, evaluate on at most this many of them.",
             "train_on_machine_labels": "Bulk-accepted predictions join the training set (a human label always wins).",
+            "aggregation": "Dawid-Skene weighs each annotator by their estimated confusion (single-label projects); "
+            "docs/agreement.md.",
         }
 
 

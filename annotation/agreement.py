@@ -88,7 +88,7 @@ def ratings_for(
     masks = np.fromiter((mask_of.get(int(a), 0) for a in ann_ids), dtype=np.int64, count=len(rows))
     multi = project.label_mode == Project.LabelMode.MULTI
     if multi:
-        _, value = np.unique(masks, return_inverse=True)
+        _, value = ag.unique_inverse(masks)
     else:
         # The one label's index; an annotation without a label (it should not exist) is missing.
         value = np.where(masks > 0, np.log2(np.maximum(masks, 1)).astype(np.int64), -1)
@@ -115,8 +115,7 @@ def ratings_for(
 
 
 def _codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniq, inverse = np.unique(ids, return_inverse=True)
-    return uniq, inverse.astype(np.int64)
+    return ag.unique_inverse(ids)
 
 
 def _gold_match(r: Ratings) -> tuple[np.ndarray, np.ndarray]:
@@ -131,14 +130,14 @@ def _gold_match(r: Ratings) -> tuple[np.ndarray, np.ndarray]:
 
 def figures(r: Ratings, *, n_boot: int = ag.DEFAULT_BOOT, seed: int = 0, names: dict[int, str] | None = None) -> dict:
     """Every agreement figure over these ratings (JSON-ready). `names`: annotator id -> name."""
-    n_texts = len(np.unique(r.unit))
+    n_texts = len(ag.unique_inverse(r.unit)[0])
     per_text = np.bincount(_codes(r.unit)[1]) if len(r) else np.zeros(0, np.int64)
     out: dict = {
         "label_mode": "multi" if r.multi else "single",
         "n_annotations": len(r),
         "n_texts": n_texts,
         "n_texts_with_overlap": int((per_text >= 2).sum()),
-        "n_annotators": len(np.unique(r.coder)),
+        "n_annotators": len(ag.unique_inverse(r.coder)[0]),
         "n_boot": n_boot,
         "confidence": ag.CONFIDENCE,
     }
@@ -212,7 +211,7 @@ def _unit_periods(r: Ratings, period: str) -> np.ndarray:
     """Each rating's period: the period in which its text got its last rating here (when its
     overlap was complete), so a text's labels are compared within one period."""
     starts = np.array([period_start(t, period).toordinal() for t in r.created_at], dtype=np.int64)
-    uniq, unit = np.unique(r.unit, return_inverse=True)
+    uniq, unit = ag.unique_inverse(r.unit)
     last = np.full(len(uniq), -1, dtype=np.int64)
     np.maximum.at(last, unit, starts)
     return last[unit]
@@ -223,7 +222,7 @@ def by_period(r: Ratings, *, period: str = "week", n_boot: int = ag.DEFAULT_BOOT
         return []
     of = _unit_periods(r, period)
     rows = []
-    for p in np.unique(of):
+    for p in ag.unique_inverse(of)[0]:
         sel = of == p
         rows.append(
             {
@@ -254,7 +253,7 @@ def project_agreement(
     r = ratings_for(project=project, since=since, until=until)
     if label_id is not None:
         j = r.label_ids.index(label_id)
-        texts = np.unique(r.unit[(r.mask >> j) & 1 == 1])
+        texts = ag.unique_inverse(r.unit[(r.mask >> j) & 1 == 1])[0]
         r = _subset(r, np.isin(r.unit, texts))
     out = figures(r, n_boot=n_boot, seed=seed)
     out["periods"] = by_period(r, period=period, n_boot=n_boot, seed=seed)
@@ -283,12 +282,12 @@ def own_agreement(*, project: Project, user, period: str = "week", n_boot: int =
     annotators' labels of the same texts, and with gold where the text has gold. Nothing about
     anyone else (no names, no per-person figures) and no gold label is in it."""
     r = ratings_for(project=project)
-    mine_texts = np.unique(r.unit[r.coder == user.pk])
+    mine_texts = ag.unique_inverse(r.unit[r.coder == user.pk])[0]
     r = _subset(r, np.isin(r.unit, mine_texts))
     rows = []
     if len(r):
         of = _unit_periods(r, period)
-        for p in np.unique(of):
+        for p in ag.unique_inverse(of)[0]:
             s = _subset(r, of == p)
             coder_ids, coder = _codes(s.coder)
             me = int(np.searchsorted(coder_ids, user.pk))

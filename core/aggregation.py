@@ -10,7 +10,8 @@ a unit without ratings gets a zero row).
   priors. Deterministic: initialised from the vote shares (the majority vote), additive
   smoothing of the counts, fixed iteration cap and tolerance. docs/agreement.md says what it
   assumes (coders independent given the true class; one confusion matrix per coder for
-  every text).
+  every text). It stops when the log-likelihood of the labels changes by less than `tol`
+  relative (or after `max_iter` iterations; `converged` says which).
 """
 
 from __future__ import annotations
@@ -58,15 +59,21 @@ def _m_step(post, unit, coder, value, n_coders, n_values, smoothing):
     return confusion, priors / priors.sum()
 
 
-def _e_step(confusion, priors, unit, coder, value, n_units, n_values):
+def _e_step(confusion, priors, unit, coder, value, n_units, n_values, rated):
+    """Posteriors of the true class per unit, and the log-likelihood of the rated units' labels."""
     log_conf = np.log(confusion)[coder, :, value]  # [n, K]: log P(this label | true class k)
     log_post = np.empty((n_units, n_values))
     for k in range(n_values):
         log_post[:, k] = np.bincount(unit, weights=log_conf[:, k], minlength=n_units)
     log_post += np.log(priors)
-    log_post -= log_post.max(1, keepdims=True)
-    post = np.exp(log_post)
-    return post / post.sum(1, keepdims=True)
+    log_post = log_post[rated]
+    top = log_post.max(1, keepdims=True)
+    post = np.exp(log_post - top)
+    total = post.sum(1, keepdims=True)
+    log_likelihood = float((np.log(total) + top).sum())
+    full = np.zeros((n_units, n_values))
+    full[rated] = post / total
+    return full, log_likelihood
 
 
 def dawid_skene(
@@ -77,8 +84,8 @@ def dawid_skene(
     n_coders: int,
     n_values: int,
     *,
-    max_iter: int = 300,
-    tol: float = 1e-6,
+    max_iter: int = 200,
+    tol: float = 1e-7,
     smoothing: float = 0.01,
 ) -> DawidSkene:
     unit = np.asarray(unit, dtype=np.int64)
@@ -87,15 +94,13 @@ def dawid_skene(
     post = majority_vote(unit, value, n_units, n_values)
     rated = post.sum(1) > 0
     confusion, priors = _m_step(post, unit, coder, value, n_coders, n_values, smoothing)
-    iterations, converged = 0, False
+    iterations, converged, previous = 0, False, None
     while iterations < max_iter:
-        new = _e_step(confusion, priors, unit, coder, value, n_units, n_values)
-        new[~rated] = 0.0
+        post, log_likelihood = _e_step(confusion, priors, unit, coder, value, n_units, n_values, rated)
         iterations += 1
-        change = float(np.abs(new - post).max()) if len(new) else 0.0
-        post = new
         confusion, priors = _m_step(post, unit, coder, value, n_coders, n_values, smoothing)
-        if change < tol:
+        if previous is not None and abs(log_likelihood - previous) <= tol * abs(previous):
             converged = True
             break
+        previous = log_likelihood
     return DawidSkene(posteriors=post, confusion=confusion, priors=priors, iterations=iterations, converged=converged)

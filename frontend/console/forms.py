@@ -104,6 +104,14 @@ class TrainingSettingsForm(forms.ModelForm):
             "docs/agreement.md.",
         }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A form posted without it (a script, an older page) keeps the project's choice.
+        self.fields["aggregation"].required = False
+
+    def clean_aggregation(self):
+        return self.cleaned_data.get("aggregation") or self.instance.aggregation
+
 
 class ImportForm(forms.Form):
     file = forms.FileField(help_text="CSV, TSV or JSONL, UTF-8. It is imported in the background.")

@@ -9,17 +9,19 @@ docs/agreement.md.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.core.cache import cache
+from django.db.models import Count, Max, QuerySet
 
 from core import aggregation
 from core import agreement as ag
 
-from .models import Annotation, Label, Project
+from .models import Annotation, Example, Label, Project
 
 PERIODS = ("week", "month")
 NO_OVERLAP = "No text has labels from two annotators yet: there is no overlap to measure agreement on."
@@ -259,6 +261,30 @@ def project_agreement(
     out["periods"] = by_period(r, period=period, n_boot=n_boot, seed=seed)
     out["period"] = period
     return out
+
+
+CACHE_SECONDS = 3600
+
+
+def labels_fingerprint(*, project: Project) -> str:
+    """Changes whenever an accepted human label is added, retracted, rejected or relabeled
+    (a new annotation row), or a gold label changes: the key of cached figures."""
+    qs = Annotation.objects.filter(project=project, source=Annotation.Source.HUMAN)
+    row = qs.aggregate(n=Count("pk"), top=Max("pk"), changed=Max("status_changed_at"))
+    gold = Example.objects.filter(project=project, gold_label__isnull=False).count()
+    return f"{row['n']}:{row['top']}:{row['changed'] and row['changed'].isoformat()}:{gold}"
+
+
+def project_figures_cached(*, project: Project, n_boot: int = ag.DEFAULT_BOOT, **kwargs) -> dict:
+    """project_agreement, cached until the project's labels change (the dashboard's and the
+    Agreement page's: computing is about a second per 100,000 labels, docs/agreement.md)."""
+    scope = f"{project.pk}:{project.created_at.isoformat()}:{n_boot}:{sorted(kwargs.items())}"
+    key = "agreement:" + hashlib.sha256(f"{scope}:{labels_fingerprint(project=project)}".encode()).hexdigest()
+    figures_ = cache.get(key)
+    if figures_ is None:
+        figures_ = project_agreement(project=project, n_boot=n_boot, **kwargs)
+        cache.set(key, figures_, CACHE_SECONDS)
+    return figures_
 
 
 def _subset(r: Ratings, sel: np.ndarray) -> Ratings:

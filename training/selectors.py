@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+from django.core.cache import cache
 from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
@@ -55,7 +56,12 @@ def manifest_for(*, version: ModelVersion) -> QuerySet[ManifestEntry]:
 def version_agreement(*, version: ModelVersion, n_boot: int = 300, seed: int = 0) -> dict:
     """The agreement figures over the human labels of the version's manifest, as it recorded
     them (an annotation retracted since still counts: the version trained on it), with the
-    aggregation that made its targets. Admins and auditors only (it names annotators)."""
+    aggregation that made its targets. Admins and auditors only (it names annotators). A
+    version's manifest never changes, so its figures are cached (a day)."""
+    key = f"version-agreement:{version.pk}:{n_boot}:{seed}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
     entries = ManifestEntry.objects.filter(version=version)
     label_of: dict[int, set[int]] = {}
     for annotation_id, label_id in entries.values_list("annotation_id", "label_id"):
@@ -65,6 +71,7 @@ def version_agreement(*, version: ModelVersion, n_boot: int = 300, seed: int = 0
     out = agreement.figures(ratings, n_boot=n_boot, seed=seed)
     out["version"] = version.sequence
     out["aggregation"] = version.aggregation
+    cache.set(key, out, 24 * 3600)
     return out
 
 

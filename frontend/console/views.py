@@ -101,7 +101,7 @@ def agreement_page(request, slug):
         period = "week"
     context = {
         "project": project,
-        "fig": annotation_agreement.project_agreement(project=project, period=period),
+        "fig": annotation_agreement.project_figures_cached(project=project, period=period),
         "reliability": annotation_agreement.annotator_reliability(project=project),
         "config": training_selectors.training_config(project=project),
         "period": period,
@@ -114,7 +114,7 @@ def agreement_page(request, slug):
 def agreement_csv(request, slug):
     """The figures as CSV rows: scope, subject, measure, value, low, high, n_texts, n_pairs, note."""
     project = project_page(request, slug)
-    fig = annotation_agreement.project_agreement(project=project)
+    fig = annotation_agreement.project_figures_cached(project=project)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="agreement-{project.slug}.csv"'
     writer = csv.writer(response)

@@ -139,3 +139,15 @@ def test_console_pages_and_csv(overlap, client):
     assert client.get(reverse("console:agreement", args=[project.slug])).status_code == 403
     earnings = client.get(reverse("earnings:project", args=[project.slug])).content.decode()
     assert 'id="own-agreement"' in earnings and "bob" not in earnings
+
+
+def test_cached_figures_follow_the_labels(overlap):
+    project = overlap["project"]
+    before = agreement.project_figures_cached(project=project, n_boot=10)
+    assert agreement.project_figures_cached(project=project, n_boot=10) == before
+    late = add_member(project, Membership.Role.ANNOTATOR, UserFactory(username="late"))
+    project.annotations_per_example = 3
+    project.save(update_fields=["annotations_per_example"])
+    label_next(project, late, lambda text: ["positive"], n=2)
+    after = agreement.project_figures_cached(project=project, n_boot=10)
+    assert after["n_annotations"] == before["n_annotations"] + 2

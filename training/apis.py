@@ -396,10 +396,12 @@ class VersionAgreementApi(APIView):
     )
     def get(self, request, slug, sequence):
         _, version = _version(request, slug, sequence)
-        boot = request.query_params.get("boot", "300")
-        if not boot.isdigit() or int(boot) > 2000:
-            raise serializers.ValidationError({"boot": "A whole number from 0 to 2000."})
-        return Response(selectors.version_agreement(version=version, n_boot=int(boot)))
+        query = serializers.IntegerField(min_value=0, max_value=2000)
+        try:
+            boot = query.run_validation(request.query_params.get("boot", "300"))
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"boot": exc.detail}) from exc
+        return Response(selectors.version_agreement(version=version, n_boot=boot))
 
 
 # --- predictions ----------------------------------------------------------------------

@@ -151,3 +151,25 @@ def test_cached_figures_follow_the_labels(overlap):
     label_next(project, late, lambda text: ["positive"], n=2)
     after = agreement.project_figures_cached(project=project, n_boot=10)
     assert after["n_annotations"] == before["n_annotations"] + 2
+
+
+def test_multi_label_projects_get_masi_and_per_label_alpha():
+    admin = UserFactory(username="multi-lead")
+    project = make_project(
+        admin=admin, name="Topics", labels=("a", "b", "c"), label_mode="multi", annotations_per_example=2
+    )
+    add_examples(project, TEXTS[:6])
+    first = add_member(project, Membership.Role.ANNOTATOR, UserFactory(username="m1"))
+    second = add_member(project, Membership.Role.ANNOTATOR, UserFactory(username="m2"))
+    label_next(project, first, lambda text: ["a", "b"], n=None)
+    label_next(project, second, lambda text: ["a"] if int(text.split()[1]) % 2 else ["a", "b"], n=None)
+    fig = agreement.project_agreement(project=project, n_boot=20)
+    r = agreement.ratings_for(project=project)
+    assert sorted(set(r.mask.tolist())) == [0b001, 0b011]
+    assert fig["alpha_masi"]["value"] == pytest.approx(ag.alpha_masi(r.unit, r.mask, n_boot=0).value)
+    per_label = {row["label"]: row for row in fig["per_label"]}
+    assert per_label["a"]["alpha"]["value"] is None  # everyone chose "a": nothing to tell apart
+    assert per_label["b"]["n_chosen"] == 9 and per_label["c"]["n_chosen"] == 0
+    # Two distinct sets only: MASI's one distance (2/3) cancels in D_o / D_e, as alpha is
+    # invariant to scaling the distance, so it equals the nominal alpha over sets.
+    assert fig["alpha_masi"]["value"] == pytest.approx(fig["alpha"]["value"])

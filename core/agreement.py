@@ -28,6 +28,8 @@ import numpy as np
 
 DEFAULT_BOOT = 500
 CONFIDENCE = 0.95
+# Above this many (unit, value) cells, alpha walks pairs of ratings instead of a dense table.
+DENSE_LIMIT = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,13 @@ def unique_inverse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _compact(unit: np.ndarray) -> tuple[np.ndarray, int]:
-    """Unit codes renumbered 0..U-1 (units seen only)."""
+    """Unit codes renumbered 0..U-1 (units seen only), in the order of their codes. Codes
+    in a range not much wider than their number (ids of one project's texts) go by a
+    lookup table, others by a sort."""
+    if len(unit) and unit.min() >= 0 and unit.max() < 4 * len(unit) + 1024:
+        present = np.bincount(unit) > 0
+        remap = np.cumsum(present) - 1
+        return remap[unit], int(present.sum())
     uniq, inverse = unique_inverse(unit)
     return inverse, len(uniq)
 
@@ -171,28 +179,36 @@ def alpha(
     m = np.bincount(unit, minlength=n_units_all).astype(np.float64)
     pairable = m[unit] >= 2
     unit, value = unit[pairable], value[pairable]
-    i, j = pairs_within_units(unit)
     n_units = int((m >= 2).sum())
     if n_units == 0:
         return _none("no unit has two ratings: there is no overlap to measure")
-    # Observed disagreement per unit: sum over ordered pairs of delta / (m_u - 1).
-    pair_unit = unit[i]
-    d_unit = np.bincount(pair_unit, weights=2 * delta[value[i], value[j]] / (m[pair_unit] - 1), minlength=n_units_all)
-
     # Per pairable unit: its values' counts (dense when small), m_u and observed disagreement;
     # a resampling's sums are then weighted sums over units.
     pairable_units = np.flatnonzero(m >= 2)
     position = np.full(n_units_all, -1, dtype=np.int64)
     position[pairable_units] = np.arange(n_units)
     row = position[unit]
-    dense = n_units * n_values <= 20_000_000
-    counts = (
-        np.bincount(row * n_values + value, minlength=n_units * n_values).reshape(n_units, n_values).astype(float)
-        if dense
-        else None
-    )
+    m_p = m[pairable_units]
+    dense = n_units * n_values <= DENSE_LIMIT
+    counts = None
+    if dense:
+        counts = (
+            np.bincount(row * n_values + value, minlength=n_units * n_values).reshape(n_units, n_values).astype(float)
+        )
+        # Observed disagreement per unit: sum over ordered pairs of its values of delta / (m_u - 1)
+        # = sum_c,k n_uc n_uk delta_ck / (m_u - 1) (delta's diagonal is 0, so no pair with itself).
+        if distance is None:
+            d_p = (m_p**2 - (counts**2).sum(1)) / (m_p - 1)
+        else:
+            d_p = ((counts @ delta) * counts).sum(1) / (m_p - 1)
+        n_pairs = int((m_p * (m_p - 1) / 2).sum())
+    else:
+        i, j = pairs_within_units(row)
+        d_p = np.bincount(row[i], weights=2 * delta[value[i], value[j]], minlength=n_units) / (m_p - 1)
+        n_pairs = len(i)
+
     # One matrix of per-unit sums [m_u, d_u, counts...]: one product per resampling.
-    sums = np.column_stack([m[pairable_units], d_unit[pairable_units]] + ([counts] if dense else []))
+    sums = np.column_stack([m_p, d_p] + ([counts] if dense else []))
 
     def compute(w: np.ndarray) -> float | None:
         total = w @ sums
@@ -205,9 +221,9 @@ def alpha(
 
     point = compute(np.ones(n_units))
     if point is None:
-        return _none("every value is the same category: alpha is undefined", n_units, len(i))
+        return _none("every value is the same category: alpha is undefined", n_units, n_pairs)
     low, high = _bootstrap(compute, n_units, n_boot, seed)
-    return Estimate(point, low, high, n_units=n_units, n_pairs=len(i))
+    return Estimate(point, low, high, n_units=n_units, n_pairs=n_pairs)
 
 
 def alpha_masi(unit, masks, *, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> Estimate:
@@ -412,9 +428,11 @@ def coder_vs_others(unit, coder, value, *, n_boot: int = DEFAULT_BOOT, seed: int
 
     base = tables(np.ones(n_units))
     n_pairs = base.sum((1, 2))
-    # Units each coder shares with another coder.
-    shared, _ = unique_inverse(coder[own] * n_units + pair_unit)
-    units_of = np.bincount(shared // n_units, minlength=n_coders)
+    # Units each coder shares with another coder: their ratings that have a partner (one
+    # rating per coder and unit, as Tally's labels are).
+    partnered = np.zeros(len(unit), dtype=bool)
+    partnered[own] = True
+    units_of = np.bincount(coder[partnered], minlength=n_coders)
     boot_k, boot_a = [], []
     if n_boot > 0 and n_units >= 2:
         rng = np.random.default_rng(seed)

@@ -214,3 +214,14 @@ def test_no_overlap_is_said_plainly():
     assert ag.percent_agreement([0, 1], [0, 1]).value is None
     assert ag.fleiss_kappa([0, 1], [1, 1]).value is None
     assert ag.cohen_pairs([0, 1], [0, 1], [0, 1]) == []
+
+
+def test_alpha_without_the_dense_table_walks_pairs_and_agrees(monkeypatch):
+    unit, _, value = generated(12)
+    masks = (value * 5 + 3) % 16
+    dense = (ag.alpha(unit, value, n_boot=30, seed=1), ag.alpha_masi(unit, masks, n_boot=0))
+    monkeypatch.setattr(ag, "DENSE_LIMIT", 0)
+    sparse = (ag.alpha(unit, value, n_boot=30, seed=1), ag.alpha_masi(unit, masks, n_boot=0))
+    for a, b in zip(dense, sparse, strict=True):
+        assert b.value == pytest.approx(a.value, abs=1e-12) and b.n_pairs == a.n_pairs
+    assert sparse[0].low == pytest.approx(dense[0].low, abs=1e-12)

@@ -79,6 +79,8 @@ def describe(result) -> str:
         return f"{len(result)} rows"
     if hasattr(result, "iterations"):
         return f"{result.iterations} iterations, converged: {result.converged}"
+    if hasattr(result, "label_names"):  # annotation.agreement.Ratings
+        return f"{len(result):,} ratings"
     if isinstance(result, dict):
         return f"alpha {result['alpha']['value']:.4f}, {result['n_annotations']} annotations"
     return str(result)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -303,10 +303,20 @@ def _subset(r: Ratings, sel: np.ndarray) -> Ratings:
     )
 
 
-def own_agreement(*, project: Project, user, period: str = "week", n_boot: int = 200, seed: int = 0) -> dict:
+MIN_OWN_TEXTS = 10
+
+
+def own_agreement(
+    *, project: Project, user, period: str = "week", n_boot: int = 200, seed: int = 0, now: datetime | None = None
+) -> dict:
     """One annotator's own figures over time: how often their labels agree with the other
     annotators' labels of the same texts, and with gold where the text has gold. Nothing about
-    anyone else (no names, no per-person figures) and no gold label is in it."""
+    anyone else (no names, no per-person figures) and no gold label is in it.
+
+    A figure is shown only for periods that have ended and over at least MIN_OWN_TEXTS texts:
+    a figure of the open period, or of a handful of texts, would change with each new label and
+    so tell which of the annotator's labels matched gold (or another person's label)."""
+    current = period_start(now or datetime.now(tz=UTC), period).toordinal()
     r = ratings_for(project=project)
     mine_texts = ag.unique_inverse(r.unit[r.coder == user.pk])[0]
     r = _subset(r, np.isin(r.unit, mine_texts))
@@ -324,11 +334,23 @@ def own_agreement(*, project: Project, user, period: str = "week", n_boot: int =
                 {
                     "period": date.fromordinal(int(p)).isoformat(),
                     "n_labels": int((s.coder == user.pk).sum()),
-                    "agreement_with_others": _coder(others.get(me))["agreement"],
-                    "gold_accuracy": _gold(gold.get(me))["accuracy"] if me in gold else None,
+                    "agreement_with_others": _withheld(_coder(others.get(me))["agreement"], int(p) >= current),
+                    "gold_accuracy": (
+                        _withheld(_gold(gold.get(me))["accuracy"], int(p) >= current) if me in gold else None
+                    ),
                 }
             )
-    return {"period": period, "periods": rows, "confidence": ag.CONFIDENCE}
+    return {"period": period, "periods": rows, "confidence": ag.CONFIDENCE, "min_texts": MIN_OWN_TEXTS}
+
+
+def _withheld(estimate: dict, open_period: bool) -> dict:
+    if open_period:
+        note = "shown when the period ends (before, it would tell which of your labels matched)"
+    elif estimate["value"] is not None and estimate["n_units"] < MIN_OWN_TEXTS:
+        note = f"fewer than {MIN_OWN_TEXTS} texts: not shown (it would tell which of your labels matched)"
+    else:
+        return estimate
+    return ag.Estimate(None, n_units=estimate["n_units"], n_pairs=estimate["n_pairs"], note=note).as_dict()
 
 
 def annotator_reliability(*, project: Project) -> dict:

@@ -4,10 +4,12 @@ reliability, and the choice of Dawid-Skene as the training targets."""
 
 import csv
 import io
+from datetime import timedelta
 
 import numpy as np
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from annotation import agreement
 from annotation.models import Example, Membership
@@ -93,8 +95,15 @@ def test_api_is_for_readers_and_annotators_see_only_their_own(overlap, api):
     body = mine.content.decode()
     assert "ann" not in body and "positive" not in body and "negative" not in body  # no one else, no gold label
     (week,) = mine.json()["periods"]
-    assert week["agreement_with_others"]["value"] == pytest.approx(8 / 12)
-    assert week["gold_accuracy"]["value"] == pytest.approx(2 / 6)
+    # This week is still open: its figures would move with each label and tell which matched.
+    assert week["agreement_with_others"]["value"] is None and "period ends" in week["agreement_with_others"]["note"]
+    assert week["n_labels"] == 12
+    # Once the week is over: agreement over 12 texts is shown, gold accuracy over 6 is not (< 10).
+    later = timezone.now() + timedelta(days=8)
+    past = agreement.own_agreement(project=project, user=overlap["bob"], now=later)["periods"][0]
+    assert past["agreement_with_others"]["value"] == pytest.approx(8 / 12)
+    assert past["gold_accuracy"]["value"] is None and "fewer than 10" in past["gold_accuracy"]["note"]
+    assert past["gold_accuracy"]["n_units"] == 6
 
 
 def test_dawid_skene_reliability_and_training_targets(overlap, api):

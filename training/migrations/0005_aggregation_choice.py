@@ -4,20 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('training', '0004_accept_batch'),
+        ("training", "0004_accept_batch"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelversion',
-            name='aggregation',
-            field=models.CharField(choices=[('majority', 'Majority vote (vote shares)'), ('dawid_skene', 'Dawid-Skene (weighs annotators by their estimated confusion)')], default='majority', max_length=12),
+            model_name="modelversion",
+            name="aggregation",
+            field=models.CharField(
+                choices=[
+                    ("majority", "Majority vote (vote shares)"),
+                    ("dawid_skene", "Dawid-Skene (weighs annotators by their estimated confusion)"),
+                ],
+                default="majority",
+                max_length=12,
+            ),
         ),
         migrations.AddField(
-            model_name='projecttrainingconfig',
-            name='aggregation',
-            field=models.CharField(choices=[('majority', 'Majority vote (vote shares)'), ('dawid_skene', 'Dawid-Skene (weighs annotators by their estimated confusion)')], default='majority', max_length=12),
+            model_name="projecttrainingconfig",
+            name="aggregation",
+            field=models.CharField(
+                choices=[
+                    ("majority", "Majority vote (vote shares)"),
+                    ("dawid_skene", "Dawid-Skene (weighs annotators by their estimated confusion)"),
+                ],
+                default="majority",
+                max_length=12,
+            ),
         ),
     ]

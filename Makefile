@@ -96,3 +96,10 @@ bench-scale: install services  ## 1,000,000 examples (import, hand-outs, lists, 
 	BENCH_DATABASE_URL=$(BENCH_SCALE_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 		TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} $(PY) bench/scale_bench.py $(BENCH_SCALE_ARGS)
 	$(MAKE) bench-labor-report
+
+.PHONY: bench-agreement
+# Drops and recreates the database of BENCH_AGREEMENT_DATABASE_URL (its name must contain "bench").
+BENCH_AGREEMENT_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally_bench_agreement
+BENCH_AGREEMENT_ARGS ?=
+bench-agreement: install services  ## agreement + Dawid-Skene on 1,000,000 generated annotations, DB read path on 100,000 -> BENCHMARKS-agreement.md
+	BENCH_DATABASE_URL=$(BENCH_AGREEMENT_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/agreement_bench.py $(BENCH_AGREEMENT_ARGS)

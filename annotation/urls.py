@@ -19,4 +19,5 @@ urlpatterns = [
     path("", include("annotation.urls_imports")),
     path("", include("annotation.apis_export")),
     path("", include("annotation.urls_welfare")),
+    path("", include("annotation.apis_agreement")),
 ]

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from annotation import welfare
+from annotation import agreement, welfare
 from annotation.selectors import projects_visible_to, role_in_project
 from core.errors import TallyError
 from core.roles import LABELERS
@@ -111,6 +111,8 @@ def earnings_page(request, slug, *, dispute_form=None, status=200):
             "day_chart": _day_chart(earnings, project.currency),
             "currency": project.currency,
             "welfare": welfare.policy_of(project),
+            # Their own agreement with the others and accuracy on gold texts: nobody else's.
+            "own_agreement": agreement.own_agreement(project=project, user=annotator),
             **_dispute_context(request, project, annotator, earnings=earnings, period=period, form=dispute_form),
         },
         status=status,

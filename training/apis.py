@@ -26,7 +26,7 @@ from core.roles import ADMINS, READERS
 
 from . import selectors, services
 from .ml.encoder import ENCODER_KEY
-from .models import Loop, ModelKind, ModelVersion, Prediction, ProjectTrainingConfig, TrainingRun
+from .models import Aggregation, Loop, ModelKind, ModelVersion, Prediction, ProjectTrainingConfig, TrainingRun
 from .tasks import explain_cache_key, explain_prediction
 
 SUMMARY_METRICS = ("accuracy", "macro_f1", "ece", "eval_size", "eval_source")
@@ -72,6 +72,7 @@ class ConfigOut(serializers.ModelSerializer):
             "holdout_share",
             "max_gold_eval",
             "train_on_machine_labels",
+            "aggregation",
             "hyperparams",
             "seed",
             "current_version",
@@ -135,6 +136,7 @@ class VersionOut(serializers.ModelSerializer):
             "n_examples",
             "n_annotators",
             "manifest_hash",
+            "aggregation",
             "weights_sha256",
             "snapshot_at",
             "created_at",
@@ -235,6 +237,7 @@ class TrainingConfigApi(APIView):
         holdout_share = serializers.FloatField(min_value=0.0, max_value=0.5, required=False)
         max_gold_eval = serializers.IntegerField(min_value=0, max_value=1_000_000, required=False)
         train_on_machine_labels = serializers.BooleanField(required=False)
+        aggregation = serializers.ChoiceField(choices=Aggregation.choices, required=False)
         hyperparams = serializers.DictField(required=False)
         seed = serializers.IntegerField(min_value=-(2**31), max_value=2**31 - 1, required=False)
 
@@ -381,6 +384,24 @@ class ManifestApi(ListAPIView):
     def get_queryset(self):
         _, version = _version(self.request, self.kwargs["slug"], self.kwargs["sequence"])
         return selectors.manifest_for(version=version)
+
+
+class VersionAgreementApi(APIView):
+    """Agreement over the human labels of the version's manifest, and the aggregation that
+    made its training targets (admins and auditors)."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("boot", int, description="Bootstrap resamples (0-2000, default 300).")],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, slug, sequence):
+        _, version = _version(request, slug, sequence)
+        query = serializers.IntegerField(min_value=0, max_value=2000)
+        try:
+            boot = query.run_validation(request.query_params.get("boot", "300"))
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"boot": exc.detail}) from exc
+        return Response(selectors.version_agreement(version=version, n_boot=boot))
 
 
 # --- predictions ----------------------------------------------------------------------

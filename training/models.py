@@ -25,6 +25,13 @@ class Loop(models.TextChoices):
     DEEP = "deep", "Deep loop (encoder fine-tuned)"
 
 
+class Aggregation(models.TextChoices):
+    """How several annotators' labels of a text become its training target (core.aggregation)."""
+
+    MAJORITY = "majority", "Majority vote (vote shares)"
+    DAWID_SKENE = "dawid_skene", "Dawid-Skene (weighs annotators by their estimated confusion)"
+
+
 class ProjectTrainingConfig(models.Model):
     """Per-project training settings, and the pointer to the current model version."""
 
@@ -49,6 +56,8 @@ class ProjectTrainingConfig(models.Model):
     # With imported gold labels: at most this many of them are held out (see selectors.gold_eval_size).
     max_gold_eval = models.PositiveIntegerField(default=2000)
     train_on_machine_labels = models.BooleanField(default=True)
+    # Training targets from the labels: majority vote, or Dawid-Skene (single-label projects).
+    aggregation = models.CharField(max_length=12, choices=Aggregation.choices, default=Aggregation.MAJORITY)
     hyperparams = models.JSONField(default=dict, blank=True)
     seed = models.IntegerField(default=0)
     # Mutable state, written by training.services only.
@@ -140,6 +149,9 @@ class ModelVersion(models.Model):
     n_examples = models.PositiveIntegerField(default=0)
     n_annotators = models.PositiveIntegerField(default=0)
     manifest_hash = models.CharField(max_length=64)
+    # Which aggregation made its training targets from the manifest's labels (part of the
+    # manifest hash when not the majority vote: the same labels, another target, another hash).
+    aggregation = models.CharField(max_length=12, choices=Aggregation.choices, default=Aggregation.MAJORITY)
     weights_path = models.CharField(max_length=300, help_text="Relative to TALLY_MODEL_STORE.")
     weights_sha256 = models.CharField(max_length=64)
     # When the training set was read: the manifest holds the accepted annotations of that moment.

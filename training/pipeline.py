@@ -188,6 +188,7 @@ def _run_metrics(snap: selectors.Snapshot, config, history: list[dict], scored: 
         "pool_scored": int(len(scored.ids)),
         "pool_size": int(len(pool["ids"])),
         "sampling": config.sampling,
+        "aggregation": snap.aggregation,
     }
 
 

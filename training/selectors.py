@@ -10,14 +10,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+from django.core.cache import cache
 from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
+from annotation import agreement
 from annotation.models import Annotation, Example, Label, Project
+from core import aggregation as label_aggregation
 
 from .ml.evaluation import evaluation_summary, wilson_interval
 from .models import (
     AcceptBatch,
+    Aggregation,
     ExampleEmbedding,
     ManifestEntry,
     ModelVersion,
@@ -49,6 +53,28 @@ def manifest_for(*, version: ModelVersion) -> QuerySet[ManifestEntry]:
     return ManifestEntry.objects.filter(version=version).order_by("annotation_id", "label_id")
 
 
+def version_agreement(*, version: ModelVersion, n_boot: int = 300, seed: int = 0) -> dict:
+    """The agreement figures over the human labels of the version's manifest, as it recorded
+    them (an annotation retracted since still counts: the version trained on it), with the
+    aggregation that made its targets. Admins and auditors only (it names annotators). A
+    version's manifest never changes, so its figures are cached (a day)."""
+    key = f"version-agreement:{version.pk}:{n_boot}:{seed}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    entries = ManifestEntry.objects.filter(version=version)
+    label_of: dict[int, set[int]] = {}
+    for annotation_id, label_id in entries.values_list("annotation_id", "label_id"):
+        label_of.setdefault(annotation_id, set()).add(label_id)
+    annotations = Annotation.objects.filter(pk__in=entries.values("annotation_id"))
+    ratings = agreement.ratings_for(project=version.project, annotations=annotations, label_of=label_of)
+    out = agreement.figures(ratings, n_boot=n_boot, seed=seed)
+    out["version"] = version.sequence
+    out["aggregation"] = version.aggregation
+    cache.set(key, out, 24 * 3600)
+    return out
+
+
 def version_evaluation(*, version: ModelVersion) -> dict:
     """The honest reading of the version's held-out figures (training/ml/evaluation.py), with
     the texts per label it was trained on, counted from its manifest."""
@@ -64,9 +90,13 @@ def version_evaluation(*, version: ModelVersion) -> dict:
     return evaluation_summary(version.metrics, train_counts)
 
 
-def manifest_hash(entries) -> str:
-    """sha256 over sorted "annotation:example:label" lines: equal sets give equal hashes."""
+def manifest_hash(entries, aggregation: str = Aggregation.MAJORITY) -> str:
+    """sha256 over sorted "annotation:example:label" lines: equal sets give equal hashes. An
+    aggregation other than the majority vote (the only one before it was a choice, so older
+    hashes stay valid) adds a line: the same labels aggregated otherwise hash differently."""
     digest = hashlib.sha256()
+    if aggregation != Aggregation.MAJORITY:
+        digest.update(f"aggregation:{aggregation}\n".encode())
     for annotation_id, example_id, label_id in sorted(entries):
         digest.update(f"{annotation_id}:{example_id}:{label_id}\n".encode())
     return digest.hexdigest()
@@ -192,6 +222,7 @@ class Snapshot:
     eval_y: np.ndarray | None = None  # [m] class index
     eval_source: str = "none"  # gold | holdout | none
     n_machine_labels: int = 0
+    aggregation: str = Aggregation.MAJORITY  # how train_targets were made from the labels
 
     @property
     def n_classes_labeled(self) -> int:
@@ -271,12 +302,32 @@ def training_snapshot(*, project: Project, config: ProjectTrainingConfig) -> Sna
         np.stack([votes[ex] / votes[ex].sum() for ex in train_ids]) if train_ids else np.zeros((0, k), np.float32)
     )
     train_set = set(train_ids)
+    if config.aggregation == Aggregation.DAWID_SKENE and project.label_mode == Project.LabelMode.SINGLE:
+        snap.aggregation = Aggregation.DAWID_SKENE
+        snap.train_targets = _dawid_skene_targets(usable, train_ids, col, k)
     snap.manifest = [(ann, ex, label) for ann, ex, _, _, label, _ in usable if ex in train_set]
     snap.n_annotators = len({a for _, ex, a, s, _, _ in usable if ex in train_set and s == Annotation.Source.HUMAN})
     snap.n_machine_labels = len(
         {ann for ann, ex, _, s, _, _ in usable if ex in train_set and s == Annotation.Source.MACHINE}
     )
     return snap
+
+
+def _dawid_skene_targets(usable, train_ids: list[int], col: dict[int, int], k: int) -> np.ndarray:
+    """Dawid-Skene posteriors of the training texts from their labels (the machine, when its
+    labels are used, is one more annotator with its own confusion matrix)."""
+    if not train_ids:
+        return np.zeros((0, k), np.float32)
+    row_of = {ex: i for i, ex in enumerate(train_ids)}
+    coders: dict = {}
+    unit, coder, value = [], [], []
+    for _, ex, annotator, source, label, _ in usable:
+        if ex in row_of:
+            unit.append(row_of[ex])
+            coder.append(coders.setdefault((source, annotator), len(coders)))
+            value.append(col[label])
+    result = label_aggregation.dawid_skene(unit, coder, value, len(train_ids), len(coders), k)
+    return result.posteriors.astype(np.float32)
 
 
 # --- bulk accept: what a threshold would take, and how right the model is there --------------

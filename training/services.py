@@ -28,7 +28,7 @@ from core.errors import Conflict, NotFound, ValidationFailed
 
 from . import memory, runs, selectors, tasks
 from .ml.classifiers import HyperParams
-from .models import AcceptBatch, Loop, ModelKind, ProjectTrainingConfig, TrainingRun
+from .models import AcceptBatch, Aggregation, Loop, ModelKind, ProjectTrainingConfig, TrainingRun
 from .runs import config_get
 from .tasks import embeddings_schedule
 
@@ -56,6 +56,7 @@ CONFIG_FIELDS = {
     "holdout_share",
     "max_gold_eval",
     "train_on_machine_labels",
+    "aggregation",
     "hyperparams",
     "seed",
 }
@@ -73,6 +74,11 @@ def config_update(*, project: Project, **fields) -> ProjectTrainingConfig:
             raise ValidationFailed(
                 f"Unknown hyper-parameters: {', '.join(sorted(extra))}; use {', '.join(sorted(known))}."
             )
+    if fields.get("aggregation") == Aggregation.DAWID_SKENE and project.label_mode != Project.LabelMode.SINGLE:
+        raise ValidationFailed(
+            "Dawid-Skene aggregates single-label projects only; this project takes several labels per text.",
+            code="aggregation_single_label_only",
+        )
     config = ProjectTrainingConfig.objects.select_for_update().get(pk=config_get(project_id=project.pk).pk)
     for name, value in fields.items():
         setattr(config, name, value)

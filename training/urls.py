@@ -15,6 +15,7 @@ urlpatterns = [
     path(P + "models/<int:sequence>/", apis.VersionDetailApi.as_view(), name="version-detail"),
     path(P + "models/<int:sequence>/learning-curve/", apis.LearningCurveApi.as_view(), name="learning-curve"),
     path(P + "models/<int:sequence>/manifest/", apis.ManifestApi.as_view(), name="manifest"),
+    path(P + "models/<int:sequence>/agreement/", apis.VersionAgreementApi.as_view(), name="version-agreement"),
     path(P + "predictions/", apis.PredictionListApi.as_view(), name="prediction-list"),
     path(P + "predictions/accept/", apis.AcceptPredictionsApi.as_view(), name="prediction-accept"),
     path(P + "examples/<int:example_id>/explanation/", apis.ExplanationApi.as_view(), name="explanation"),

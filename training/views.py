@@ -58,5 +58,6 @@ def version_page(request, slug, sequence):
             else ""
         ),
         "uncertain": uncertain,
+        "agreement": selectors.version_agreement(version=version),
     }
     return render(request, "training/version.html", context)

@@ -40,6 +40,7 @@ NAV = (
     ("label", "Label", "frontend:label", LABELERS),
     ("earnings", "Earnings", "earnings:project", LABELERS),
     ("models", "Models", "console:models", READERS),
+    ("agreement", "Agreement", "console:agreement", READERS),
     ("labor-cards", "Labor Cards", "labor_card:index", READERS),
     ("ledger", "Ledger", "console:ledger", READERS),
     ("disputes", "Disputes", "console:disputes", READERS),

@@ -74,6 +74,7 @@ class TrainingSettingsForm(forms.ModelForm):
             "holdout_share",
             "max_gold_eval",
             "train_on_machine_labels",
+            "aggregation",
         ]
         labels = {
             "enabled": "Retrain automatically",
@@ -86,6 +87,7 @@ class TrainingSettingsForm(forms.ModelForm):
             "holdout_share": "Held-out share",
             "max_gold_eval": "Gold texts for evaluation (at most)",
             "train_on_machine_labels": "Train on accepted machine labels",
+            "aggregation": "Training targets from the labels",
         }
         help_texts = {
             "enabled": "Queue a training run as labels arrive; off, only the Retrain button trains.",
@@ -98,7 +100,17 @@ class TrainingSettingsForm(forms.ModelForm):
             "holdout_share": "Without gold labels, this share of labeled texts is kept out of training to evaluate.",
             "max_gold_eval": "With imported gold labels, evaluate on at most this many of them.",
             "train_on_machine_labels": "Bulk-accepted predictions join the training set (a human label always wins).",
+            "aggregation": "Dawid-Skene weighs each annotator by their estimated confusion (single-label projects); "
+            "docs/agreement.md.",
         }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A form posted without it (a script, an older page) keeps the project's choice.
+        self.fields["aggregation"].required = False
+
+    def clean_aggregation(self):
+        return self.cleaned_data.get("aggregation") or self.instance.aggregation
 
 
 class ImportForm(forms.Form):

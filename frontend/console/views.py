@@ -3,6 +3,7 @@ project, 403 for a role that may not use the page), validates a form, calls one 
 selector, and renders; nothing is written on GET. Domain errors (core.errors.TallyError) are
 shown in the form that caused them."""
 
+import csv
 import uuid
 
 from django.conf import settings as django_settings
@@ -10,12 +11,13 @@ from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from annotation import agreement as annotation_agreement
 from annotation import review as review_services
 from annotation import selectors as annotation_selectors
 from annotation import services as annotation_services
@@ -85,7 +87,50 @@ def dashboard(request, slug):
     project = project_page(request, slug)
     board = selectors.dashboard(project=project)
     near = welfare.people_near_limits(project=project)  # docs/welfare.md
-    return render(request, "frontend/console/dashboard.html", {"project": project, "board": board, "near": near})
+    agreement = annotation_agreement.figures(annotation_agreement.ratings_for(project=project), n_boot=DASHBOARD_BOOT)
+    context = {"project": project, "board": board, "near": near, "agreement": agreement}
+    return render(request, "frontend/console/dashboard.html", context)
+
+
+# --- agreement -----------------------------------------------------------------------------------
+
+DASHBOARD_BOOT = 200
+
+
+@never_cache
+@login_required
+def agreement_page(request, slug):
+    """Every agreement figure of the project (per label, annotator, pair, period), and
+    Dawid-Skene's estimate of each annotator's reliability: admins and auditors."""
+    project = project_page(request, slug)
+    period = request.GET.get("period", "week")
+    if period not in annotation_agreement.PERIODS:
+        period = "week"
+    context = {
+        "project": project,
+        "fig": annotation_agreement.project_figures_cached(project=project, period=period),
+        "reliability": annotation_agreement.annotator_reliability(project=project),
+        "config": training_selectors.training_config(project=project),
+        "period": period,
+    }
+    return render(request, "frontend/console/agreement.html", context)
+
+
+@never_cache
+@login_required
+def agreement_csv(request, slug):
+    """The figures as CSV rows: scope, subject, measure, value, low, high, n_texts, n_pairs, note."""
+    project = project_page(request, slug)
+    fig = annotation_agreement.project_figures_cached(project=project)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="agreement-{project.slug}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["scope", "subject", "measure", "value", "low", "high", "n_texts", "n_pairs", "note"])
+    for scope, subject, measure, e in annotation_agreement.flat_rows(fig):
+        writer.writerow(
+            [scope, subject, measure, e["value"], e["low"], e["high"], e["n_units"], e["n_pairs"], e["note"]]
+        )
+    return response
 
 
 # --- members -------------------------------------------------------------------------------------

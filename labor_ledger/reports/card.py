@@ -32,13 +32,14 @@ from django.utils import timezone
 from annotation.models import Project
 from labor_ledger import charts, money, pseudonyms, selectors
 from labor_ledger.models import TimeCategory
+from training import selectors as training_selectors
 
 from .columns import MONEY_PLACES
 from .frames import version_rows, versions_frame
 from .sql import LedgerHead, consistent_read, ledger_head
 from .wellbeing import wellbeing_section
 
-CARD_FORMAT_VERSION = 6  # 5: labor.review (issue 16); 6: wellbeing (issue 17)
+CARD_FORMAT_VERSION = 7  # 5: labor.review (issue 16); 6: wellbeing (issue 17); 7: disagreement (issue 16)
 CACHE_SECONDS = 24 * 3600
 STACK_TOP_ANNOTATORS = 10
 UNUSED_CATEGORIES = ("rejected", "retracted")
@@ -46,6 +47,7 @@ PROJECTED = "projected, period open"
 MACHINE_ROW = "machine-accepted labels"
 UNPAID_SHOWN = ("skipped", "expired", "rejected", "retracted", "instruction_reading", "between_tasks")
 CATEGORY_LABELS = dict(TimeCategory.choices)
+AGREEMENT_BOOT = 300
 
 
 def _extras_sql() -> str:
@@ -85,14 +87,16 @@ def _extras_sql() -> str:
     votes AS (SELECT example_id, label_id, COUNT(*) AS n FROM contested_rows GROUP BY example_id, label_id),
     tops AS (SELECT example_id, MAX(n) AS top FROM votes GROUP BY example_id),
     scored AS (
-      SELECT r.annotation_id, MAX(CASE WHEN vo.n = t.top THEN 1 ELSE 0 END) AS with_majority
+      SELECT r.annotation_id, MIN(r.example_id) AS example_id,
+             MAX(CASE WHEN vo.n = t.top THEN 1 ELSE 0 END) AS with_majority
       FROM contested_rows r
       JOIN votes vo ON vo.example_id = r.example_id AND vo.label_id = r.label_id
       JOIN tops t ON t.example_id = r.example_id
       GROUP BY r.annotation_id
     ),
     label_time AS (
-      SELECT e.annotation_id, SUM(e.active_seconds) AS active, SUM(e.wall_seconds) AS wall
+      SELECT e.annotation_id, SUM(e.active_seconds) AS active, SUM(e.wall_seconds) AS wall,
+             SUM(e.amount) AS amount
       FROM labor_ledger_ledgerentry e
       WHERE e.project_id = %(project)s AND e.annotation_id IN (SELECT annotation_id FROM scored)
       GROUP BY e.annotation_id
@@ -100,9 +104,12 @@ def _extras_sql() -> str:
     disputed AS (
       SELECT COUNT(*) AS contested_labels,
              COALESCE(SUM(lt.active), 0) AS contested_active, COALESCE(SUM(lt.wall), 0) AS contested_wall,
+             COALESCE(SUM(lt.amount), 0) AS contested_amount,
+             COUNT(DISTINCT s.example_id) AS contested_texts,
              COUNT(*) FILTER (WHERE s.with_majority = 0) AS outvoted_labels,
              COALESCE(SUM(lt.active) FILTER (WHERE s.with_majority = 0), 0) AS outvoted_active,
-             COALESCE(SUM(lt.wall) FILTER (WHERE s.with_majority = 0), 0) AS outvoted_wall
+             COALESCE(SUM(lt.wall) FILTER (WHERE s.with_majority = 0), 0) AS outvoted_wall,
+             COALESCE(SUM(lt.amount) FILTER (WHERE s.with_majority = 0), 0) AS outvoted_amount
       FROM scored s LEFT JOIN label_time lt ON lt.annotation_id = s.annotation_id
     ),
     contributors AS (
@@ -118,8 +125,8 @@ def _extras_sql() -> str:
     )
     SELECT h.labels - h.trained_labels AS held_out_labels, h.active - h.trained_active AS held_out_active,
            h.wall - h.trained_wall AS held_out_wall,
-           d.contested_labels, d.contested_active, d.contested_wall,
-           d.outvoted_labels, d.outvoted_active, d.outvoted_wall,
+           d.contested_labels, d.contested_active, d.contested_wall, d.contested_amount, d.contested_texts,
+           d.outvoted_labels, d.outvoted_active, d.outvoted_wall, d.outvoted_amount,
            t.annotators AS topped_up_annotators
     FROM accepted_then h CROSS JOIN disputed d CROSS JOIN topped t
     """  # noqa: S608 - constants of this module; values are bound parameters
@@ -457,6 +464,7 @@ def build_card(*, project: Project, version) -> dict:
             "accuracy_change_per_currency_unit": _num(row["accuracy_change_per_currency_unit"], 8),
             "same_evaluation_set": row["same_evaluation_set_as_parent"],
         },
+        "disagreement": _disagreement(version, extras),
         "compute": {**compute, "human_active_hours": _hours(row["active_seconds"])},
         "annotators": annotators,
         "machine_labels_row": machine,
@@ -464,6 +472,52 @@ def build_card(*, project: Project, version) -> dict:
         "stack": _stack(raw, rows, names),
     }
     return card
+
+
+def _disagreement(version, extras: dict) -> dict:
+    """What disagreement cost (issue 16 item 7): the version's agreement figures over the texts
+    of its manifest, and the labor (hours, money) spent on texts its annotators disagreed on
+    and on labels the majority outvoted. Adjudication is review labor, booked by the review
+    feature; until the ledger has such entries its slot says so."""
+    agreement = training_selectors.version_agreement(version=version, n_boot=AGREEMENT_BOOT)
+    return {
+        "agreement": {
+            key: agreement.get(key)
+            for key in (
+                "alpha",
+                "alpha_masi",
+                "percent_agreement",
+                "fleiss_kappa",
+                "n_texts",
+                "n_texts_with_overlap",
+                "n_annotations",
+                "n_annotators",
+                "n_boot",
+                "label_mode",
+                "aggregation",
+                "note",
+                "confidence",
+            )
+            if key in agreement
+        },
+        "contested_texts": _int(extras["contested_texts"]),
+        "contested": {
+            "labels": _int(extras["contested_labels"]),
+            "active_hours": _hours(extras["contested_active"]),
+            "wall_hours": _hours(extras["contested_wall"]),
+            "pay": _money(extras["contested_amount"]),
+        },
+        "outvoted": {
+            "labels": _int(extras["outvoted_labels"]),
+            "active_hours": _hours(extras["outvoted_active"]),
+            "wall_hours": _hours(extras["outvoted_wall"]),
+            "pay": _money(extras["outvoted_amount"]),
+        },
+        "adjudication": {
+            "available": False,
+            "note": "Adjudication (review) labor is not booked in the ledger yet; the review page will fill this in.",
+        },
+    }
 
 
 def _stack(raw: pd.DataFrame, rows: pd.DataFrame, names: dict[int, str]) -> dict:

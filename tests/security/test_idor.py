@@ -53,6 +53,9 @@ ACCESS = {
     ("POST", "/api/projects/{slug}/imports/"): ADMINS,
     ("GET", "/api/projects/{slug}/imports/{batch_id}/"): READERS,
     ("GET", "/api/projects/{slug}/export/"): READERS,
+    ("GET", "/api/projects/{slug}/agreement/"): READERS,
+    ("GET", "/api/projects/{slug}/agreement/reliability/"): READERS,
+    ("GET", "/api/projects/{slug}/agreement/mine/"): WORKERS,
     ("GET", "/api/projects/{slug}/earnings/"): ALL,
     ("GET", "/api/projects/{slug}/ledger/entries/"): ALL,
     ("POST", "/api/projects/{slug}/ledger/manual-entries/"): ADMINS,
@@ -74,6 +77,7 @@ ACCESS = {
     ("GET", "/api/projects/{slug}/models/{sequence}/"): READERS,
     ("GET", "/api/projects/{slug}/models/{sequence}/learning-curve/"): READERS,
     ("GET", "/api/projects/{slug}/models/{sequence}/manifest/"): READERS,
+    ("GET", "/api/projects/{slug}/models/{sequence}/agreement/"): READERS,
     ("GET", "/api/projects/{slug}/models/{sequence}/labor-card/"): READERS,
     ("GET", "/api/projects/{slug}/models/{sequence}/datasheet/"): READERS,
     ("GET", "/api/projects/{slug}/time-disputes/"): ALL,  # an annotator lists their own

@@ -217,3 +217,26 @@ def test_verification_resumes_after_the_last_verified_checkpoint(ledger, annotat
     resumed = verification.verify_project(project=ledger, since=verification.resume_point(ledger))
     assert resumed.ok and resumed.resumed_after > verified.seq
     assert resumed.entries == LedgerEntry.objects.filter(project=ledger).count()
+
+
+def test_reports_and_exports_name_the_latest_checkpoint_and_the_public_key_is_published(ledger, admin_user, client):
+    from labor_ledger.reports import build, writers
+
+    cp = LedgerCheckpoint.objects.get(project=ledger)
+    key = checkpoints.published_key()
+    report = build.labor_report(project=ledger, by="annotator")
+    assert report.metadata()["ledger_checkpoint"] == {
+        "seq": cp.seq,
+        "at": cp.created_at.isoformat(),
+        "key_id": cp.key_id,
+        "entry_hash": cp.entry_hash,
+        "reason": "settlement",
+        "public_key": key["public_key"],
+    }
+    assert f",{cp.seq},{cp.created_at.isoformat()},{cp.key_id}" in writers.to_csv(report).decode()
+    client.force_login(admin_user)
+    answer = client.get(f"/api/projects/{ledger.slug}/labor-reports/?by=annotator")
+    assert answer.status_code == 200 and answer["X-Tally-Ledger-Checkpoint"].startswith(f"seq={cp.seq};")
+    published = client.get(f"/api/projects/{ledger.slug}/ledger/checkpoints/").json()
+    assert published["public_key"]["key_id"] == cp.key_id == key["key_id"]
+    assert [c["seq"] for c in published["checkpoints"]] == [cp.seq]

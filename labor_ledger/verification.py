@@ -93,7 +93,7 @@ def _rows(part: ChainPart, chunk: int):
         connection.ensure_connection()
         with connection.connection.cursor(name=f"ledger_verify_{part.project_id}_{part.first}") as cur:
             cur.itersize = chunk
-            cur.execute(_compact_select(), params)
+            cur.execute(_compact_select(), params, binary=True)  # bytea as bytes, no hex text
             while rows := cur.fetchmany(chunk):
                 yield rows
         return

@@ -19,6 +19,8 @@ Problems are reported in seq order, so the first one names the first bad entry.
 
 import hashlib
 import hmac
+import queue
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -34,7 +36,7 @@ from .models import Balance, ChainHead, LedgerCheckpoint, LedgerEntry, Settlemen
 
 Kind = LedgerEntry.Kind
 MAX_PROBLEMS = 200
-CHUNK = 20_000
+CHUNK = 5_000
 TABLE = LedgerEntry._meta.db_table
 _LEGACY_FIELDS = (*chain.HASHED_ATTRIBUTES, "entry_hash", "mac", "mac_key_id")
 
@@ -94,8 +96,7 @@ def _rows(part: ChainPart, chunk: int):
         with connection.connection.cursor(name=f"ledger_verify_{part.project_id}_{part.first}") as cur:
             cur.itersize = chunk
             cur.execute(_compact_select(), params, binary=True)  # bytea as bytes, no hex text
-            while rows := cur.fetchmany(chunk):
-                yield rows
+            yield from _prefetched(cur, chunk)
         return
     # other databases (SQLite, the demo): the compact bytes from the rows, in Python
     qs = (
@@ -112,6 +113,37 @@ def _rows(part: ChainPart, chunk: int):
             batch = []
     if batch:
         yield batch
+
+
+def _prefetched(cur, chunk: int):
+    """The cursor's chunks, fetched one ahead in a thread: PostgreSQL encodes and sends the
+    next chunk (the thread waits on the socket without the GIL) while this one is hashed."""
+    ready: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            while not stop.is_set() and (rows := cur.fetchmany(chunk)):
+                ready.put(rows)
+            ready.put(None)
+        except BaseException as exc:  # handed to the consumer
+            ready.put(exc)
+
+    worker = threading.Thread(target=produce, name="ledger-verify-fetch", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                ready.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        worker.join()
 
 
 def verify_chain(part: ChainPart, *, chunk: int = CHUNK) -> ChainPart:
@@ -355,11 +387,7 @@ def verify_project(
             later.append("the project has entries but no chain head")
         result.checkpoint = check_checkpoints(project, result.head_seq, problem, result.notes)
         entries = LedgerEntry.objects.filter(project=project)
-        for seq in (
-            entries.exclude(currency=project.currency).order_by("seq").values_list("seq", flat=True)[:MAX_PROBLEMS]
-        ):
-            problem(seq, f"entry #{seq}: currency differs from the project's {project.currency}")
-        _check_books(project, entries, later)
+        _check_books(project, entries, later, problem)
 
     listed.sort(key=lambda p: p[0])  # stable: per entry, in the order found
     result.problems = [text for _, text in listed] + later
@@ -368,15 +396,31 @@ def verify_project(
     return result
 
 
-def _check_books(project: Project, entries, later: list[str]) -> None:
-    """Balances, settlements and reversals against the entries (aggregates in SQL)."""
-    sums = {
-        r["annotator_id"]: r for r in entries.order_by().values("annotator_id").annotate(s=Sum("amount"), n=Count("id"))
-    }
+def _check_books(project: Project, entries, later: list[str], problem) -> None:
+    """Balances, settlements, currencies and reversals against the entries: one aggregate by
+    annotator, period and currency (one scan), and the reversals in SQL."""
+    sums: dict[int, list] = defaultdict(lambda: [Decimal(0), 0])
+    by_period: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
+    other_currency = False
+    grouped = (
+        entries.order_by()
+        .values("annotator_id", "period_start", "currency")
+        .annotate(s=Sum("amount"), n=Count("id"))
+        .values_list("annotator_id", "period_start", "currency", "s", "n")
+    )
+    for annotator_id, period, currency, total, count in grouped:
+        sums[annotator_id][0] += total
+        sums[annotator_id][1] += count
+        by_period[(annotator_id, period)] += total
+        other_currency |= currency != project.currency
+    if other_currency:
+        wrong = entries.exclude(currency=project.currency).order_by("seq").values_list("seq", flat=True)
+        for seq in wrong[:MAX_PROBLEMS]:
+            problem(seq, f"entry #{seq}: currency differs from the project's {project.currency}")
     stored = {b.annotator_id: b for b in Balance.objects.filter(project=project)}
     for annotator_id in sorted(set(stored) | set(sums)):
-        b, row = stored.get(annotator_id), sums.get(annotator_id)
-        total, count = (row["s"], row["n"]) if row else (Decimal(0), 0)
+        b = stored.get(annotator_id)
+        total, count = sums[annotator_id] if annotator_id in sums else (Decimal(0), 0)
         if b is None:
             later.append(f"annotator {annotator_id}: entries sum to {total} but there is no balance row")
         elif b.amount != total or b.entry_count != count:
@@ -384,9 +428,6 @@ def _check_books(project: Project, entries, later: list[str]) -> None:
                 f"annotator {annotator_id}: balance {b.amount} over {b.entry_count} entries, "
                 f"the entries sum to {total} over {count}"
             )
-    by_period: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
-    for r in entries.order_by().values("annotator_id", "period_start").annotate(s=Sum("amount")):
-        by_period[(r["annotator_id"], r["period_start"])] = r["s"]
     for s in Settlement.objects.filter(project=project).order_by("period", "annotator_id"):
         booked = by_period.get((s.annotator_id, s.period), Decimal(0))
         if booked != s.payable:

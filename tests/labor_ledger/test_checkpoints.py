@@ -240,3 +240,16 @@ def test_reports_and_exports_name_the_latest_checkpoint_and_the_public_key_is_pu
     published = client.get(f"/api/projects/{ledger.slug}/ledger/checkpoints/").json()
     assert published["public_key"]["key_id"] == cp.key_id == key["key_id"]
     assert [c["seq"] for c in published["checkpoints"]] == [cp.seq]
+
+
+def test_the_console_ledger_page_names_the_checkpoint_and_the_public_key(ledger, admin_user, client, settings):
+    from django.urls import reverse
+
+    cp = LedgerCheckpoint.objects.get(project=ledger)
+    client.force_login(admin_user)
+    html = client.get(reverse("console:ledger", args=[ledger.slug])).content.decode()
+    assert f"entry <strong>#{cp.seq}</strong>" in html and cp.key_id in html
+    assert checkpoints.published_key()["public_key"] in html
+    settings.TALLY_CHECKPOINT_SIGNING_KEY = ""
+    html = client.get(reverse("console:ledger", args=[ledger.slug])).content.decode()
+    assert "Checkpoints are not signed on this server" in html

@@ -58,6 +58,12 @@ clean:
 bench-ledger: install services  ## ledger: submissions with the ledger, verify/settle/report on 100,000 entries (PostgreSQL)
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/ledger_bench.py
 
+.PHONY: bench-ledger-verify
+VERIFY_ENTRIES ?= 1000000
+VERIFY_JOBS ?= 2
+bench-ledger-verify: install services  ## ledger verification speed: VERIFY_ENTRIES (1,000,000) v3 entries, full, --jobs, incremental (PostgreSQL)
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/ledger_verify_bench.py --entries $(VERIFY_ENTRIES) --jobs $(VERIFY_JOBS)
+
 .PHONY: bench-training
 bench-training: install services  ## training benchmarks (freshness, label efficiency, embedding speed) -> BENCHMARKS-training.md
 	TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} $(PY) bench/training_bench.py $(BENCH_ARGS)

@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from labor_ledger import chain, checkpoints, selectors, settlement, verification
+from labor_ledger import chain, checkpoints, selectors, settlement, tasks, verification
 from labor_ledger.models import ChainHead, LedgerCheckpoint, LedgerEntry
 from tests.support.annotators import work
 
@@ -77,14 +77,17 @@ def as_owner_cut_back_to(project, seq: int, *, drop_checkpoints: bool) -> None:
         )
 
 
-def test_settlement_and_the_schedule_sign_the_head_in_the_database_and_the_witness_file(ledger, annotator, witness):
+def test_settlement_and_the_schedule_sign_the_head_in_the_database_and_the_witness_file(
+    ledger, annotator, witness, settings
+):
     head = ChainHead.objects.get(project=ledger)
     cp = LedgerCheckpoint.objects.get(project=ledger)
     assert (cp.seq, cp.reason, cp.entry_hash, cp.mac) == (head.seq, "settlement", head.last_hash, head.last_mac)
     assert checkpoints.signature_ok(checkpoints.from_row(cp)) is True
     assert checkpoints.checkpoint_heads() == 0  # the head has not moved
     more_work(ledger, annotator, 1)
-    assert checkpoints.checkpoint_heads() == 1
+    assert tasks.checkpoint_heads() == 1  # the beat task
+    assert settings.CELERY_BEAT_SCHEDULE["labor-ledger-checkpoint-heads"]["task"] == "labor_ledger.checkpoint_heads"
     on_file = checkpoints.witness_checkpoints(ledger.pk)
     assert [c.seq for c in on_file] == list(LedgerCheckpoint.objects.order_by("id").values_list("seq", flat=True))
     assert all(checkpoints.signature_ok(c) for c in on_file)

@@ -37,6 +37,7 @@ from .models import Balance, ChainHead, LedgerCheckpoint, LedgerEntry, Settlemen
 Kind = LedgerEntry.Kind
 MAX_PROBLEMS = 200
 CHUNK = 5_000
+MIN_SPLIT = 50_000  # a chain shorter than this is checked in one range
 TABLE = LedgerEntry._meta.db_table
 _LEGACY_FIELDS = (*chain.HASHED_ATTRIBUTES, "entry_hash", "mac", "mac_key_id")
 
@@ -323,7 +324,7 @@ def plan(project: Project, *, since: checkpoints.Checkpoint | None = None, parts
         first, prev_hash, prev_link = since.seq + 1, since.entry_hash, since.mac or since.entry_hash
     top = LedgerEntry.objects.filter(project=project).order_by("-seq").values_list("seq", flat=True).first() or 0
     bounds = [first]
-    if parts > 1 and top - first > 50_000:
+    if parts > 1 and top - first > MIN_SPLIT:
         step = (top - first + 1) // parts
         bounds += [first + step * i for i in range(1, parts)]
     result = []

@@ -256,3 +256,28 @@ def test_the_console_ledger_page_names_the_checkpoint_and_the_public_key(ledger,
     settings.TALLY_CHECKPOINT_SIGNING_KEY = ""
     html = client.get(reverse("console:ledger", args=[ledger.slug])).content.decode()
     assert "Checkpoints are not signed on this server" in html
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_parallel_ranges_verify_a_genuine_chain_and_name_a_forgery_in_a_later_range(
+    project, examples, annotator, policy, monkeypatch
+):
+    """verify_ledger --jobs: seq ranges in worker processes, each entry checked against the
+    stored hash and MAC of the one before it."""
+    more_work(project, annotator, 4, start=0)
+    monkeypatch.setattr(verification, "MIN_SPLIT", 2)
+    top = ChainHead.objects.get(project=project).seq
+    assert len(verification.plan(project, parts=3)) == 3
+    out = StringIO()
+    call_command("verify_ledger", "--project", project.slug, "--full", "--jobs", "3", stdout=out)
+    assert f"ok, {top} entries" in out.getvalue()
+    target = LedgerEntry.objects.get(project=project, seq=top - 1)
+    with connection.cursor() as cur:
+        cur.execute("ALTER TABLE labor_ledger_ledgerentry DISABLE TRIGGER USER")
+        cur.execute("UPDATE labor_ledger_ledgerentry SET reason = 'edited' WHERE id = %s", [target.pk])
+        cur.execute("ALTER TABLE labor_ledger_ledgerentry ENABLE TRIGGER USER")
+    out = StringIO()
+    with pytest.raises(CommandError, match="does not verify"):
+        call_command("verify_ledger", "--project", project.slug, "--full", "--jobs", "3", stdout=out)
+    assert f"entry #{top - 1}: its contents do not match its hash" in out.getvalue()

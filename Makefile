@@ -65,6 +65,12 @@ BENCH_HOT_ARGS ?= --rounds 60 --warmup 10
 bench-hot-path: install services  ## claim, heartbeat, submit in-process: SQL statements and ms, statement by statement (PostgreSQL)
 	DATABASE_URL=$(BENCH_HOT_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/hot_path_bench.py $(BENCH_HOT_ARGS)
 
+.PHONY: bench-ledger-verify
+VERIFY_ENTRIES ?= 1000000
+VERIFY_JOBS ?= 2
+bench-ledger-verify: install services  ## ledger verification speed: VERIFY_ENTRIES (1,000,000) v3 entries, full, --jobs, incremental (PostgreSQL)
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/ledger_verify_bench.py --entries $(VERIFY_ENTRIES) --jobs $(VERIFY_JOBS)
+
 .PHONY: bench-training
 bench-training: install services  ## training benchmarks (freshness, label efficiency, embedding speed) -> BENCHMARKS-training.md
 	TALLY_DATASETS_DIR=$${TALLY_DATASETS_DIR:-../shared/datasets} $(PY) bench/training_bench.py $(BENCH_ARGS)

@@ -102,7 +102,7 @@ def chain_entries(connection) -> tuple[str, str]:
 
     columns = [c.strip() for c in LEDGER_COLUMNS.split(",")]
     prev, last_seq = chain.GENESIS, 0
-    link = chain.GENESIS  # the keyed MAC chain (chain.sign), as Books.add writes it
+    link = chain.GENESIS  # the keyed MAC chain (chain.seal), as Books.add writes it
     raw = connection.connection  # the psycopg connection under Django's wrapper
     with raw.cursor() as cursor:
         while True:  # keyset batches: one connection cannot read a cursor while it COPYs
@@ -116,8 +116,8 @@ def chain_entries(connection) -> tuple[str, str]:
                 for row in rows:
                     entry = SimpleNamespace(**dict(zip(columns, row, strict=True)))
                     entry.prev_hash = prev
-                    entry.entry_hash = prev = chain.entry_hash(entry)
-                    link = chain.sign(entry, prev_link=link)
+                    link = chain.seal(entry, prev_link=link)  # v3, as Books.add writes it
+                    prev = entry.entry_hash
                     copy.write_row([getattr(entry, c) for c in columns])
             last_seq = rows[-1][columns.index("seq")]
     return prev, link

@@ -123,7 +123,7 @@ def build_large_ledger(n_entries: int, annotators: int = 50, days: int = 30):
     )
     policy = policy_in_force(project_id=project.pk, at=start)
     prev, created = chain.GENESIS, datetime.now(UTC)
-    link = chain.GENESIS  # the keyed MAC chain (chain.sign), as Books.add writes it
+    link = chain.GENESIS  # the keyed MAC chain (chain.seal), as Books.add writes it
     balances = {u.pk: Decimal(0) for u in users}
     batch, seq = [], 0
     step = timedelta(seconds=days * 86400 / n_entries)
@@ -160,8 +160,8 @@ def build_large_ledger(n_entries: int, annotators: int = 50, days: int = 30):
                 setattr(entry, name, money.entry_amount(getattr(entry, name)))
             for name in ("active_seconds", "wall_seconds", "counted_seconds"):
                 setattr(entry, name, money.seconds(getattr(entry, name)))
-            entry.entry_hash = prev = chain.entry_hash(entry)
-            link = chain.sign(entry, prev_link=link)
+            link = chain.seal(entry, prev_link=link)  # v3, as Books.add writes it
+            prev = entry.entry_hash
             balances[user.pk] += entry.amount
             batch.append(entry)
             if len(batch) == 5000:

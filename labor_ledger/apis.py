@@ -10,6 +10,7 @@ from decimal import ROUND_HALF_UP
 from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
 from django.utils.cache import add_never_cache_headers
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
@@ -21,10 +22,11 @@ from annotation.models import Annotation, InstructionReading, Membership
 from annotation.permissions import project_for
 from core.roles import ADMINS, READERS
 
-from . import periods, selectors, services
+from . import checkpoints, periods, selectors, services
 from .models import (
     Balance,
     Clock,
+    LedgerCheckpoint,
     LedgerEntry,
     PayPolicy,
     Settlement,
@@ -396,6 +398,28 @@ class VerifyApi(NoStoreMixin, APIView):
                 "head_seq": result.head_seq,
                 "head_hash": result.head_hash,
                 "problems": result.problems,
+            }
+        )
+
+
+class CheckpointsApi(NoStoreMixin, APIView):
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        description=(
+            "The ledger's signed checkpoints (latest first, at most 50) and the Ed25519 public key that "
+            "checks them (null when the server signs nothing): an outside witness compares them with "
+            "its copy of the checkpoint file. docs/security-operations.md. Admins, auditors."
+        ),
+    )
+    def get(self, request, slug):
+        project = project_for(user=request.user, slug=slug, roles=READERS)
+        rows = LedgerCheckpoint.objects.filter(project=project).order_by("-seq", "-created_at", "-id")[:50]
+        return Response(
+            {
+                "public_key": checkpoints.published_key(),
+                "checkpoints": [
+                    {**checkpoints.from_row(r).as_dict(), "mac": r.mac, "signature": r.signature} for r in rows
+                ],
             }
         )
 

@@ -131,6 +131,9 @@ class LaborReportApi(ReadOnlyReportMixin, APIView):
         response["Content-Disposition"] = f'attachment; filename="{report.filename_stem}.{file_format}"'
         response["X-Tally-Ledger-Head-Seq"] = str(report.head.seq)
         response["X-Tally-Ledger-Head-Hash"] = report.head.hash
+        if report.checkpoint:
+            cp = report.checkpoint
+            response["X-Tally-Ledger-Checkpoint"] = f"seq={cp['seq']}; at={cp['at']}; key_id={cp['key_id']}"
         return response
 
 

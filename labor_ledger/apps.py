@@ -1,4 +1,30 @@
 from django.apps import AppConfig
+from django.core import checks
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def checkpoint_key_check(app_configs, **kwargs):
+    """Without a checkpoint signing key the server runs, but truncation and rollback of the
+    ledger go unseen (labor_ledger/checkpoints.py); a bad key is an error."""
+    from django.conf import settings
+
+    from .checkpoints import CheckpointKeyError, load_private_key
+
+    text = settings.TALLY_CHECKPOINT_SIGNING_KEY
+    if not text:
+        return [
+            checks.Warning(
+                "TALLY_CHECKPOINT_SIGNING_KEY is not set: ledger checkpoints are not signed, so a truncation "
+                "or rollback of the ledger cannot be detected.",
+                hint="Set an Ed25519 key (docs/security-operations.md, 'The checkpoint signing key').",
+                id="labor_ledger.W001",
+            )
+        ]
+    try:
+        load_private_key(text)
+    except (CheckpointKeyError, ValueError) as exc:
+        return [checks.Error(str(exc), id="labor_ledger.E001")]
+    return []
 
 
 class LaborLedgerConfig(AppConfig):

@@ -136,8 +136,7 @@ class Books:
             setattr(entry, name, money.entry_amount(getattr(entry, name)))
         for name in ("active_seconds", "wall_seconds", "counted_seconds"):
             setattr(entry, name, money.seconds(getattr(entry, name)))
-        entry.entry_hash = chain.entry_hash(entry)
-        chain.sign(entry, prev_link=head.last_mac or head.last_hash)
+        chain.seal(entry, prev_link=head.last_mac or head.last_hash)  # hash_version 3 (chain.py)
         entry.full_clean(exclude=NOT_VALIDATED, validate_unique=False, validate_constraints=False)
         head.seq, head.last_hash, head.last_mac = entry.seq, entry.entry_hash, entry.mac
         self.pending.append(entry)

@@ -452,3 +452,36 @@ class TimeDisputeDecision(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"Dispute {self.dispute_id} {self.outcome}"
+
+
+# --- signed checkpoints of the chain heads (issue 15, item 7; labor_ledger/checkpoints.py) ---
+
+
+class LedgerCheckpoint(AppendOnlyModel):
+    """A project's chain head at a moment, signed with the checkpoint key (Ed25519; the key never
+    lives in the database). Also appended to a file outside the database for an outside witness.
+    verify_ledger checks that the chain still reaches each one, so truncating the ledger or
+    rolling it back to an older head is caught; a `verified` one is where the next incremental
+    verification resumes."""
+
+    class Reason(models.TextChoices):
+        SETTLEMENT = "settlement", "Settlement"
+        SCHEDULE = "schedule", "Schedule"
+        VERIFIED = "verified", "Verified"
+        MANUAL = "manual", "Manual"
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.PROTECT, related_name="+")
+    seq = models.PositiveBigIntegerField()
+    entry_hash = models.CharField(max_length=64)
+    mac = models.CharField(max_length=64, blank=True)
+    reason = models.CharField(max_length=12, choices=Reason.choices)
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=16)
+    signature = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["project", "-seq", "-created_at"]
+        indexes = [models.Index(fields=["project", "-seq"], name="ledger_checkpoint_idx")]
+
+    def __str__(self) -> str:
+        return f"Checkpoint of project {self.project_id} at #{self.seq} ({self.reason})"

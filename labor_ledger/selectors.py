@@ -22,10 +22,9 @@ from annotation.models import Attempt, InstructionReading, Project
 from annotation.selectors import role_in_project
 from core.roles import READERS
 
-from . import chain, money, periods
+from . import money, periods, verification
 from .models import (
     Balance,
-    ChainHead,
     LedgerEntry,
     LedgerVerification,
     PayPolicy,
@@ -317,141 +316,17 @@ def entries_of_period(*, project: Project, annotator, period: date) -> QuerySet[
 # --- verification --------------------------------------------------------------------------
 
 
-@dataclass
-class Verification:
-    project: Project
-    entries: int = 0
-    head_seq: int = 0
-    head_hash: str = chain.GENESIS
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-MAX_PROBLEMS = 200
-
-
-_VERIFIED_FIELDS = (*chain.HASHED_ATTRIBUTES, "entry_hash", "hash_version", "mac", "mac_key_id")
+# The verification itself lives in verification.py (fast, and held to the signed checkpoints).
+Verification = verification.Verification
+MAX_PROBLEMS = verification.MAX_PROBLEMS
 
 
 def ledger_verify(*, project: Project) -> Verification:
-    """Recompute the project's hash chain, balances and settlements from its entries and
-    report every disagreement. Streams the entries: memory does not grow with the ledger."""
-    result = Verification(project=project)
-    problems = result.problems
-
-    def problem(text: str) -> None:
-        if len(problems) < MAX_PROBLEMS:
-            problems.append(text)
-        elif len(problems) == MAX_PROBLEMS:
-            problems.append("... more problems not listed")
-
-    prev_hash, expected_seq = chain.GENESIS, 1
-    # The keyed MAC chain (chain.py): unkeyed (v1) entries only up to the head's sealed legacy prefix.
-    head = ChainHead.objects.filter(project=project).first()
-    prev_link, legacy_seq = chain.GENESIS, head.legacy_seq if head is not None else 0
-    balances: dict[int, Decimal] = defaultdict(Decimal)
-    counts: dict[int, int] = defaultdict(int)
-    by_period: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
-    # Rows as named tuples, not model instances: the hash needs only the values, and building
-    # millions of instances was most of the time (chain.canonical reads attributes either way).
-    rows = (
-        LedgerEntry.objects.filter(project=project)
-        .order_by("seq")
-        .values_list(*_VERIFIED_FIELDS, named=True)
-        .iterator(chunk_size=5000)
-    )
-    for entry in rows:
-        if entry.seq != expected_seq:
-            problem(f"entry #{entry.seq}: expected #{expected_seq} next (a gap or a fork in the chain)")
-        if entry.prev_hash != prev_hash:
-            problem(f"entry #{entry.seq}: prev_hash does not match the hash of the entry before it")
-        if chain.entry_hash(entry) != entry.entry_hash:
-            problem(f"entry #{entry.seq}: its contents do not match its hash (changed after it was written)")
-        if entry.hash_version == chain.HASH_V2:
-            try:
-                if not chain.mac_ok(entry, prev_link=prev_link):
-                    problem(
-                        f"entry #{entry.seq}: its MAC does not verify "
-                        "(written or changed by someone without the ledger key)"
-                    )
-            except chain.UnknownKey as exc:
-                problem(f"entry #{entry.seq}: {exc}")
-        elif entry.hash_version == chain.HASH_V1:
-            if entry.seq > legacy_seq:
-                problem(
-                    f"entry #{entry.seq}: an unkeyed entry after the ledger key was introduced "
-                    "(appended by someone without the key)"
-                )
-        else:
-            problem(f"entry #{entry.seq}: unknown hash version {entry.hash_version}")
-        if entry.seq == legacy_seq and not chain.legacy_seal_ok(
-            head.legacy_seal, project.pk, entry.seq, entry.entry_hash
-        ):
-            problem(f"entry #{entry.seq}: the unkeyed entries up to here do not match the chain head's seal")
-        if entry.currency != project.currency:
-            problem(f"entry #{entry.seq}: currency {entry.currency} differs from the project's {project.currency}")
-        prev_hash, expected_seq = entry.entry_hash, entry.seq + 1
-        prev_link = chain.link(entry)
-        balances[entry.annotator_id] += entry.amount
-        counts[entry.annotator_id] += 1
-        by_period[(entry.annotator_id, entry.period_start)] += entry.amount
-        result.entries += 1
-    result.head_seq, result.head_hash = expected_seq - 1, prev_hash
-
-    if legacy_seq > result.head_seq:
-        problem(f"the chain head's seal covers #{legacy_seq}, but the entries end at #{result.head_seq}")
-    if head is not None and (head.seq, head.last_hash) != (result.head_seq, result.head_hash):
-        problem(
-            f"chain head says #{head.seq} {head.last_hash[:12]}, the entries end at #{result.head_seq} {prev_hash[:12]}"
-        )
-    if head is None and result.entries:
-        problem("the project has entries but no chain head")
-
-    stored = {b.annotator_id: b for b in Balance.objects.filter(project=project)}
-    for annotator_id in set(stored) | set(balances):
-        b = stored.get(annotator_id)
-        if b is None:
-            problem(f"annotator {annotator_id}: entries sum to {balances[annotator_id]} but there is no balance row")
-        elif b.amount != balances[annotator_id] or b.entry_count != counts[annotator_id]:
-            problem(
-                f"annotator {annotator_id}: balance {b.amount} over {b.entry_count} entries, "
-                f"the entries sum to {balances[annotator_id]} over {counts[annotator_id]}"
-            )
-
-    for s in Settlement.objects.filter(project=project).order_by("period", "annotator_id"):
-        booked = by_period.get((s.annotator_id, s.period), Decimal(0))
-        if booked != s.payable:
-            problem(
-                f"settlement {s.period} of annotator {s.annotator_id}: payable {s.payable}, entries sum to {booked}"
-            )
-        if s.gross + s.top_up + s.rounding != s.payable:
-            problem(f"settlement {s.period} of annotator {s.annotator_id}: gross + top-up + rounding != payable")
-        if s.payable < s.floor_target:
-            problem(
-                f"settlement {s.period} of annotator {s.annotator_id}: "
-                f"payable {s.payable} below the floor {s.floor_target}"
-            )
-
-    reversals = LedgerEntry.objects.filter(project=project, kind=Kind.REVERSAL)
-    for seq in reversals.filter(reverses__isnull=True).values_list("seq", flat=True)[:MAX_PROBLEMS]:
-        problem(f"entry #{seq}: a reversal that reverses nothing")
-    mismatched = reversals.filter(reverses__isnull=False).exclude(
-        Q(amount=-F("reverses__amount"))
-        & Q(units=-F("reverses__units"))
-        & Q(active_seconds=-F("reverses__active_seconds"))
-        & Q(wall_seconds=-F("reverses__wall_seconds"))
-        & Q(counted_seconds=-F("reverses__counted_seconds"))
-        & Q(floor_amount=-F("reverses__floor_amount"))
-        & Q(annotator=F("reverses__annotator"))
-        & Q(project=F("reverses__project"))
-        & Q(reversed_kind=F("reverses__kind"))
-    )
-    for seq in mismatched.values_list("seq", flat=True)[:MAX_PROBLEMS]:
-        problem(f"entry #{seq}: a reversal that does not mirror the entry it reverses")
-    return result
+    """Recompute the project's hash and MAC chains from every entry, hold them to the latest
+    signed checkpoint, and check balances, settlements and reversals; report every
+    disagreement, the first bad entry first. Streams the entries: memory does not grow with
+    the ledger."""
+    return verification.verify_project(project=project)
 
 
 def last_verification(*, project: Project) -> LedgerVerification | None:

@@ -17,7 +17,7 @@ from annotation import services as annotation_services
 from annotation.models import Project
 from core.errors import ValidationFailed
 
-from . import money, periods
+from . import checkpoints, money, periods
 from .books import Books, open_books
 from .models import LedgerEntry, PayPolicy, Settlement
 from .pricing import policy_in_force
@@ -158,7 +158,10 @@ def settle_due(*, project: Project | None = None, now: datetime | None = None, a
     failed = []
     for p in projects:
         try:
-            settlements += project_settle(project=p, now=now, actor=actor)
+            settled = project_settle(project=p, now=now, actor=actor)
+            settlements += settled
+            if settled:  # the settled head, signed (checkpoints.py), once its transaction committed
+                checkpoints.checkpoint(project=p, reason=checkpoints.Reason.SETTLEMENT)
         except Exception:  # one project's trouble must not hold back everyone else's pay
             logger.exception("labor ledger: settling project %s failed", p.slug)
             failed.append(p.slug)

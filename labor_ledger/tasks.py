@@ -8,7 +8,7 @@ import logging
 
 from celery import shared_task
 
-from . import settlement
+from . import checkpoints, settlement
 
 logger = logging.getLogger(__name__)
 
@@ -20,3 +20,13 @@ def settle_due() -> int:
     if settlements:
         logger.info("labor ledger: settled %d annotator-periods", len(settlements))
     return len(settlements)
+
+
+@shared_task(name="labor_ledger.checkpoint_heads")
+def checkpoint_heads() -> int:
+    """Sign every project's chain head that moved since its last checkpoint (CELERY_BEAT_SCHEDULE,
+    TALLY_CHECKPOINT_SECONDS; checkpoints.py)."""
+    written = checkpoints.checkpoint_heads()
+    if written:
+        logger.info("labor ledger: signed %d chain head checkpoint(s)", written)
+    return written

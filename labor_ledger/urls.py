@@ -13,6 +13,7 @@ urlpatterns = [
     path("projects/<slug:slug>/ledger/settlements/", apis.SettlementListApi.as_view(), name="settlement-list"),
     path("projects/<slug:slug>/ledger/balances/", apis.BalanceListApi.as_view(), name="balance-list"),
     path("projects/<slug:slug>/ledger/verify/", apis.VerifyApi.as_view(), name="verify"),
+    path("projects/<slug:slug>/ledger/checkpoints/", apis.CheckpointsApi.as_view(), name="checkpoints"),
     path("projects/<slug:slug>/pay-policies/", apis.PayPolicyApi.as_view(), name="pay-policies"),
     path(
         "projects/<slug:slug>/annotations/<int:annotation_id>/review/",

@@ -9,15 +9,31 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _production_check(secret: str | None, mac_key: str | None = "a-ledger-mac-key-for-tests-" + "q7Zp" * 8):
+CHECKPOINT_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # 32 bytes, base64
+
+
+def _production_check(
+    secret: str | None,
+    mac_key: str | None = "a-ledger-mac-key-for-tests-" + "q7Zp" * 8,
+    checkpoint_key: str | None = CHECKPOINT_KEY,
+):
     # As a deployment would run it: no test-only variables (browser tests allow async-unsafe ORM use).
-    dropped = ("DJANGO_SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE", "TALLY_LEDGER_MAC_KEY", "TALLY_LEDGER_MAC_KEY_FILE")
+    dropped = (
+        "DJANGO_SECRET_KEY",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+        "TALLY_LEDGER_MAC_KEY",
+        "TALLY_LEDGER_MAC_KEY_FILE",
+        "TALLY_CHECKPOINT_SIGNING_KEY",
+        "TALLY_CHECKPOINT_SIGNING_KEY_FILE",
+    )
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(DJANGO_SETTINGS_MODULE="config.settings.production", DJANGO_ALLOWED_HOSTS="tally.example")
     if secret is not None:
         env["DJANGO_SECRET_KEY"] = secret
     if mac_key is not None:
         env["TALLY_LEDGER_MAC_KEY"] = mac_key
+    if checkpoint_key is not None:
+        env["TALLY_CHECKPOINT_SIGNING_KEY"] = checkpoint_key
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
@@ -50,6 +66,14 @@ def test_production_passes_deploy_checks_with_a_strong_key():
 
     result = _production_check(secrets.token_urlsafe(64))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("key", "says"), [(None, "labor_ledger.W001"), ("not-a-key", "labor_ledger.E001")])
+def test_the_deploy_check_says_when_ledger_checkpoints_cannot_be_signed(key, says):
+    import secrets
+
+    result = _production_check(secrets.token_urlsafe(64), checkpoint_key=key)
+    assert result.returncode != 0 and says in result.stderr, result.stderr
 
 
 def test_base_settings_hash_passwords_with_argon2():

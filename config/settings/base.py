@@ -226,6 +226,24 @@ TALLY_LEDGER_MAC_KEY = (
     else env("TALLY_LEDGER_MAC_KEY", default="")
 )
 TALLY_LEDGER_MAC_OLD_KEYS = env.list("TALLY_LEDGER_MAC_OLD_KEYS", default=[])
+# Signed checkpoints of each project's chain head (labor_ledger/checkpoints.py; issue 15): an
+# Ed25519 private key (PEM, or 32 bytes in base64) in TALLY_CHECKPOINT_SIGNING_KEY or a file
+# (TALLY_CHECKPOINT_SIGNING_KEY_FILE), never in the database. No default: without one,
+# checkpoints are not written and verify_ledger says so. Public keys of earlier signing keys
+# (base64 of the 32 raw bytes), comma-separated, in TALLY_CHECKPOINT_OLD_PUBLIC_KEYS.
+TALLY_CHECKPOINT_SIGNING_KEY_FILE = env("TALLY_CHECKPOINT_SIGNING_KEY_FILE", default="")
+TALLY_CHECKPOINT_SIGNING_KEY = (
+    Path(TALLY_CHECKPOINT_SIGNING_KEY_FILE).read_text().strip()
+    if TALLY_CHECKPOINT_SIGNING_KEY_FILE
+    else env("TALLY_CHECKPOINT_SIGNING_KEY", default="")
+)
+TALLY_CHECKPOINT_OLD_PUBLIC_KEYS = env.list("TALLY_CHECKPOINT_OLD_PUBLIC_KEYS", default=[])
+# Every checkpoint is also appended (JSON lines) to ledger-checkpoints.jsonl in this directory,
+# which should be one the database's owner cannot write (another host, an append-only mount);
+# empty: no witness file.
+TALLY_CHECKPOINT_DIR = env("TALLY_CHECKPOINT_DIR", default="")
+# How often the beat task signs every head that moved (seconds).
+TALLY_CHECKPOINT_SECONDS = env.float("TALLY_CHECKPOINT_SECONDS", default=3600.0)
 # Settlement period: "day" (UTC days, the default) or "week" (ISO weeks, Monday 00:00 UTC).
 TALLY_LEDGER_PERIOD = env("TALLY_LEDGER_PERIOD", default="day")
 # A gap between two tasks up to this long is unpaid time "between tasks" of one work session;
@@ -233,6 +251,10 @@ TALLY_LEDGER_PERIOD = env("TALLY_LEDGER_PERIOD", default="day")
 TALLY_LEDGER_SESSION_GAP_SECONDS = env.int("TALLY_LEDGER_SESSION_GAP_SECONDS", default=300)
 # Close complete periods (floor top-ups, rounding) every hour; settling is idempotent.
 CELERY_BEAT_SCHEDULE["labor-ledger-settle-due"] = {"task": "labor_ledger.settle_due", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["labor-ledger-checkpoint-heads"] = {
+    "task": "labor_ledger.checkpoint_heads",
+    "schedule": TALLY_CHECKPOINT_SECONDS,
+}
 # Claims past their lease and readings gone quiet close in the background (annotation's own task).
 CELERY_BEAT_SCHEDULE["annotation-expire-claims"] = {"task": "annotation.expire_claims", "schedule": 60.0}
 

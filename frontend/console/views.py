@@ -25,9 +25,9 @@ from annotation import welfare
 from annotation.models import ImportBatch
 from core.errors import TallyError
 from core.roles import ADMINS
+from labor_ledger import checkpoints, settlement
 from labor_ledger import selectors as ledger_selectors
 from labor_ledger import services as ledger_services
-from labor_ledger import settlement
 from labor_ledger.models import ChainHead, LedgerEntry, TimeDispute
 from training import selectors as training_selectors
 from training import services as training_services
@@ -464,6 +464,8 @@ def ledger_page(request, slug):
         "next_query": f"{query.urlencode()}&before={next_before}" if next_before else "",
         "verification": ledger_selectors.last_verification(project=project),
         "head": ChainHead.objects.filter(project=project).first(),
+        "checkpoint": checkpoints.latest(project),
+        "checkpoint_key": checkpoints.published_key(),
         "due": selectors.unsettled_periods(project=project),
     }
     return render(request, "frontend/console/ledger.html", context)

@@ -43,7 +43,7 @@ from .columns import (
     VERSION_COLUMNS,
 )
 from .frames import as_decimal, column_totals, derive, group_rows, version_rows, versions_frame
-from .sql import LedgerHead, consistent_read, fetch_frame, grouped_sql, ledger_head
+from .sql import LedgerHead, consistent_read, fetch_frame, grouped_sql, ledger_checkpoint, ledger_head
 
 BY_CHOICES = ("version", "annotator", "period", "project")
 REPORT_FORMAT_VERSION = 1
@@ -67,6 +67,7 @@ class Report:
     pseudonymized: bool = False
     totals: dict | None = None
     notes: list[str] = field(default_factory=list)
+    checkpoint: dict | None = None  # the latest signed checkpoint (sql.ledger_checkpoint)
 
     @property
     def currency(self) -> str:
@@ -85,6 +86,7 @@ class Report:
             "model_version": self.version,
             "currency": self.currency,
             "ledger_head": self.head.as_dict(),
+            "ledger_checkpoint": self.checkpoint,
             "generated_at": self.generated_at.isoformat(),
             "pseudonymized": self.pseudonymized,
             "notes": self.notes,
@@ -195,5 +197,8 @@ def labor_report(
     if pseudonymize:
         pseudonym_key()  # fail before any work when no key is configured
     if by == "version":
-        return _version_report(project, version=version)
-    return _grouped_report(project, by=by, version=version, pseudonymize=pseudonymize)
+        report = _version_report(project, version=version)
+    else:
+        report = _grouped_report(project, by=by, version=version, pseudonymize=pseudonymize)
+    report.checkpoint = ledger_checkpoint(project)
+    return report

@@ -36,10 +36,11 @@ from training import selectors as training_selectors
 
 from .columns import MONEY_PLACES
 from .frames import version_rows, versions_frame
-from .sql import LedgerHead, consistent_read, ledger_head
+from .sql import LedgerHead, consistent_read, ledger_checkpoint, ledger_head
 from .wellbeing import wellbeing_section
 
-CARD_FORMAT_VERSION = 7  # 5: labor.review (issue 16); 6: wellbeing (issue 17); 7: disagreement (issue 16)
+# 5: labor.review (issue 16); 6: wellbeing (issue 17); 7: disagreement (issue 16); 8: checkpoint (issue 15)
+CARD_FORMAT_VERSION = 8
 CACHE_SECONDS = 24 * 3600
 STACK_TOP_ANNOTATORS = 10
 UNUSED_CATEGORIES = ("rejected", "retracted")
@@ -267,7 +268,8 @@ def labor_card(*, version, use_cache: bool = True) -> dict:
     because filing a dispute does not move the chain head."""
     card = _labor_card(version=version, use_cache=use_cache)
     open_disputes = selectors.open_disputes_count(project=version.project, until_day=version.snapshot_at.date())
-    return {**card, "open_time_disputes": open_disputes}
+    checkpoint = ledger_checkpoint(version.project)  # can be signed without the head moving
+    return {**card, "open_time_disputes": open_disputes, "ledger_checkpoint": checkpoint}
 
 
 def _labor_card(*, version, use_cache: bool) -> dict:

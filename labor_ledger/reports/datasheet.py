@@ -59,6 +59,7 @@ def datasheet(*, version) -> dict:
         "model_version": s["version"],
         "manifest_hash": s["manifest_hash"],
         "ledger_head": card["ledger_head"],
+        "ledger_checkpoint": card.get("ledger_checkpoint"),
         "generated_at": card["generated_at"],
         "annotator_names": card["annotator_names"],
         "who_labeled": {
@@ -138,6 +139,7 @@ def to_markdown(sheet: dict) -> str:
         "",
         f"Generated from the labor ledger at entry #{sheet['ledger_head']['seq']} "
         f"(chain head `{sheet['ledger_head']['hash']}`), training-set manifest `{sheet['manifest_hash']}`.",
+        _checkpoint_line(sheet.get("ledger_checkpoint")),
         "",
         "### Who was involved in labeling, and how many",
         "",
@@ -209,3 +211,11 @@ def to_markdown(sheet: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _checkpoint_line(cp: dict | None) -> str:
+    if not cp:
+        return "The ledger has no signed checkpoint yet."
+    return f"Latest signed checkpoint: entry #{cp['seq']} at {cp['at']}, Ed25519 key `{cp['key_id']}`" + (
+        f" (public key `{cp['public_key']}`)." if cp.get("public_key") else "."
+    )

@@ -380,6 +380,18 @@ def ledger_head(project: Project) -> LedgerHead:
     return LedgerHead(*head) if head else LedgerHead(0, chain.GENESIS)
 
 
+def ledger_checkpoint(project: Project) -> dict | None:
+    """The project's latest signed checkpoint as every report and export names it (seq, time,
+    key id) with the public key to check it (labor_ledger/checkpoints.py); None when none."""
+    from labor_ledger import checkpoints
+
+    latest = checkpoints.latest(project)
+    if latest is None:
+        return None
+    published = {k["key_id"]: k["public_key"] for k in [checkpoints.published_key()] if k}
+    return {**latest.as_dict(), "public_key": published.get(latest.key_id)}
+
+
 def fetch_frame(sql: str, params: dict) -> pd.DataFrame:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

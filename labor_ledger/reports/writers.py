@@ -25,6 +25,10 @@ def _with_head(report: Report) -> pd.DataFrame:
     frame["currency"] = report.currency
     frame["ledger_head_seq"] = report.head.seq
     frame["ledger_head_hash"] = report.head.hash
+    cp = report.checkpoint or {}
+    frame["ledger_checkpoint_seq"] = cp.get("seq")
+    frame["ledger_checkpoint_at"] = cp.get("at")
+    frame["ledger_checkpoint_key_id"] = cp.get("key_id")
     return frame
 
 
@@ -37,6 +41,10 @@ def to_csv(report: Report) -> bytes:
 def _arrow_type(column: str, series: pd.Series):
     import pyarrow as pa
 
+    if column == "ledger_checkpoint_seq":
+        return pa.int64()
+    if column in ("ledger_checkpoint_at", "ledger_checkpoint_key_id"):
+        return pa.string()
     if column in ("ledger_head_seq",) or str(series.dtype) in ("int64", "Int64"):
         return pa.int64()
     if str(series.dtype) == "bool":

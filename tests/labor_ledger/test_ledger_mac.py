@@ -120,7 +120,7 @@ def test_a_genuine_chain_verifies_and_every_entry_is_keyed(ledger):
     assert selectors.ledger_verify(project=ledger).ok
     rows = LedgerEntry.objects.filter(project=ledger).values_list("hash_version", "mac", "mac_key_id")
     assert {(v, len(m), k) for v, m, k in rows} == {
-        (chain.HASH_V2, 64, chain.key_id(chain.settings.TALLY_LEDGER_MAC_KEY))
+        (chain.HASH_V3, 64, chain.key_id(chain.settings.TALLY_LEDGER_MAC_KEY))
     }
 
 
@@ -139,8 +139,8 @@ def test_keys_rotate_old_entries_verify_under_their_key(ledger, annotator, setti
 def test_legacy_unkeyed_entries_verify_up_to_the_heads_seal_and_not_after(ledger, annotator):
     """Entries written before the key existed (hash_version 1) verify by their hash alone, up to
     the seal the migration put on the chain head; a v1 entry after the seal is a forgery."""
-    head = ChainHead.objects.get(project=ledger)
-    # rewrite this chain as it would have been before the change: unkeyed, and sealed
+    # rewrite this chain as it would have been before the change: unkeyed (v1 hashes), sealed,
+    # and without checkpoints (they came later too)
     with connection.cursor() as cur:
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cur.execute("ALTER TABLE labor_ledger_ledgerentry DISABLE TRIGGER USER")
@@ -148,7 +148,12 @@ def test_legacy_unkeyed_entries_verify_up_to_the_heads_seal_and_not_after(ledger
             "UPDATE labor_ledger_ledgerentry SET hash_version = 1, mac = '', mac_key_id = '' WHERE project_id = %s",
             [ledger.pk],
         )
+        rehash_from(ledger, 1)
         cur.execute("ALTER TABLE labor_ledger_ledgerentry ENABLE TRIGGER USER")
+        cur.execute("ALTER TABLE labor_ledger_ledgercheckpoint DISABLE TRIGGER USER")
+        cur.execute("DELETE FROM labor_ledger_ledgercheckpoint WHERE project_id = %s", [ledger.pk])
+        cur.execute("ALTER TABLE labor_ledger_ledgercheckpoint ENABLE TRIGGER USER")
+    head = ChainHead.objects.get(project=ledger)
     ChainHead.objects.filter(pk=head.pk).update(
         last_mac="", legacy_seq=head.seq, legacy_seal=chain.legacy_seal(ledger.pk, head.seq, head.last_hash)
     )

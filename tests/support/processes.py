@@ -35,6 +35,7 @@ def subprocess_env(**extra) -> dict:
         DJANGO_SECRET_KEY=settings.SECRET_KEY,
         # the same ledger MAC key as this process: entries a server writes must verify here
         TALLY_LEDGER_MAC_KEY=settings.TALLY_LEDGER_MAC_KEY,
+        TALLY_CHECKPOINT_SIGNING_KEY=settings.TALLY_CHECKPOINT_SIGNING_KEY,
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

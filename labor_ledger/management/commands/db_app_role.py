@@ -21,9 +21,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from psycopg import sql
 
-from labor_ledger.models import LedgerEntry, PayPolicy, Settlement
+from labor_ledger.models import LedgerCheckpoint, LedgerEntry, PayPolicy, Settlement
 
-APPEND_ONLY = (LedgerEntry, PayPolicy, Settlement)
+APPEND_ONLY = (LedgerEntry, PayPolicy, Settlement, LedgerCheckpoint)
 
 
 def append_only_tables() -> list[str]:

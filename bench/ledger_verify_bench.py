@@ -1,0 +1,282 @@
+"""Ledger verification speed (issue 18, item 2), on PostgreSQL, in a throwaway test database.
+
+Writes a ledger of --entries v3 entries (default 1,000,000) with a correct hash and MAC chain
+through COPY (generated in Python with chain.seal, the same function appends call), then times:
+
+- verify_project, one process, every entry (the chain, the checkpoints, balances, settlements);
+- `verify_ledger --full --jobs N`: seq ranges in N processes;
+- `verify_ledger` incremental: after a verified checkpoint and --append new entries, only those
+  are re-hashed (the daily check).
+
+Usage:
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/tally .venv/bin/python bench/ledger_verify_bench.py \
+        [--entries 1000000] [--jobs 2] [--append 10000] [--out bench-results/ledger-verify.json]
+"""
+
+import argparse
+import io
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+
+COLUMNS = (
+    "project_id",
+    "seq",
+    "annotator_id",
+    "kind",
+    "reversed_kind",
+    "time_category",
+    "attempt_id",
+    "annotation_id",
+    "reading_id",
+    "reverses_id",
+    "policy_id",
+    "active_seconds",
+    "wall_seconds",
+    "counted_seconds",
+    "units",
+    "amount",
+    "currency",
+    "floor_amount",
+    "client_amount",
+    "occurred_at",
+    "period_start",
+    "acting_user_id",
+    "reason",
+    "idempotency_key",
+    "prev_hash",
+    "entry_hash",
+    "created_at",
+    "hash_version",
+    "mac",
+    "mac_key_id",
+)
+
+
+def write_entries(project, users, policy, *, first: int, n: int, prev: str, link: str, start: datetime):
+    """COPY n chained v3 entries after (prev, link); returns the new (prev, link, sums)."""
+    from django.db import connection
+
+    from labor_ledger import chain, money
+
+    created = datetime.now(UTC)
+    sums: dict[int, list] = {u.pk: [Decimal(0), 0] for u in users}
+    step = timedelta(seconds=2)
+    floor_by_active = {a: money.hourly(Decimal(12), Decimal(a)) for a in range(20, 60)}
+    zero, piece = Decimal("0.000000"), Decimal("0.080000")
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY labor_ledger_ledgerentry ({', '.join(COLUMNS)}) FROM STDIN") as copy,
+    ):
+        for i in range(first, first + n):
+            user = users[i % len(users)]
+            at = start + step * i
+            is_time = i % 2 == 0
+            active = 20 + i % 40
+            e = SimpleNamespace(
+                project_id=project.pk,
+                seq=i,
+                annotator_id=user.pk,
+                kind="work_time" if is_time else "piece_pay",
+                reversed_kind="",
+                time_category="submitted" if is_time else "",
+                attempt_id=None,
+                annotation_id=None,
+                reading_id=None,
+                reverses_id=None,
+                policy_id=policy.pk,
+                active_seconds=Decimal(active).quantize(Decimal("0.001")) if is_time else Decimal("0.000"),
+                wall_seconds=Decimal(active + 2).quantize(Decimal("0.001")) if is_time else Decimal("0.000"),
+                counted_seconds=Decimal(active).quantize(Decimal("0.001")) if is_time else Decimal("0.000"),
+                units=0 if is_time else 1,
+                amount=zero if is_time else piece,
+                currency=project.currency,
+                floor_amount=floor_by_active[active] if is_time else zero,
+                client_amount=zero,
+                occurred_at=at,
+                period_start=at.date(),
+                acting_user_id=None,
+                reason="bench",
+                idempotency_key=f"bench:{project.pk}:{i}",
+                prev_hash=prev,
+                created_at=created,
+            )
+            link = chain.seal(e, prev_link=link)
+            prev = e.entry_hash
+            sums[user.pk][0] += e.amount
+            sums[user.pk][1] += 1
+            copy.write_row([getattr(e, c) for c in COLUMNS])
+    return prev, link, sums
+
+
+def build(n: int, annotators: int = 50):
+    from django.db import transaction
+    from django.db.models import F
+
+    from labor_ledger import chain, services
+    from labor_ledger.models import Balance, ChainHead
+    from labor_ledger.pricing import policy_in_force
+    from tests.factories import UserFactory, add_member, make_project
+
+    admin = UserFactory(username="bench-verify-admin")
+    project = make_project(admin=admin, name="Bench verify")
+    users = [add_member(project, user=UserFactory(username=f"bench-verify-{i}")) for i in range(annotators)]
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    services.pay_policy_create(
+        project=project,
+        created_by=admin,
+        effective_from=start,
+        now=start,
+        piece_rate=Decimal("0.08"),
+        floor_hourly_rate=Decimal("12"),
+    )
+    policy = policy_in_force(project_id=project.pk, at=start)
+    with transaction.atomic():
+        prev, link, sums = write_entries(
+            project, users, policy, first=1, n=n, prev=chain.GENESIS, link=chain.GENESIS, start=start
+        )
+        ChainHead.objects.create(project=project, seq=n, last_hash=prev, last_mac=link)
+        Balance.objects.bulk_create(
+            Balance(project=project, annotator_id=uid, currency=project.currency, amount=a, entry_count=c, last_seq=0)
+            for uid, (a, c) in sums.items()
+        )
+
+    def append(k: int):
+        with transaction.atomic():
+            head = ChainHead.objects.select_for_update().get(project=project)
+            new_prev, new_link, more = write_entries(
+                project, users, policy, first=head.seq + 1, n=k, prev=head.last_hash, link=head.last_mac, start=start
+            )
+            ChainHead.objects.filter(project=project).update(seq=head.seq + k, last_hash=new_prev, last_mac=new_link)
+            for uid, (a, c) in more.items():
+                Balance.objects.filter(project=project, annotator_id=uid).update(
+                    amount=F("amount") + a, entry_count=F("entry_count") + c
+                )
+
+    return project, append
+
+
+def components(project, results: dict) -> None:
+    """Where the time goes: PostgreSQL computing and sending the compact bytes (fetch only),
+    and the Python loop (hash, MAC, compare) over rows already in memory."""
+    from django.db import connection, transaction
+
+    from labor_ledger import verification
+
+    part = verification.plan(project)[0]
+    with transaction.atomic():
+        t = time.perf_counter()
+        chunks = list(verification._rows(part, verification.CHUNK))
+        fetch = time.perf_counter() - t
+    n = sum(len(c) for c in chunks)
+    # the loop alone: feed verify_chain the rows already fetched
+    original = verification._rows
+    verification._rows = lambda part, chunk: iter(chunks)
+    try:
+        t = time.perf_counter()
+        checked = verification.verify_chain(verification.plan(project)[0])
+        loop = time.perf_counter() - t
+    finally:
+        verification._rows = original
+    assert not checked.problems, checked.problems[:3]
+    with connection.cursor() as cur:
+        t = time.perf_counter()
+        cur.execute(
+            f"SELECT sum(length({verification.chain.COMPACT_SQL})) FROM labor_ledger_ledgerentry "  # noqa: S608
+            "WHERE project_id = %s",
+            [project.pk],
+        )
+        encode = time.perf_counter() - t
+    results["postgresql_encode_only_entries_per_s"] = round(n / encode)
+    results["fetch_compact_rows_entries_per_s"] = round(n / fetch)
+    results["python_hash_and_mac_loop_entries_per_s"] = round(n / loop)
+    print(
+        f"components: PostgreSQL encodes {n / encode:,.0f}/s; fetching the compact rows {n / fetch:,.0f}/s; "
+        f"the Python hash+MAC loop {n / loop:,.0f}/s",
+        flush=True,
+    )
+
+
+def run_command(*args) -> tuple[float, str]:
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    started = time.perf_counter()
+    call_command("verify_ledger", *args, stdout=out)
+    return time.perf_counter() - started, out.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--append", type=int, default=10_000)
+    parser.add_argument("--out", default=str(ROOT / "bench-results" / "ledger-verify.json"))
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    from labor_ledger import verification
+
+    if connection.vendor != "postgresql":
+        sys.exit("The verification benchmark runs on PostgreSQL: set DATABASE_URL.")
+    results = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} "
+        f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f} at start",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "entries": args.entries,
+    }
+    old = setup_databases(verbosity=0, interactive=False)
+    try:
+        results["database"] = "PostgreSQL " + ".".join(str(v) for v in divmod(connection.pg_version, 10000))
+        t = time.perf_counter()
+        project, append = build(args.entries)
+        results["build_s"] = round(time.perf_counter() - t, 2)
+        print(f"built {args.entries} entries in {results['build_s']} s", flush=True)
+        with connection.cursor() as cur:
+            cur.execute("VACUUM ANALYZE labor_ledger_ledgerentry")
+
+        components(project, results)
+        t = time.perf_counter()
+        result = verification.verify_project(project=project)
+        seconds = time.perf_counter() - t
+        assert result.ok, result.problems[:5]
+        results["verify_one_process_s"] = round(seconds, 2)
+        results["verify_one_process_entries_per_s"] = round(args.entries / seconds)
+        print(f"verify, one process: {seconds:.2f} s, {args.entries / seconds:,.0f} entries/s", flush=True)
+
+        seconds, out = run_command("--full", "--jobs", str(args.jobs))
+        results[f"verify_ledger_full_jobs_{args.jobs}_s"] = round(seconds, 2)
+        results[f"verify_ledger_full_jobs_{args.jobs}_entries_per_s"] = round(args.entries / seconds)
+        print(f"verify_ledger --full --jobs {args.jobs}: {seconds:.2f} s, {args.entries / seconds:,.0f} entries/s")
+
+        append(args.append)
+        seconds, out = run_command("--jobs", "1")
+        assert "re-hashed after" in out, out
+        results["verify_ledger_incremental_new_entries"] = args.append
+        results["verify_ledger_incremental_s"] = round(seconds, 2)
+        print(f"verify_ledger (incremental, {args.append} new entries): {seconds:.2f} s", flush=True)
+    finally:
+        teardown_databases(old, verbosity=0)
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    main()

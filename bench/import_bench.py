@@ -162,7 +162,7 @@ def child(args) -> None:
     traced = {}
     fifth = path.with_name(path.stem + "-fifth" + path.suffix)
     head(path, fifth, runs[0]["rows_read"] // 5)
-    for label, file in (("whole file", path), ("first fifth", fifth)):
+    for label, file in (("whole file", path), ("first fifth", fifth)) if args.tracemalloc else ():
         tracemalloc.start()
         tracemalloc.reset_peak()
         batch, _ = import_once(len(traced) + 100, file)
@@ -252,8 +252,12 @@ def report(results: dict) -> str:
             f"{r['median_seconds']:.2f} s | {r['median_rows_per_second']:,} | "
             f"{times} | {r['median_client_cpu_seconds']:.2f} s | {r['peak_rss_mib']} MiB | "
             f"{r['rss_growth_mib']} MiB | "
-            f"{traced['whole file']['peak_mib']} MiB ({traced['whole file']['rows']:,} rows) / "
-            f"{traced['first fifth']['peak_mib']} MiB ({traced['first fifth']['rows']:,} rows) |"
+            + (
+                f"{traced['whole file']['peak_mib']} MiB ({traced['whole file']['rows']:,} rows) / "
+                f"{traced['first fifth']['peak_mib']} MiB ({traced['first fifth']['rows']:,} rows) |"
+                if traced
+                else "not measured (--no-tracemalloc) |"
+            )
         )
     lines += [
         "",
@@ -277,6 +281,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--backends", default="postgres,sqlite")
+    parser.add_argument(
+        "--no-tracemalloc",
+        dest="tracemalloc",
+        action="store_false",
+        help="skip the two extra imports under tracemalloc (whole file, first fifth): for large --rows",
+    )
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG))
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS-import.md"))
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "import.json"))
@@ -301,7 +311,7 @@ def main() -> None:
                 url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
             else:
                 sys.exit(f"unknown backend {backend!r}")
-            print(f"{backend}: importing {args.repeat} times (+2 under tracemalloc)...", flush=True)
+            print(f"{backend}: importing {args.repeat} times (+2 under tracemalloc unless told not to)...", flush=True)
             out = subprocess.run(
                 [
                     sys.executable,
@@ -315,6 +325,7 @@ def main() -> None:
                     url,
                     "--repeat",
                     str(args.repeat),
+                    *([] if args.tracemalloc else ["--no-tracemalloc"]),
                 ],
                 cwd=ROOT,
                 check=True,

@@ -192,8 +192,8 @@ def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
             "examples",
             """
             INSERT INTO annotation_example
-                (id, project_id, text, text_hash, meta, submitted_count, priority, created_at)
-            SELECT i, %(project)s, 'bench text number ' || i, md5(i::text) || md5('x' || i), '{}', 2, 0, %(t0)s
+                (id, project_id, text, text_hash, meta, submitted_count, priority, priority_reason, created_at)
+            SELECT i, %(project)s, 'bench text number ' || i, md5(i::text) || md5('x' || i), '{}', 2, 0, '', %(t0)s
             FROM generate_series(1, %(e)s) i
             """,
         )

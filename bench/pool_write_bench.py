@@ -51,6 +51,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=100_000)
+    parser.add_argument("--keep", action="store_true", help="leave the benchmark database in place")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG))
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS-pool-write.md"))
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "pool_write.json"))
@@ -153,9 +154,13 @@ def main() -> None:
             "SELECT name, setting, unit FROM pg_settings WHERE name IN "
             "('shared_buffers', 'max_wal_size', 'work_mem', 'synchronous_commit')"
         )
-        results["settings"] = {name: f"{setting}{unit or ''}" for name, setting, unit in cur.fetchall()}
+        results["settings"] = {
+            name: f"{int(setting) * 8 // 1024} MB" if unit == "8kB" else f"{setting}{unit or ''}"
+            for name, setting, unit in cur.fetchall()
+        }
     connection.close()
-    recreate(args.database_url)  # leave an empty database
+    if not args.keep:
+        recreate(args.database_url)  # leave an empty database
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     rows = "\n".join(

@@ -39,13 +39,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: install services bench-import bench-training bench-ledger bench-labor-report  ## all benchmarks but the peers' and the scale run; see BENCHMARKS.md
+bench: install services bench-import bench-training bench-ledger bench-labor-report bench-pool-write  ## all benchmarks but the peers' and the scale run; see BENCHMARKS.md
 	@echo "Benchmarks done: BENCHMARKS-*.md and bench-results/ hold the figures; BENCHMARKS.md sums them up."
 
 # Drops and recreates the database of BENCH_DATABASE_URL (its name must contain "bench").
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally_bench_import
-bench-import: services  ## 100,000 rows of SST-2 into PostgreSQL and SQLite -> BENCHMARKS-import.md
-	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/import_bench.py
+bench-import: services  ## 100,000 rows of SST-2 into PostgreSQL and SQLite -> BENCHMARKS-import.md (size: BENCH_IMPORT_ARGS="--rows 1000000 --no-tracemalloc --backends postgres")
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/import_bench.py $(BENCH_IMPORT_ARGS)
 
 .PHONY: bench-peers
 bench-peers: install services  ## Tally vs Label Studio side by side (about 15 min); BENCHMARKS-peers.md
@@ -93,6 +93,12 @@ bench-load: install services  ## 50 simulated annotators for 2 minutes (gunicorn
 BENCH_LABOR_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally_bench_labor_report
 bench-labor-report: install services  ## labor per model version, 1,000,000 annotations x 50 versions -> BENCHMARKS-labor-report.md
 	BENCH_DATABASE_URL=$(BENCH_LABOR_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/labor_report_bench.py $(BENCH_LABOR_ARGS)
+
+.PHONY: bench-pool-write
+# Drops and recreates the database of BENCH_POOL_DATABASE_URL (its name must contain "bench"). Size: BENCH_POOL_ARGS="--examples 1000000".
+BENCH_POOL_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally_bench_pool_write
+bench-pool-write: install services  ## a training run's writes after scoring the whole pool (positions, predictions), 100,000 examples -> BENCHMARKS-pool-write.md
+	BENCH_DATABASE_URL=$(BENCH_POOL_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/pool_write_bench.py $(BENCH_POOL_ARGS)
 
 .PHONY: bench-scale
 # Drops and recreates the databases of BENCH_SCALE_DATABASE_URL and BENCH_LABOR_DATABASE_URL (names must contain

@@ -192,8 +192,8 @@ def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
             "examples",
             """
             INSERT INTO annotation_example
-                (id, project_id, text, text_hash, meta, submitted_count, priority, created_at)
-            SELECT i, %(project)s, 'bench text number ' || i, md5(i::text) || md5('x' || i), '{}', 2, 0, %(t0)s
+                (id, project_id, text, text_hash, meta, submitted_count, priority, priority_reason, created_at)
+            SELECT i, %(project)s, 'bench text number ' || i, md5(i::text) || md5('x' || i), '{}', 2, 0, '', %(t0)s
             FROM generate_series(1, %(e)s) i
             """,
         )
@@ -378,10 +378,11 @@ def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
             CROSS JOIN LATERAL (SELECT %(t0)s + make_interval(days => k) AS s) t;
             INSERT INTO training_modelversion (id, project_id, sequence, parent_id, run_id, kind, loop, hyperparams,
                 classes, encoder_key, device, device_name, embedding_seconds, training_seconds, scoring_seconds,
-                metrics, n_annotations, n_examples, n_annotators, manifest_hash, weights_path, weights_sha256,
+                pool_embedding_seconds, metrics, n_annotations, n_examples, n_annotators, manifest_hash, weights_path,
+                weights_sha256,
                 snapshot_at, created_at)
             SELECT k, %(project)s, k, NULLIF(k - 1, 0), k, 'minilm', 'fast', '{{}}', '[]', 'minilm', 'cpu',
-                   'cpu: x86_64, 2 threads', 20 + k * 0.5, 8 + k * 0.2, 3,
+                   'cpu: x86_64, 2 threads', 20 + k * 0.5, 8 + k * 0.2, 3, 0,
                    jsonb_build_object('accuracy', round((0.55 + 0.35 * (1 - exp(-k / 12.0)))::numeric, 4),
                                       'eval_size', 4000, 'eval_source', 'holdout',
                                       'eval_examples_hash', md5('eval' || k)),
@@ -645,6 +646,10 @@ def main() -> None:
     env = dict(os.environ, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="config.settings.test")
     env.setdefault("DJANGO_SECRET_KEY", "bench-" + "x" * 50)
     os.environ.setdefault("DJANGO_SECRET_KEY", env["DJANGO_SECRET_KEY"])
+    # One ledger MAC key for this process (which writes the generated chain) and the commands it
+    # starts (verify_ledger checks it): config.settings.test otherwise draws one per process.
+    env.setdefault("TALLY_LEDGER_MAC_KEY", "bench-labor-report-" + "k" * 40)
+    os.environ.setdefault("TALLY_LEDGER_MAC_KEY", env["TALLY_LEDGER_MAC_KEY"])
 
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, no GPU, Python {platform.python_version()}",

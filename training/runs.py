@@ -431,17 +431,22 @@ def _upsert_predictions(version, ids, label_ids, conf, margins, entropies, now) 
 
 
 def _update_priorities(ids: np.ndarray, priorities: np.ndarray, reasons: np.ndarray) -> None:
+    """`ids` sorted. The id range bounds the example rows read: without it PostgreSQL hash-joins
+    the chunk against a scan of the whole example table, every chunk (at 1,000,000 examples,
+    200 chunks each reading a million rows: most of the 167 s a full write took; issue 18)."""
     reasons = [str(r) for r in reasons]
+    if not len(ids):
+        return
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             cur.execute(
                 f"""
                 UPDATE {Example._meta.db_table} AS e SET priority = v.priority, priority_reason = v.reason
                 FROM unnest(%s::bigint[], %s::float8[], %s::varchar[]) AS v(id, priority, reason)
-                WHERE e.id = v.id
+                WHERE e.id = v.id AND e.id BETWEEN %s AND %s
                     AND (e.priority IS DISTINCT FROM v.priority OR e.priority_reason IS DISTINCT FROM v.reason)
                 """,  # noqa: S608
-                [ids.tolist(), priorities.astype(float).tolist(), reasons],
+                [ids.tolist(), priorities.astype(float).tolist(), reasons, int(ids[0]), int(ids[-1])],
             )
         return
     Example.objects.bulk_update(

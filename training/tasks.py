@@ -183,7 +183,14 @@ def embed_chunk(self, project_id: int, encoder_key: str, example_ids: list[int])
 
 @shared_task(name="training.tasks.cold_start", ignore_result=True)
 def cold_start(project_id: int) -> dict | None:
-    """Order a project's pool for its cold start (a diverse sample first), before any model."""
+    """After an import (the one message its hook sends) or once the pool's embeddings are all
+    there: dispatch the embedding of examples not embedded yet (MiniLM projects; nothing when
+    all are), then order the pool for its cold start (a diverse sample first) if there is no
+    model yet."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None
+    embeddings_schedule(project=project)
     return coldstart.cold_start(project_id=project_id)
 
 

@@ -10,10 +10,12 @@ only those listed before it:
               JSONL line by line with a strict decode and a cap on the line length
     rows      records -> (text, gold label, meta) or a reason to skip the row
     progress  the running import's counters, capped per-row report and live progress
-    copy      chunks of TALLY_IMPORT_CHUNK_ROWS rows -> de-duplicated by text_hash with one query
-              per chunk (the query also sees this import's own, not yet committed, rows: that is
-              how duplicates within the file are found without keeping every hash in memory)
-              -> COPY (PostgreSQL) or one prepared INSERT per row (SQLite), bypassing the model
+    copy      chunks of TALLY_IMPORT_CHUNK_ROWS rows -> PostgreSQL: COPY into a temporary staging
+              table, then one INSERT ... ON CONFLICT (project, text_hash) DO NOTHING that
+              probes and inserts together; SQLite: de-duplicated by text_hash with one query
+              per chunk, then one prepared INSERT per row. Either way the database sees this
+              import's own, not yet committed, rows: that is how duplicates within the file are
+              found without keeping every hash in memory. The model layer is bypassed.
     runs      one batch run in one transaction, start to finish (the Celery task, the command)
     jobs      creating batches from an upload and handing them to Celery (API, admin, command)
 

@@ -1,9 +1,15 @@
 """Writing one chunk of rows into the database: duplicates out, the rest in bulk.
 
-`write_chunk` finds the chunk's texts already in the project (one query per chunk, which also
-sees this import's own rows not yet committed: duplicates within the file) and inserts the new
-ones with `insert_chunk`: COPY on PostgreSQL, one prepared INSERT per row elsewhere, bypassing
-the model layer. It runs inside the import's transaction (runs), so a failure leaves nothing.
+PostgreSQL: `insert_chunk` COPYs the chunk into a temporary staging table (no WAL, no index),
+then one `INSERT ... SELECT ... ON CONFLICT (project, text_hash) DO NOTHING RETURNING` probes
+for duplicates and inserts the new rows together (the unique index is walked once per row,
+not once for a probe and again for the insert) and marks the staging rows it inserted;
+`write_chunk` reads those marks, and looks up only the texts that were not inserted, to write
+the per-row report. Elsewhere (SQLite): `write_chunk` finds the chunk's texts already in the
+project with one query (which also sees this import's own rows not yet committed: duplicates
+within the file) and `insert_chunk` runs one prepared INSERT per row for the new ones. Both
+bypass the model layer and run inside the import's transaction (runs), so a failure leaves
+nothing.
 """
 
 import json
@@ -22,10 +28,13 @@ _FILLED = {"id", "project", "text", "text_hash", "gold_label", "meta", "import_b
 
 
 def insert_chunk(*, project: Project, batch_id: int, rows: list[Row]) -> None:
-    """Insert one chunk of new examples: COPY on PostgreSQL (several times faster than a
-    multi-row INSERT), elsewhere one prepared INSERT run for every row (SQLite's executemany
-    beats bulk_create's 999-parameter statements by far). Like bulk_create, this bypasses
-    save(); the columns, and the defaults of fields the import does not fill, come from the model."""
+    """Insert one chunk of examples. PostgreSQL: every row of the chunk, through the staging
+    table, each text at most once and none already in the project (the rows inserted are
+    marked in the staging table: `_inserted_hashes`). Elsewhere: the chunk's new rows, already
+    de-duplicated by `write_chunk`, with one prepared INSERT run for every row (SQLite's
+    executemany beats bulk_create's 999-parameter statements by far). Like bulk_create, this
+    bypasses save(); the columns, and the defaults of fields the import does not fill, come
+    from the model."""
     opts = Example._meta
     others = [f for f in opts.concrete_fields if f.name not in _FILLED]
     defaults = tuple(f.get_db_prep_save(f.get_default(), connection) for f in others)
@@ -35,11 +44,7 @@ def insert_chunk(*, project: Project, batch_id: int, rows: list[Row]) -> None:
     table, names = quote(opts.db_table), ", ".join(map(quote, columns))
     now = timezone.now()
     if connection.vendor == "postgresql":
-        dumps = json.dumps
-        with connection.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for r in rows:
-                meta = dumps(r.meta) if r.meta else "{}"
-                copy.write_row((project.pk, r.text, r.text_hash, r.label_id, meta, batch_id, now, *defaults))
+        _insert_chunk_postgres(project.pk, batch_id, rows, table, names, now, defaults)
         return
     created_at = connection.ops.adapt_datetimefield_value(now)
     adapt_json = connection.ops.adapt_json_value
@@ -61,6 +66,45 @@ def insert_chunk(*, project: Project, batch_id: int, rows: list[Row]) -> None:
                 for r in rows
             ],
         )
+
+
+# The import's staging table: temporary (this session only, no WAL), dropped at the commit or
+# rollback of the import's transaction, emptied for every chunk.
+_STAGE = "tally_import_stage"
+
+
+def _insert_chunk_postgres(project_id, batch_id, rows, table, names, now, defaults) -> None:
+    """COPY the chunk into the staging table, then one statement: insert its rows in file
+    order (so ids follow the file), skipping a text already in the project or earlier in the
+    chunk (ON CONFLICT on the unique (project, text_hash) index: the probe and the insert in
+    one walk of the index), and mark the staging rows of the texts it inserted."""
+    dumps = json.dumps
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (n integer NOT NULL, text text NOT NULL, "
+            "text_hash varchar(64) NOT NULL, gold_label_id bigint, meta jsonb NOT NULL, "
+            "inserted boolean NOT NULL DEFAULT false) ON COMMIT DROP"
+        )
+        cursor.execute(f"TRUNCATE {_STAGE}")
+        with cursor.copy(f"COPY {_STAGE} (n, text, text_hash, gold_label_id, meta) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row((r.row, r.text, r.text_hash, r.label_id, dumps(r.meta) if r.meta else "{}"))
+        filled = ", ".join(["%s"] * len(defaults))
+        cursor.execute(
+            f"WITH ins AS (INSERT INTO {table} ({names}) "  # noqa: S608 -- names from the model
+            f"SELECT %s, s.text, s.text_hash, s.gold_label_id, s.meta, %s, %s{', ' + filled if filled else ''} "
+            f"FROM {_STAGE} s ORDER BY s.n "
+            "ON CONFLICT (project_id, text_hash) DO NOTHING RETURNING text_hash) "
+            f"UPDATE {_STAGE} s SET inserted = true FROM ins WHERE s.text_hash = ins.text_hash",
+            [project_id, batch_id, now, *defaults],
+        )
+
+
+def _inserted_hashes() -> set[str]:
+    """The texts `_insert_chunk_postgres` inserted from the chunk in the staging table."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT DISTINCT text_hash FROM {_STAGE} WHERE inserted")  # noqa: S608 -- a constant
+        return {text_hash for (text_hash,) in cursor.fetchall()}
 
 
 def _existing_hashes(project_id: int, hashes: set[str]) -> dict[str, tuple[int, int | None]]:
@@ -87,22 +131,15 @@ def write_chunk(run: ImportRun, project: Project, rows: list[Row]) -> None:
     if not rows:
         return
     batch_id = run.batch.pk
+    if connection.vendor == "postgresql":
+        _write_chunk_postgres(run, project, rows)
+        return
     existing = _existing_hashes(project.pk, {r.text_hash for r in rows})
     first_row: dict[str, int] = {}
     new: list[Row] = []
     for r in rows:
         if r.text_hash in existing:
-            pk, from_batch = existing[r.text_hash]
-            if from_batch == batch_id:
-                run.note(r.row, r.line, Skip.DUPLICATE_IN_FILE, "same text as an earlier row of this file", example=pk)
-            else:
-                run.note(
-                    r.row,
-                    r.line,
-                    Skip.DUPLICATE_IN_PROJECT,
-                    f"same text as example {pk}, already in the project",
-                    example=pk,
-                )
+            _note_existing(run, r, existing[r.text_hash], batch_id)
         elif r.text_hash in first_row:
             run.note(r.row, r.line, Skip.DUPLICATE_IN_FILE, f"same text as row {first_row[r.text_hash]} of this file")
         else:
@@ -111,3 +148,41 @@ def write_chunk(run: ImportRun, project: Project, rows: list[Row]) -> None:
     if new:
         insert_chunk(project=project, batch_id=batch_id, rows=new)
         run.progress.rows_imported += len(new)
+
+
+def _write_chunk_postgres(run: ImportRun, project: Project, rows: list[Row]) -> None:
+    """Insert the whole chunk (the database skips duplicates), then report what it skipped,
+    in row order, exactly as the probe-first path does: a text inserted by this chunk is a
+    duplicate of its first row; a text not inserted was there before the chunk, from an
+    earlier chunk of this file or from the project (one lookup of those texts only)."""
+    batch_id = run.batch.pk
+    insert_chunk(project=project, batch_id=batch_id, rows=rows)
+    inserted = _inserted_hashes()
+    skipped = {r.text_hash for r in rows if r.text_hash not in inserted}
+    existing = _existing_hashes(project.pk, skipped) if skipped else {}
+    first_row: dict[str, int] = {}
+    for r in rows:
+        if r.text_hash not in inserted:
+            if r.text_hash in existing:
+                _note_existing(run, r, existing[r.text_hash], batch_id)
+            else:  # cannot happen under the project's lock; never count a row twice or lose it
+                run.note(r.row, r.line, Skip.DUPLICATE_IN_PROJECT, "same text as an example already in the project")
+        elif r.text_hash in first_row:
+            run.note(r.row, r.line, Skip.DUPLICATE_IN_FILE, f"same text as row {first_row[r.text_hash]} of this file")
+        else:
+            first_row[r.text_hash] = r.row
+    run.progress.rows_imported += len(first_row)
+
+
+def _note_existing(run: ImportRun, r: Row, found: tuple[int, int | None], batch_id: int) -> None:
+    pk, from_batch = found
+    if from_batch == batch_id:
+        run.note(r.row, r.line, Skip.DUPLICATE_IN_FILE, "same text as an earlier row of this file", example=pk)
+    else:
+        run.note(
+            r.row,
+            r.line,
+            Skip.DUPLICATE_IN_PROJECT,
+            f"same text as example {pk}, already in the project",
+            example=pk,
+        )

@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotation", "0011_label_retired"),
+        ("annotation", "0012_review_and_routing_by_doubt"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

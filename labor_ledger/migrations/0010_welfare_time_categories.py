@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labor_ledger", "0008_ledger_mac"),
+        ("labor_ledger", "0009_review_time_and_rejected_work_pay"),
     ]
 
     operations = [

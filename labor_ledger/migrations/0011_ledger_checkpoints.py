@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('annotation', '0011_label_retired'),
-        ('labor_ledger', '0008_ledger_mac'),
+        ('labor_ledger', '0010_welfare_time_categories'),
     ]
 
     operations = [

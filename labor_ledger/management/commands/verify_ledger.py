@@ -4,14 +4,16 @@ By default each project's chains are re-hashed from its latest signed `verified`
 (a daily run reads only the new entries); --full re-hashes every entry. Either way the chain
 is held to the latest signed checkpoint (truncation, rollback), and balances, settlements and
 reversals are checked in full. A run that finds nothing wrong signs the head it verified (a
-`verified` checkpoint) when a signing key is configured. --jobs runs seq ranges and projects
-in parallel processes.
+`verified` checkpoint) when a signing key is configured. --jobs checks seq ranges in parallel
+threads, each with its own database connection: PostgreSQL encodes and sends each range in its
+own backend (the fetch waits on the socket without the GIL). Threads, not forked processes: a
+fork inherits the parent's open broker and cache sockets, and kombu's after-fork clean-up then
+reads from a socket the parent still uses (a hang seen in the test suite).
 """
 
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, connections, transaction
@@ -22,13 +24,12 @@ from labor_ledger.models import ChainHead, LedgerEntry
 
 
 def _verify_part(part: verification.ChainPart) -> verification.ChainPart:
-    """In a worker process: its own connection, its own transaction (server-side cursor)."""
-    with transaction.atomic():
-        return verification.verify_chain(part)
-
-
-def _ready() -> bool:
-    return True
+    """In a worker thread: its own connection, its own transaction (server-side cursor)."""
+    try:
+        with transaction.atomic():
+            return verification.verify_chain(part)
+    finally:
+        connections.close_all()  # this thread's connections only
 
 
 class Command(BaseCommand):
@@ -46,7 +47,7 @@ class Command(BaseCommand):
             "--jobs",
             type=int,
             default=0,
-            help="parallel processes for the chain check (default: the CPU count, 1 inside a transaction)",
+            help="parallel threads for the chain check (default: the CPU count, 1 inside a transaction)",
         )
         parser.add_argument("--no-checkpoint", action="store_true", help="do not sign the verified head")
 
@@ -60,7 +61,7 @@ class Command(BaseCommand):
                 LedgerEntry.objects.values_list("project_id", flat=True).distinct()
             )
             projects = list(Project.objects.filter(pk__in=with_ledger).order_by("slug"))
-        # Worker processes cannot see an uncommitted transaction (e.g. a test's): one process then.
+        # Other connections cannot see an uncommitted transaction (e.g. a test's): one thread then.
         jobs = jobs or (os.cpu_count() or 1)
         if connection.in_atomic_block or connection.vendor != "postgresql":
             jobs = 1
@@ -68,11 +69,7 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(f"Note: {checkpoints.NOT_SIGNED}."))
         pool = None
         if jobs > 1:
-            # Fork every worker now, while this process holds no connection to share with them
-            # (with fork, the pool starts all its workers on the first task).
-            connections.close_all()
-            pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
-            pool.submit(_ready).result()
+            pool = ThreadPoolExecutor(jobs, thread_name_prefix="verify-ledger")
         broken = total = 0
         started = time.perf_counter()
         try:

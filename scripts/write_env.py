@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Write .env with freshly generated secrets where they are missing; never change a value.
 
-    python scripts/write_env.py            # DJANGO_SECRET_KEY, TALLY_LEDGER_MAC_KEY (make demo)
+    python scripts/write_env.py            # DJANGO_SECRET_KEY, TALLY_LEDGER_MAC_KEY,
+                                           # TALLY_CHECKPOINT_SIGNING_KEY (make demo)
     python scripts/write_env.py --docker   # also POSTGRES_PASSWORD, TALLY_APP_DB_PASSWORD (docker compose)
 
 The file is created with mode 600 (and set to 600 if it already exists): it holds secrets.
@@ -9,6 +10,7 @@ Nothing here has a default value: every secret is `secrets.token_urlsafe`.
 """
 
 import argparse
+import base64
 import os
 import secrets
 import stat
@@ -33,6 +35,10 @@ def ensure_env(path: Path, *, docker: bool = False) -> list[str]:
     wanted = {
         "DJANGO_SECRET_KEY": lambda: secrets.token_urlsafe(64),
         "TALLY_LEDGER_MAC_KEY": lambda: secrets.token_urlsafe(48),
+        # Ed25519 private key (32 random bytes, base64) that signs the ledger's checkpoints.
+        # Operators who want it apart from the MAC key keep it in a file instead
+        # (TALLY_CHECKPOINT_SIGNING_KEY_FILE; docs/security-operations.md).
+        "TALLY_CHECKPOINT_SIGNING_KEY": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
     }
     if docker:
         wanted["POSTGRES_PASSWORD"] = lambda: secrets.token_urlsafe(32)

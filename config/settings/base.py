@@ -168,6 +168,7 @@ SPECTACULAR_SETTINGS = {
         "ClockEnum": "labor_ledger.models.Clock",
         "ModelKindEnum": "training.models.ModelKind",
         "TrainingLoopEnum": "training.models.Loop",
+        "PriorityReasonEnum": "annotation.models.PriorityReason",
     },
 }
 

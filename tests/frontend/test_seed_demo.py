@@ -141,7 +141,7 @@ def test_the_default_demo_fixture_is_shipped_with_the_labels_the_project_uses():
 def test_write_env_generates_a_secret_once_with_mode_600(tmp_path):
     ensure_env = load_write_env().ensure_env
     path = tmp_path / ".env"
-    assert ensure_env(path) == ["DJANGO_SECRET_KEY", "TALLY_LEDGER_MAC_KEY"]
+    assert ensure_env(path) == ["DJANGO_SECRET_KEY", "TALLY_LEDGER_MAC_KEY", "TALLY_CHECKPOINT_SIGNING_KEY"]
     first = path.read_text()
     key = first.splitlines()[0].split("=", 1)[1]
     assert len(key) >= 50

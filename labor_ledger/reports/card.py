@@ -466,7 +466,7 @@ def build_card(*, project: Project, version) -> dict:
             "accuracy_change_per_currency_unit": _num(row["accuracy_change_per_currency_unit"], 8),
             "same_evaluation_set": row["same_evaluation_set_as_parent"],
         },
-        "disagreement": _disagreement(version, extras),
+        "disagreement": _disagreement(version, extras, review=row),
         "compute": {**compute, "human_active_hours": _hours(row["active_seconds"])},
         "annotators": annotators,
         "machine_labels_row": machine,
@@ -476,11 +476,11 @@ def build_card(*, project: Project, version) -> dict:
     return card
 
 
-def _disagreement(version, extras: dict) -> dict:
+def _disagreement(version, extras: dict, *, review) -> dict:
     """What disagreement cost (issue 16 item 7): the version's agreement figures over the texts
-    of its manifest, and the labor (hours, money) spent on texts its annotators disagreed on
-    and on labels the majority outvoted. Adjudication is review labor, booked by the review
-    feature; until the ledger has such entries its slot says so."""
+    of its manifest, and the labor (hours, money) spent on texts its annotators disagreed on,
+    on labels the majority outvoted, and on adjudicating them (the reviewers' time, category
+    `review`, on the books when the version was trained)."""
     agreement = training_selectors.version_agreement(version=version, n_boot=AGREEMENT_BOOT)
     return {
         "agreement": {
@@ -516,8 +516,10 @@ def _disagreement(version, extras: dict) -> dict:
             "pay": _money(extras["outvoted_amount"]),
         },
         "adjudication": {
-            "available": False,
-            "note": "Adjudication (review) labor is not booked in the ledger yet; the review page will fill this in.",
+            "available": bool(review["review_active_seconds"] or review["review_wall_seconds"]),
+            "active_hours": _hours(review["review_active_seconds"]),
+            "wall_hours": _hours(review["review_wall_seconds"]),
+            "note": "No review time was on the books when this version was trained.",
         },
     }
 

@@ -170,4 +170,7 @@ def test_the_labor_card_shows_review_time_and_rejected_labor_either_way(db):
     version_registered.send(VersionRegistered(version_id=v4.pk, project_id=project.pk))
     card = labor_card.build_card(project=project, version=v4)
     assert card["labor"]["review"]["active_hours"] == round(50 / 3600, 4)
+    # what disagreement cost names the adjudication: the same review time
+    adjudication = card["disagreement"]["adjudication"]
+    assert adjudication["available"] and adjudication["active_hours"] == round(50 / 3600, 4)
     assert card["labor"]["not_used"]["rejected"]["active_hours"] == round(40 / 3600, 4)  # a3, unpaid here

@@ -62,6 +62,7 @@ ACCESS = {
     ("GET", "/api/projects/{slug}/ledger/settlements/"): ALL,
     ("GET", "/api/projects/{slug}/ledger/balances/"): ALL,
     ("GET", "/api/projects/{slug}/ledger/verify/"): READERS,
+    ("GET", "/api/projects/{slug}/ledger/checkpoints/"): READERS,
     ("GET", "/api/projects/{slug}/pay-policies/"): READERS,
     ("POST", "/api/projects/{slug}/pay-policies/"): ADMINS,
     ("POST", "/api/projects/{slug}/instructions/heartbeat/"): WORKERS,

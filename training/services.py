@@ -67,7 +67,7 @@ def config_update(*, project: Project, **fields) -> ProjectTrainingConfig:
     if unknown:
         raise ValidationFailed(f"These training settings do not exist: {', '.join(sorted(unknown))}.")
     if "hyperparams" in fields:
-        known = {f.name for f in dataclass_fields(HyperParams)} - {"seed", "segmenter"}
+        known = {f.name for f in dataclass_fields(HyperParams)} - HyperParams.NOT_SETTABLE
         extra = set(fields["hyperparams"] or {}) - known
         if extra:
             raise ValidationFailed(

@@ -134,7 +134,7 @@ def test_every_hyperparameter_has_a_limit():
     from training.apis import HYPERPARAM_LIMITS
     from training.ml.classifiers import HyperParams
 
-    assert set(HYPERPARAM_LIMITS) == {f.name for f in fields(HyperParams)} - {"seed"}
+    assert set(HYPERPARAM_LIMITS) == {f.name for f in fields(HyperParams)} - HyperParams.NOT_SETTABLE
 
 
 def test_the_service_turns_model_validation_into_a_domain_error(project):

@@ -1,7 +1,7 @@
 """Imports inside the training app run one way, and no import hides inside a function to
 break a cycle. From the top (the web's entry points) down:
 
-    urls, page_urls -> apis, views, admin -> charts -> services -> tasks -> pipeline, coldstart
+    urls, page_urls -> apis, views, admin -> charts -> services, routing -> tasks -> pipeline, coldstart
         -> featurizers -> worker_cache -> runs -> selectors -> models, hooks, apps -> ml
 
 A module may import only modules below it (ml's modules import each other, never the app's).
@@ -19,7 +19,7 @@ LAYERS = [
     {"urls", "page_urls"},
     {"apis", "views", "admin"},
     {"charts"},
-    {"services"},
+    {"services", "routing"},
     {"tasks"},
     {"pipeline", "coldstart"},
     {"featurizers"},

@@ -19,6 +19,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 
@@ -58,6 +59,9 @@ class HyperParams:
     # hashed: how text splits into tokens ("words": versions stored before unspaced scripts
     # were split into characters, which must keep hashing as they were trained)
     segmenter: str = "words+unspaced-chars"
+
+    # Stored with a version but never set through a project's settings.
+    NOT_SETTABLE: ClassVar[frozenset[str]] = frozenset({"seed", "segmenter"})
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -15,9 +15,8 @@ through services.annotation_review, so their pay follows the pay policy.
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -27,7 +26,7 @@ from core.roles import ADMINS
 
 from . import hooks
 from .models import Annotation, Example, Membership, PriorityReason, Project, ReviewDecision, ReviewSession
-from .services import _credit_active_time, _seconds, _validated_labels, annotation_review
+from .services import _credit_active_time, _idle, _seconds, _validated_labels, annotation_review, close_stale
 
 Decision = ReviewDecision.Decision
 
@@ -41,10 +40,6 @@ def _check_reviewer(*, project: Project, reviewer) -> None:
     role = Membership.objects.filter(project=project, user=reviewer).values_list("role", flat=True).first()
     if role not in ADMINS:
         raise Forbidden("Only the project's admins review labels.", code="not_a_reviewer")
-
-
-def _idle(session: ReviewSession, now: datetime) -> bool:
-    return now - session.last_active_at > timedelta(seconds=settings.TALLY_IDLE_CUTOFF_SECONDS)
 
 
 def _open_session(*, project: Project, reviewer) -> ReviewSession | None:
@@ -107,23 +102,7 @@ def review_close(*, project: Project, reviewer, now: datetime | None = None) -> 
 
 def review_sessions_close_stale(*, project: Project | None = None, now: datetime | None = None) -> int:
     """Close sessions whose page stopped sending heartbeats; their time ends at the last one."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.TALLY_IDLE_CUTOFF_SECONDS)
-    ids = ReviewSession.objects.filter(ended_at__isnull=True, last_active_at__lt=cutoff)
-    if project is not None:
-        ids = ids.filter(project=project)
-    closed = 0
-    for pk in list(ids.values_list("pk", flat=True)):
-        with transaction.atomic():
-            session = (
-                ReviewSession.objects.select_for_update(skip_locked=True)
-                .filter(pk=pk, ended_at__isnull=True, last_active_at__lt=cutoff)
-                .first()
-            )
-            if session is not None:
-                _close_session(session, end=session.last_active_at)
-                closed += 1
-    return closed
+    return close_stale(ReviewSession, _close_session, project=project, now=now)
 
 
 # --- decisions ------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from .models import (
     Label,
     Membership,
     Project,
+    ReviewSession,
 )
 from .queue import next_example
 from .selectors import open_claims
@@ -890,8 +891,8 @@ def attempts_expire(*, project: Project | None = None, now: datetime | None = No
 # --- Reading the instructions ----------------------------------------------------------------
 
 
-def _idle(reading: InstructionReading, now: datetime) -> bool:
-    return now - reading.last_active_at > timedelta(seconds=settings.TALLY_IDLE_CUTOFF_SECONDS)
+def _idle(record: InstructionReading | ReviewSession, now: datetime) -> bool:
+    return now - record.last_active_at > timedelta(seconds=settings.TALLY_IDLE_CUTOFF_SECONDS)
 
 
 def _close_reading(reading: InstructionReading, *, end: datetime) -> InstructionReading:
@@ -948,20 +949,27 @@ def instructions_close(*, project: Project, annotator, now: datetime | None = No
 
 def instruction_readings_close_stale(*, project: Project | None = None, now: datetime | None = None) -> int:
     """Close readings whose page stopped sending heartbeats; their time ends at the last one."""
+    return close_stale(InstructionReading, _close_reading, project=project, now=now)
+
+
+def close_stale(model, close, *, project: Project | None = None, now: datetime | None = None) -> int:
+    """Close the timed records of `model` (instruction readings, review sessions) whose page
+    stopped sending heartbeats, one transaction each, skipping any a heartbeat holds; `close`
+    ends one at its last heartbeat."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.TALLY_IDLE_CUTOFF_SECONDS)
-    ids = InstructionReading.objects.filter(ended_at__isnull=True, last_active_at__lt=cutoff)
+    ids = model.objects.filter(ended_at__isnull=True, last_active_at__lt=cutoff)
     if project is not None:
         ids = ids.filter(project=project)
     closed = 0
     for pk in list(ids.values_list("pk", flat=True)):
         with transaction.atomic():
-            reading = (
-                InstructionReading.objects.select_for_update(skip_locked=True)
+            record = (
+                model.objects.select_for_update(skip_locked=True)
                 .filter(pk=pk, ended_at__isnull=True, last_active_at__lt=cutoff)
                 .first()
             )
-            if reading is not None:
-                _close_reading(reading, end=reading.last_active_at)
+            if record is not None:
+                close(record, end=record.last_active_at)
                 closed += 1
     return closed

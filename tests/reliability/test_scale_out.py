@@ -6,18 +6,20 @@ submission stored and paid once, each run executed once with at most one version
 embedded once, and the ledger verifies. docs/deployment.md shows the same layout over several
 machines."""
 
+import json
 import threading
+import urllib.error
+import urllib.request
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.db.models import Count, Sum
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from annotation.models import Annotation, Example, Label, Membership
-from annotation.services import text_hash
+from annotation.models import Annotation, Example, ImportBatch, Label, Membership
 from labor_ledger import selectors as ledger_selectors
 from labor_ledger import services as ledger_services
 from labor_ledger.models import LedgerEntry
@@ -27,7 +29,6 @@ from training import services as training_services
 from training.ml.data import datasets_dir, read_sst2
 from training.ml.encoder import ENCODER_KEY
 from training.models import EmbeddingCache, EmbeddingWork, ExampleEmbedding, ModelVersion, TrainingRun
-from training.tasks import embeddings_schedule
 
 from .harness import Gunicorn, Worker, env_for, wait_for, wait_for_other_sessions_to_end
 
@@ -45,16 +46,32 @@ def procs():
     wait_for_other_sessions_to_end()
 
 
-def test_two_web_servers_and_a_worker_per_queue_do_nothing_twice(admin_user, tmp_path, procs, settings):
+def upload_csv(base_url: str, token: str, slug: str, body: str) -> tuple[int, dict]:
+    """POST a CSV to the import API (multipart, stdlib only)."""
+    boundary = uuid.uuid4().hex
+    payload = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="pool.csv"\r\n'
+        f"Content-Type: text/csv\r\n\r\n{body}\r\n--{boundary}--\r\n"
+    ).encode()
+    request = urllib.request.Request(
+        f"{base_url}/api/projects/{slug}/imports/",
+        data=payload,
+        method="POST",
+        headers={"Authorization": f"Token {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {"error": error.read().decode()[:500]}
+
+
+def test_two_web_servers_and_a_worker_per_queue_do_nothing_twice(admin_user, tmp_path, procs):
     path = datasets_dir() / "sst2_train.tsv"
     if not path.exists():
         pytest.skip(f"SST-2 not found at {path}; set TALLY_DATASETS_DIR")
     project = make_project(admin=admin_user, name="Scale out", labels=("positive", "negative"))
-    Example.objects.bulk_create(
-        (Example(project=project, text=t, text_hash=text_hash(t)) for _, t in read_sst2(path, limit=POOL)),
-        ignore_conflicts=True,
-    )
-    pool = Example.objects.filter(project=project).count()
+    texts = list(dict.fromkeys(t for _, t in read_sst2(path, limit=POOL)))
     start = timezone.now() - timedelta(hours=1)
     ledger_services.pay_policy_create(
         project=project, created_by=admin_user, piece_rate=Decimal("0.05"), effective_from=start, now=start
@@ -69,7 +86,7 @@ def test_two_web_servers_and_a_worker_per_queue_do_nothing_twice(admin_user, tmp
     ]
 
     env = env_for(
-        CACHE_KEY_PREFIX="scale-out",
+        CACHE_KEY_PREFIX=f"scale-out-{uuid.uuid4().hex[:8]}",  # no lock left by an earlier session
         TALLY_MODEL_STORE=tmp_path / "models",
         TALLY_TRAINING_DEVICE="cpu",
         TALLY_TRAINING_THREADS=1,
@@ -79,10 +96,20 @@ def test_two_web_servers_and_a_worker_per_queue_do_nothing_twice(admin_user, tmp
     procs.append(Worker("embedder", tmp_path, env, queues="embedding"))
     servers = [Gunicorn(tmp_path, env, workers=1, threads=4) for _ in range(2)]
     procs.extend(servers)
-    settings.TALLY_EMBED_CHUNK_SIZE = 32
-    # a dispatch lock left by an earlier session's project of the same id (test databases restart ids)
-    cache.delete(f"training:embed-dispatch:{project.pk}:{ENCODER_KEY}")
-    assert embeddings_schedule(project=project) == -(-pool // 32)  # the pool's chunks, as an import sends them
+
+    # the pool arrives as users send it: an import through one web server; the runs worker
+    # imports it, and the import's hook sends the pool's embedding chunks to the embedder
+    admin_token = Token.objects.create(user=admin_user).key
+    body = "text\n" + "".join(f'"{t.replace(chr(34), chr(34) * 2)}"\n' for t in texts)
+    status, batch = upload_csv(servers[1].url, admin_token, project.slug, body)
+    assert status == 202, (status, batch)
+    wait_for(
+        lambda: ImportBatch.objects.get(pk=batch["id"]).status == ImportBatch.Status.SUCCEEDED,
+        120,
+        what="the import to finish on the runs worker",
+    )
+    pool = Example.objects.filter(project=project).count()
+    assert pool == len(texts)
 
     stop = threading.Event()
     crowd = [

@@ -440,33 +440,17 @@ def annotation_status_changed(event: hooks.AnnotationStatusChanged) -> list[Ledg
 def reading_closed(event: hooks.ReadingClosed) -> LedgerEntry:
     """A stretch of reading the instructions ended: record its time under the policy in force."""
     reading = event.reading
-    project = Project.objects.get(pk=reading.project_id)
-    policy = policy_in_force(project_id=project.pk, at=reading.ended_at)
-    priced = price_time(
-        policy=policy,
+    return _book_time(
+        project_id=reading.project_id,
+        person_id=reading.annotator_id,
         category=TimeCategory.INSTRUCTION_READING,
         active=reading.active_seconds,
         wall=reading.wall_seconds,
+        at=reading.ended_at,
+        idempotency_key=f"reading:{reading.pk}",
+        reason="reading the instructions",
+        reading_id=reading.pk,
     )
-    with open_books(project) as books:
-        entry = books.add(
-            annotator_id=reading.annotator_id,
-            kind=priced.kind,
-            idempotency_key=f"reading:{reading.pk}",
-            occurred_at=reading.ended_at,
-            time_category=TimeCategory.INSTRUCTION_READING,
-            reading_id=reading.pk,
-            policy=policy,
-            active_seconds=reading.active_seconds,
-            wall_seconds=reading.wall_seconds,
-            counted_seconds=priced.counted_seconds,
-            amount=priced.amount,
-            floor_amount=priced.floor_amount,
-            client_amount=priced.client_amount,
-            acting_user_id=reading.annotator_id,
-            reason="reading the instructions",
-        )
-    return entry
 
 
 @transaction.atomic(savepoint=False)  # inside the break's own transaction
@@ -475,27 +459,17 @@ def break_closed(event: hooks.BreakClosed) -> LedgerEntry | None:
     brk = event.brk
     if brk.paid_seconds <= 0:
         return None
-    project = Project.objects.get(pk=brk.project_id)
-    policy = policy_in_force(project_id=project.pk, at=brk.ended_at)
     paid = money.seconds(brk.paid_seconds)
-    priced = price_time(policy=policy, category=TimeCategory.BREAK, active=paid, wall=paid)
-    with open_books(project) as books:
-        return books.add(
-            annotator_id=brk.user_id,
-            kind=priced.kind,
-            idempotency_key=f"break:{brk.pk}",
-            occurred_at=brk.ended_at,
-            time_category=TimeCategory.BREAK,
-            policy=policy,
-            active_seconds=paid,
-            wall_seconds=paid,
-            counted_seconds=priced.counted_seconds,
-            amount=priced.amount,
-            floor_amount=priced.floor_amount,
-            client_amount=priced.client_amount,
-            acting_user_id=brk.user_id,
-            reason=f"paid break ({brk.paid_seconds} s of {brk.credited_seconds} s taken)",
-        )
+    return _book_time(
+        project_id=brk.project_id,
+        person_id=brk.user_id,
+        category=TimeCategory.BREAK,
+        active=paid,
+        wall=paid,
+        at=brk.ended_at,
+        idempotency_key=f"break:{brk.pk}",
+        reason=f"paid break ({brk.paid_seconds} s of {brk.credited_seconds} s taken)",
+    )
 
 
 @transaction.atomic(savepoint=False)  # inside the work's own transaction
@@ -503,27 +477,43 @@ def review_closed(event: hooks.ReviewClosed) -> LedgerEntry:
     """A stretch of reviewing ended: record the reviewer's time under the policy in force,
     in its own category (pricing: paid by the hour, always counted as hours worked)."""
     session = event.session
-    project = Project.objects.get(pk=session.project_id)
-    policy = policy_in_force(project_id=project.pk, at=session.ended_at)
-    priced = price_time(
-        policy=policy, category=TimeCategory.REVIEW, active=session.active_seconds, wall=session.wall_seconds
+    return _book_time(
+        project_id=session.project_id,
+        person_id=session.reviewer_id,
+        category=TimeCategory.REVIEW,
+        active=session.active_seconds,
+        wall=session.wall_seconds,
+        at=session.ended_at,
+        idempotency_key=f"review:{session.pk}",
+        reason="reviewing labels",
     )
+
+
+def _book_time(
+    *, project_id, person_id, category, active, wall, at, idempotency_key: str, reason: str, **refs
+) -> LedgerEntry:
+    """One span of a person's own time that is not an attempt (instruction reading, a paid
+    break, reviewing): priced by the policy in force when it ended, appended once (the key)."""
+    project = Project.objects.get(pk=project_id)
+    policy = policy_in_force(project_id=project.pk, at=at)
+    priced = price_time(policy=policy, category=category, active=active, wall=wall)
     with open_books(project) as books:
         return books.add(
-            annotator_id=session.reviewer_id,
+            annotator_id=person_id,
             kind=priced.kind,
-            idempotency_key=f"review:{session.pk}",
-            occurred_at=session.ended_at,
-            time_category=TimeCategory.REVIEW,
+            idempotency_key=idempotency_key,
+            occurred_at=at,
+            time_category=category,
             policy=policy,
-            active_seconds=session.active_seconds,
-            wall_seconds=session.wall_seconds,
+            active_seconds=active,
+            wall_seconds=wall,
             counted_seconds=priced.counted_seconds,
             amount=priced.amount,
             floor_amount=priced.floor_amount,
             client_amount=priced.client_amount,
-            acting_user_id=session.reviewer_id,
-            reason="reviewing labels",
+            acting_user_id=person_id,
+            reason=reason,
+            **refs,
         )
 
 

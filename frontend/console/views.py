@@ -583,22 +583,36 @@ def settings_page(request, slug):
     return _settings_page(request, project_page(request, slug))
 
 
+def _settings_form_post(request, project, *, form_class, form_name: str, save, success):
+    """A settings form posted: saved through its service and back to the page with a message,
+    or the page again with the form's errors (400). `save(cleaned_data)` calls the service;
+    `success(cleaned_data, result)` words the message."""
+    form = form_class(request.POST)
+    if form.is_valid():
+        try:
+            result = save(form.cleaned_data)
+        except TallyError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, success(form.cleaned_data, result))
+            return redirect("console:settings", project.slug)
+    project.refresh_from_db()  # a failed save may have touched the instance
+    return _settings_page(request, project, status=400, **{form_name: form})
+
+
 @never_cache
 @login_required
 @require_POST
 def settings_project(request, slug):
     project = admin_page(request, slug)
-    form = ProjectSettingsForm(request.POST)
-    if form.is_valid():
-        try:
-            annotation_services.project_update(project=project, **form.cleaned_data)
-        except TallyError as exc:
-            _form_error(form, exc)
-        else:
-            messages.success(request, "Project settings saved.")
-            return redirect("console:settings", project.slug)
-    project.refresh_from_db()
-    return _settings_page(request, project, project_form=form, status=400)
+    return _settings_form_post(
+        request,
+        project,
+        form_class=ProjectSettingsForm,
+        form_name="project_form",
+        save=lambda data: annotation_services.project_update(project=project, **data),
+        success=lambda data, _: "Project settings saved.",
+    )
 
 
 @never_cache
@@ -606,17 +620,14 @@ def settings_project(request, slug):
 @require_POST
 def settings_routing(request, slug):
     project = admin_page(request, slug)
-    form = RoutingForm(request.POST)
-    if form.is_valid():
-        try:
-            annotation_services.project_update(project=project, **form.cleaned_data)
-        except TallyError as exc:
-            _form_error(form, exc)
-        else:
-            messages.success(request, "Routing settings saved.")
-            return redirect("console:settings", project.slug)
-    project.refresh_from_db()
-    return _settings_page(request, project, routing_form=form, status=400)
+    return _settings_form_post(
+        request,
+        project,
+        form_class=RoutingForm,
+        form_name="routing_form",
+        save=lambda data: annotation_services.project_update(project=project, **data),
+        success=lambda data, _: "Routing settings saved.",
+    )
 
 
 @never_cache
@@ -624,16 +635,14 @@ def settings_routing(request, slug):
 @require_POST
 def settings_qc(request, slug):
     project = admin_page(request, slug)
-    form = QualityControlForm(request.POST)
-    if form.is_valid():
-        try:
-            training_services.config_update(project=project, **form.cleaned_data)
-        except TallyError as exc:
-            _form_error(form, exc)
-        else:
-            messages.success(request, f"Quality-control share is now {form.cleaned_data['qc_share']:g}.")
-            return redirect("console:settings", project.slug)
-    return _settings_page(request, project, qc_form=form, status=400)
+    return _settings_form_post(
+        request,
+        project,
+        form_class=QualityControlForm,
+        form_name="qc_form",
+        save=lambda data: training_services.config_update(project=project, **data),
+        success=lambda data, _: f"Quality-control share is now {data['qc_share']:g}.",
+    )
 
 
 @never_cache
@@ -641,16 +650,14 @@ def settings_qc(request, slug):
 @require_POST
 def label_add(request, slug):
     project = admin_page(request, slug)
-    form = LabelNameForm(request.POST)
-    if form.is_valid():
-        try:
-            label = annotation_services.label_create(project=project, name=form.cleaned_data["name"])
-        except TallyError as exc:
-            _form_error(form, exc)
-        else:
-            messages.success(request, f"Label {label.name} added.")
-            return redirect("console:settings", project.slug)
-    return _settings_page(request, project, label_form=form, status=400)
+    return _settings_form_post(
+        request,
+        project,
+        form_class=LabelNameForm,
+        form_name="label_form",
+        save=lambda data: annotation_services.label_create(project=project, name=data["name"]),
+        success=lambda _, label: f"Label {label.name} added.",
+    )
 
 
 LABEL_ACTIONS = {

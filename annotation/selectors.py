@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from core.roles import READERS
 
-from .models import Annotation, Attempt, Example, Invitation, Label, Membership, Project
+from .models import Annotation, Attempt, Example, Invitation, Label, Membership, Project, ReviewDecision
 
 
 def projects_visible_to(user) -> QuerySet[Project]:
@@ -102,3 +102,9 @@ def labels_with_use(*, project: Project) -> QuerySet[Label]:
         )
         .order_by("order", "id")
     )
+
+
+def review_decisions_of(*, project: Project, example_id: int | None = None) -> QuerySet:
+    """The project's review decisions, oldest first (admins and auditors read them)."""
+    decisions = ReviewDecision.objects.filter(project=project).order_by("id")
+    return decisions if example_id is None else decisions.filter(example_id=example_id)

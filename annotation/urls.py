@@ -20,4 +20,5 @@ urlpatterns = [
     path("", include("annotation.apis_export")),
     path("", include("annotation.urls_welfare")),
     path("", include("annotation.apis_agreement")),
+    path("", include("annotation.apis_review")),
 ]

@@ -220,3 +220,32 @@ def test_a_rejected_text_labeled_again_comes_back_to_review(overlap3, admin_user
     again = work(overlap3, b, start=at(500), label=overlap3.labels.get(name="neg"))[1]
     assert again.example_id == ann.example_id  # the started text is offered first
     assert ann.example_id in {e.pk for e in review_selectors.review_queue(project=overlap3)}
+
+
+def test_the_review_api_decides_once_per_key_and_scopes_who_reads(overlap3, admin_user, api):
+    a, b, c = (add_member(overlap3) for _ in range(3))
+    anns = label_all(overlap3, [(a, "pos"), (b, "neg"), (c, "neg")])
+    example_id = anns[0].example_id
+    url = f"/api/projects/{overlap3.slug}/review/decisions/"
+    admin = api(admin_user)
+    neg = overlap3.labels.get(name="neg").pk
+    body = {"example": example_id, "decision": "correct", "labels": [neg]}
+
+    assert admin.post(url, body, format="json").status_code == 400  # no idempotency key
+    first = admin.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="r-1")
+    again = admin.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="r-1")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.data == again.data and first.data["label_ids"] == [neg]
+    assert ReviewDecision.objects.count() == 1
+    assert Annotation.objects.filter(example_id=example_id, source="review").count() == 1
+    reused = admin.post(url, {**body, "decision": "reject"}, format="json", HTTP_IDEMPOTENCY_KEY="r-1")
+    assert reused.status_code == 409 and reused.data["code"] == "key_reused"
+    unknown = admin.post(url, {**body, "example": 10**9}, format="json", HTTP_IDEMPOTENCY_KEY="r-2")
+    assert unknown.status_code == 404
+    bad = admin.post(url, {**body, "decision": "maybe"}, format="json", HTTP_IDEMPOTENCY_KEY="r-3")
+    assert bad.status_code == 400 and ReviewDecision.objects.count() == 1
+
+    listed = admin.get(url, {"example": example_id})
+    assert [d["id"] for d in listed.data["results"]] == [first.data["id"]]
+    assert api(a).post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="a-1").status_code in (403, 404)
+    assert api(a).get(url).status_code in (403, 404)  # annotators never see decisions on their labels

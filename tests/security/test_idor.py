@@ -56,6 +56,8 @@ ACCESS = {
     ("GET", "/api/projects/{slug}/agreement/"): READERS,
     ("GET", "/api/projects/{slug}/agreement/reliability/"): READERS,
     ("GET", "/api/projects/{slug}/agreement/mine/"): WORKERS,
+    ("GET", "/api/projects/{slug}/review/decisions/"): READERS,
+    ("POST", "/api/projects/{slug}/review/decisions/"): ADMINS,
     ("GET", "/api/projects/{slug}/earnings/"): ALL,
     ("GET", "/api/projects/{slug}/ledger/entries/"): ALL,
     ("POST", "/api/projects/{slug}/ledger/manual-entries/"): ADMINS,
@@ -148,6 +150,12 @@ class Bodies:
             },
             "/api/projects/{slug}/time-disputes/{dispute_id}/decision/": {"outcome": "reject", "reason": "no"},
             "/api/projects/{slug}/welfare/": {"max_texts_per_day": 100},
+            "/api/projects/{slug}/review/decisions/": {
+                "example": ids["example_id"],
+                "decision": "correct",
+                "labels": [ids["label_id"]],
+                "idempotency_key": f"review-{n}",
+            },
             "/api/projects/{slug}/welfare/marks/": {"example_ids": [ids["example_id"]], "categories": ["other"]},
         }
         if path == "/api/projects/{slug}/imports/" and method == "POST":

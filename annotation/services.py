@@ -649,7 +649,9 @@ def annotation_submit(
         hooks.attempt_closed.send(
             hooks.AttemptClosed(attempt=attempt, annotation=annotation, acting_user_id=annotator.pk)
         )
-        hooks.labels_changed.send(hooks.LabelsChanged(project_id=attempt.project_id))
+        hooks.labels_changed.send(
+            hooks.LabelsChanged(project_id=attempt.project_id, label_ids=tuple(dict.fromkeys(label_ids)))
+        )
         return annotation
     attempt.save()
     try:
@@ -671,7 +673,9 @@ def annotation_submit(
     annotation.labels.add(*labels)
     Example.objects.filter(pk=attempt.example_id).update(submitted_count=F("submitted_count") + 1)
     hooks.attempt_closed.send(hooks.AttemptClosed(attempt=attempt, annotation=annotation, acting_user_id=annotator.pk))
-    hooks.labels_changed.send(hooks.LabelsChanged(project_id=attempt.project_id))
+    hooks.labels_changed.send(
+        hooks.LabelsChanged(project_id=attempt.project_id, label_ids=tuple(label.pk for label in labels))
+    )
     return annotation
 
 

@@ -55,9 +55,12 @@ class AnnotationStatusChanged:
 
 @dataclass(frozen=True)
 class LabelsChanged:
-    """The accepted labels of a project changed (a new label, or a status change)."""
+    """The accepted labels of a project changed (a new label, or a status change). `label_ids`:
+    the labels a new submission added; None when the change is not one submission's (a status
+    change, a review), and the receiver must read what changed."""
 
     project_id: int
+    label_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

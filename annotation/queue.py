@@ -55,9 +55,18 @@ def next_example(*, project: Project, annotator, now: datetime) -> Example | Non
     With overlap (or routing by doubt), examples other annotators have started come first, so
     agreement sets complete; then never-labeled ones, through the partial index on submitted_count = 0.
     """
+    for choices in next_example_choices(project=project, annotator=annotator, now=now):
+        example = choices.first()
+        if example is not None:
+            return example
+    return None
+
+
+def next_example_choices(*, project: Project, annotator, now: datetime) -> list[QuerySet[Example]]:
+    """next_example's candidates, in the order it tries them: the first of the first non-empty
+    one is the example handed out (claim_next sends them as one INSERT ... SELECT)."""
     candidates = candidate_examples(project=project, annotator=annotator, now=now)
+    fresh = candidates.filter(submitted_count=0)
     if project.annotations_per_example > 1 or project.doubt_routing:
-        started = candidates.filter(submitted_count__gt=0).first()
-        if started is not None:
-            return started
-    return candidates.filter(submitted_count=0).first()
+        return [candidates.filter(submitted_count__gt=0), fresh]
+    return [fresh]

@@ -41,7 +41,8 @@ from .models import (
     Project,
     ReviewSession,
 )
-from .queue import next_example
+from .models_welfare import WelfarePolicy
+from .queue import next_example, next_example_choices
 from .selectors import open_claims
 
 MILLI = Decimal("0.001")
@@ -395,39 +396,101 @@ def claim_next(
     """
     now = now or timezone.now()
     _lock_project_queue(project)
-    gate = welfare.claim_gate(project=project, annotator=annotator, now=now)  # None unless sensitive
-    held = _expire_and_hold(project=project, annotator=annotator, now=now)
+    policy, rows = _policy_and_claims(project=project, annotator=annotator, now=now)
+    # None unless the project is sensitive; else the person's clock is locked, before any expiry
+    gate = welfare.gate_for(policy, project=project, annotator=annotator, now=now)
+    if any(a.lease_expires_at <= now for a in rows):
+        attempts_expire(project=project, now=now)
+    held = [a for a in rows if a.annotator_id == annotator.pk and a.lease_expires_at > now]
     for attempt in held:
         if attempt.pk not in exclude_attempt_ids:
             return attempt
     if len(held) >= settings.TALLY_MAX_OPEN_CLAIMS:
         raise Conflict("Finish or skip the texts you already hold before claiming another.", code="too_many_claims")
-    example = next_example(project=project, annotator=annotator, now=now)
-    example = gate.screen(example) if gate else example  # exposure limits, opt-outs
-    if example is None:
-        return None
-    return Attempt.objects.create(
+    attempt = Attempt(
         project=project,
-        example=example,
         annotator=annotator,
         claimed_at=now,
         lease_expires_at=_lease_end(now),
         last_active_at=now,
     )
+    if gate is None and connection.vendor == "postgresql":
+        return _claimed_in_one_statement(attempt, now)
+    example = next_example(project=project, annotator=annotator, now=now)
+    example = gate.screen(example) if gate else example  # exposure limits, opt-outs
+    if example is None:
+        return None
+    attempt.example = example
+    attempt.save(force_insert=True)
+    return attempt
 
 
-def _expire_and_hold(*, project: Project, annotator, now: datetime) -> list[Attempt]:
-    """attempts_expire, then the annotator's open claims, in one read while nothing expired
-    (the hot path, issue 18): the project's claims that ran out and this annotator's, unlocked;
-    the ones that ran out are then expired (locked, skipping any a heartbeat holds) as before."""
-    rows = list(
+def _policy_and_claims(*, project: Project, annotator, now: datetime) -> tuple[WelfarePolicy | None, list[Attempt]]:
+    """The project's welfare policy if it is sensitive (welfare.sensitive_policy), and the
+    claims attempts_expire would close and the annotator's open ones (unlocked; claim_next
+    expires the former, locked, as before). On PostgreSQL one read (the hot path, issue 18):
+    read after the queue's lock, like the separate reads it replaces, so a policy changed while
+    the claim waited for the lock is seen."""
+    claims = (
         Attempt.objects.filter(project=project, status=Attempt.Status.CLAIMED)
         .filter(Q(lease_expires_at__lte=now) | Q(annotator=annotator))
-        .order_by("claimed_at", "id")
+        .order_by()
     )
-    if any(a.lease_expires_at <= now for a in rows):
-        attempts_expire(project=project, now=now)
-    return [a for a in rows if a.annotator_id == annotator.pk and a.lease_expires_at > now]
+    if connection.vendor != "postgresql":
+        return welfare.sensitive_policy(project), list(claims.order_by("claimed_at", "id"))
+    policy_model = WelfarePolicy
+    policy_names = [f.attname for f in policy_model._meta.concrete_fields]
+    claim_names = [f.attname for f in Attempt._meta.concrete_fields]
+    claims_sql, claims_params = claims.query.sql_with_params()
+    columns = [f'w."{policy_model._meta.get_field(n).column}"' for n in policy_names]
+    columns += [f'a."{Attempt._meta.get_field(n).column}"' for n in claim_names]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(columns)} FROM (SELECT 1) AS one "  # noqa: S608
+            f"LEFT JOIN {welfare.SENSITIVE_POLICY_SQL} LEFT JOIN ({claims_sql}) AS a ON TRUE "
+            "ORDER BY a.claimed_at, a.id",
+            (project.pk, *claims_params),
+        )
+        rows = cursor.fetchall()
+    n = len(policy_names)
+    first = rows[0]
+    policy = None if first[0] is None else sqlcompose.from_row(policy_model, policy_names, first[:n])
+    held = [sqlcompose.from_row(Attempt, claim_names, row[n:]) for row in rows if row[n] is not None]
+    return policy, held
+
+
+def _claimed_in_one_statement(attempt: Attempt, now: datetime) -> Attempt | None:
+    """PostgreSQL, a project that is not sensitive: the queue's next example (queue.next_example,
+    its choices in order) and the attempt's insert in one INSERT ... SELECT (the hot path, issue
+    18); the attempt comes back with its example. None when nothing is left for the annotator."""
+    project = attempt.project
+    choices = next_example_choices(project=project, annotator=attempt.annotator, now=now)
+    example_names = [f.attname for f in Example._meta.concrete_fields]
+    example_columns = ", ".join(f'"{Example._meta.get_field(n).column}"' for n in example_names)
+    branches, params = [], []
+    for rank, choice in enumerate(choices):
+        choice_sql, choice_params = choice[:1].query.sql_with_params()
+        branches.append(f"SELECT {rank} AS rank, {example_columns} FROM ({choice_sql}) AS c{rank}")  # noqa: S608
+        params += choice_params
+    attempt_names = [f.attname for f in Attempt._meta.concrete_fields]
+    insert, insert_params = sqlcompose.insert_select_sql(
+        attempt, source="e", columns={"example_id": "e.id"}, returning=attempt_names
+    )
+    statement = (
+        f"WITH e AS (SELECT {example_columns} FROM ({' UNION ALL '.join(branches)}) AS choices "  # noqa: S608
+        f"ORDER BY rank LIMIT 1), a AS ({insert}) "
+        f"SELECT a.*, e.* FROM a JOIN e ON e.id = a.example_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, (*params, *insert_params))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    n = len(attempt_names)
+    claimed = sqlcompose.from_row(Attempt, attempt_names, row[:n])
+    claimed.project, claimed.annotator = project, attempt.annotator
+    claimed.example = sqlcompose.from_row(Example, example_names, row[n:])
+    return claimed
 
 
 # Claims in one project are handed out one at a time: a transaction-scoped advisory lock, held
@@ -649,7 +712,9 @@ def annotation_submit(
         hooks.attempt_closed.send(
             hooks.AttemptClosed(attempt=attempt, annotation=annotation, acting_user_id=annotator.pk)
         )
-        hooks.labels_changed.send(hooks.LabelsChanged(project_id=attempt.project_id))
+        hooks.labels_changed.send(
+            hooks.LabelsChanged(project_id=attempt.project_id, label_ids=tuple(dict.fromkeys(label_ids)))
+        )
         return annotation
     attempt.save()
     try:
@@ -671,7 +736,9 @@ def annotation_submit(
     annotation.labels.add(*labels)
     Example.objects.filter(pk=attempt.example_id).update(submitted_count=F("submitted_count") + 1)
     hooks.attempt_closed.send(hooks.AttemptClosed(attempt=attempt, annotation=annotation, acting_user_id=annotator.pk))
-    hooks.labels_changed.send(hooks.LabelsChanged(project_id=attempt.project_id))
+    hooks.labels_changed.send(
+        hooks.LabelsChanged(project_id=attempt.project_id, label_ids=tuple(label.pk for label in labels))
+    )
     return annotation
 
 

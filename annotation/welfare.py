@@ -1,9 +1,10 @@
 """Annotator welfare (issue 17): sensitive marks, exposure limits checked at claim time,
 opt-outs and breaks. Writes, like services; docs/welfare.md explains every setting.
 
-The claim-time check is `ClaimGate`: claim_next opens one at its start (`claim_gate`) and
-passes the example its queue picked through `gate.screen`. For a project that is not
-sensitive the gate is None and costs one primary-key lookup. For a sensitive one it locks the
+The claim-time check is `ClaimGate`: claim_next opens one at its start (`gate_for` the
+policy it read) and passes the example its queue picked through `gate.screen`. For a project
+that is not sensitive the gate is None and costs nothing beyond the policy's primary-key
+lookup, which claim_next makes within its read of the open claims (PostgreSQL). For a sensitive one it locks the
 person's ActivityClock row (the one-clock lock: every claim, heartbeat and credit of that
 person queues on it, whatever the project or tab) before anything else in the claim, so two
 claims of one person are counted one after the other and limits cannot be raced past. The
@@ -413,8 +414,23 @@ class ClaimGate:
 
 def claim_gate(*, project: Project, annotator, now: datetime) -> ClaimGate | None:
     """None for a project that is not sensitive (one primary-key lookup); else a gate that has
-    locked the person's clock row. Called first thing in claim_next."""
-    policy = WelfarePolicy.objects.filter(project=project, sensitive=True).first()
+    locked the person's clock row."""
+    return gate_for(sensitive_policy(project), project=project, annotator=annotator, now=now)
+
+
+def sensitive_policy(project: Project) -> WelfarePolicy | None:
+    """The project's policy if the project is sensitive (claim_next reads it on PostgreSQL
+    within its read of the open claims: SENSITIVE_POLICY_SQL)."""
+    return WelfarePolicy.objects.filter(project=project, sensitive=True).first()
+
+
+# What sensitive_policy reads, for claim_next's one statement: `w` is the policy row or NULLs.
+SENSITIVE_POLICY_SQL = f"{WelfarePolicy._meta.db_table} AS w ON w.project_id = %s AND w.sensitive"  # noqa: S608
+
+
+def gate_for(policy: WelfarePolicy | None, *, project: Project, annotator, now: datetime) -> ClaimGate | None:
+    """claim_next's gate for the policy read at its start: None when the project is not
+    sensitive, else a gate that has locked the person's clock row (before any lease expires)."""
     if policy is None:
         return None
     return ClaimGate(policy=policy, project=project, annotator=annotator, now=now)

@@ -430,10 +430,8 @@ def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
             cursor.execute(
                 "INSERT INTO training_projecttrainingconfig (project_id, model_kind, sampling, enabled, "
                 "retrain_every_n_labels, deep_every_n_labels, min_labels, qc_share, holdout_share, max_gold_eval, "
-                "train_on_machine_labels, hyperparams, seed, current_version_id, encoder_key, "
-                "label_events_since_queued, label_events_since_deep, updated_at) "
-                "VALUES (%s, 'minilm', 'margin', false, 1, 0, 4, 0.1, 0.2, 2000, true, '{}', 0, %s, 'minilm', 0, 0, "
-                "now())",
+                "train_on_machine_labels, hyperparams, seed, current_version_id, encoder_key, updated_at) "
+                "VALUES (%s, 'minilm', 'margin', false, 1, 0, 4, 0.1, 0.2, 2000, true, '{}', 0, %s, 'minilm', now())",
                 [project.pk, n_versions],
             )
     start = time.perf_counter()

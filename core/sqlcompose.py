@@ -56,3 +56,28 @@ def from_row(model: type[models.Model], attnames: Sequence[str], values: Sequenc
             value = convert(value, col, connection)
         converted.append(value)
     return model.from_db(db, list(attnames), converted)
+
+
+def insert_select_sql(
+    obj: models.Model, *, source: str, columns: dict[str, str], returning: Sequence[str] = ("pk",)
+) -> tuple[str, tuple]:
+    """insert_sql for one object, as `INSERT ... SELECT ... FROM source`: the columns named in
+    `columns` (attname -> an SQL expression over `source`, such as "e.id") take their value
+    from the row of `source` instead of the object, the rest the values the ORM would send. No
+    row in `source`, no row inserted."""
+    statement, params = insert_sql([obj], returning=returning)
+    opts = type(obj)._meta
+    fields = [f for f in opts.concrete_fields if not f.generated and not isinstance(f, models.AutoField)]
+    head, sep, rest = statement.partition(" VALUES (")
+    values, sep2, tail = rest.partition(") RETURNING ")
+    placeholders = values.split(", ")
+    if not sep or not sep2 or len(placeholders) != len(fields) or len(params) != len(fields):
+        raise ValueError(f"Unexpected INSERT for {opts.label}: {statement}")
+    exprs, kept = [], []
+    for field, placeholder, param in zip(fields, placeholders, params, strict=True):
+        if field.attname in columns:
+            exprs.append(columns[field.attname])
+        else:
+            exprs.append(placeholder)
+            kept.append(param)
+    return f"{head} SELECT {', '.join(exprs)} FROM {source} RETURNING {tail}", tuple(kept)  # noqa: S608

@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 from annotation.models import Membership
 from tests.factories import UserFactory, add_examples, add_member, make_project
 from tests.support.annotators import toy_texts
+from training import debounce
 
 pytest_plugins = ["tests.support.browser", "tests.support.model_store", "tests.support.worker"]
 
@@ -18,6 +19,13 @@ NEWS_TEXTS = [
     "Shares of the retailer fell after weak holiday sales.",
     "Astronomers spot water vapour on a distant planet.",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_debounce_state():
+    """The retraining debounce keeps per-project state in Redis (training.debounce), keyed by
+    project id; a new test database hands out the same ids again, so a session starts with none."""
+    debounce.forget_all()
 
 
 @pytest.fixture

@@ -66,8 +66,7 @@ class ProjectTrainingConfig(models.Model):
     )
     # The encoder whose cached embeddings fast runs use: the frozen MiniLM, or a deep version's.
     encoder_key = models.CharField(max_length=80, blank=True)
-    label_events_since_queued = models.PositiveIntegerField(default=0)
-    label_events_since_deep = models.PositiveIntegerField(default=0)
+    # The debounce's counts of label events live in Redis (training.debounce), not here.
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from annotation.models import Example
 
-from . import hooks
+from . import debounce, hooks
 from .models import (
     EmbeddingCache,
     EmbeddingWork,
@@ -137,6 +137,9 @@ def run_claim(
         )
         return None
     run = TrainingRun.objects.get(pk=run_id)
+    # No longer queued: labels from now on queue the next run. Cleared before the run reads the
+    # labels, so a label that still found the flag set is in this run's snapshot.
+    debounce.run_started(run.project_id)
     # Keep our own token: re-reading the row could already show the token of a worker that
     # took the run over since, and then both would write (and fence on) the same claim.
     run.claim_token = token
@@ -251,6 +254,8 @@ def version_register(
         if version.loop == Loop.DEEP and encoder_key:
             config.encoder_key = encoder_key
         config.save(update_fields=["current_version", "encoder_key", "updated_at"])
+        if parent is None:  # the project's first model: the debounce stops asking for enough labels
+            transaction.on_commit(lambda: debounce.invalidate(run.project_id))
     registered = hooks.VersionRegistered(version_id=version.pk, project_id=version.project_id)
     transaction.on_commit(lambda: hooks.version_registered.send(registered))
     return version, promoted

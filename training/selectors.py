@@ -156,11 +156,20 @@ def embedding_progress(*, project: Project, encoder_key: str) -> dict:
 
 def enough_labels(*, project_id: int, min_labels: int) -> bool:
     """Before the first version: at least `min_labels` accepted labels over two labels or more."""
+    rows, classes = labels_readiness(project_id=project_id, min_labels=min_labels)
+    return rows >= min_labels and len(classes) >= 2
+
+
+def labels_readiness(*, project_id: int, min_labels: int) -> tuple[int, list[int]]:
+    """(accepted labels, at most `min_labels`; the labels used, at most two): what
+    `enough_labels` judges, for the debounce to know how far a project is from it. Bounded
+    counts: the debounce asks again only when Redis says the labels since may be enough."""
     accepted = Annotation.labels.through.objects.filter(
         annotation__project_id=project_id, annotation__status=Annotation.Status.ACCEPTED
     )
-    # Bounded counts: this runs after every label until the first version exists.
-    return accepted[:min_labels].count() >= min_labels and accepted.values("label_id").distinct()[:2].count() >= 2
+    rows = accepted[:min_labels].count()
+    classes = list(accepted.order_by().values_list("label_id", flat=True).distinct()[:2]) if rows else []
+    return rows, classes
 
 
 def learning_curve(*, version: ModelVersion) -> dict:

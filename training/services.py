@@ -18,7 +18,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from annotation import hooks as annotation_hooks
@@ -26,7 +26,7 @@ from annotation import services as annotation_services
 from annotation.models import Annotation, Project
 from core.errors import Conflict, NotFound, ValidationFailed
 
-from . import memory, runs, selectors, tasks
+from . import debounce, memory, runs, selectors, tasks
 from .ml.classifiers import HyperParams
 from .models import AcceptBatch, Aggregation, Loop, ModelKind, ProjectTrainingConfig, TrainingRun
 from .runs import config_get
@@ -87,6 +87,7 @@ def config_update(*, project: Project, **fields) -> ProjectTrainingConfig:
         raise ValidationFailed("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
     _check_memory_budget(project=project, config=config)
     config.save()
+    transaction.on_commit(lambda: debounce.invalidate(project.pk))  # the debounce re-reads it
     return config
 
 
@@ -130,61 +131,70 @@ def _queue_run(
 
 def labels_changed_after_commit(event: annotation_hooks.LabelsChanged) -> None:
     """annotation's `labels_changed` hook: count the change once the labels are committed."""
-    transaction.on_commit(lambda: labels_changed(project_id=event.project_id))
+    transaction.on_commit(lambda: labels_changed(project_id=event.project_id, label_ids=event.label_ids))
 
 
-def labels_changed(*, project_id: int) -> None:
-    """New, retracted or rejected labels in a project, committed: queue a retraining run, debounced."""
+def labels_changed(*, project_id: int, label_ids: Sequence[int] | None = None) -> None:
+    """New, retracted or rejected labels in a project, committed: queue a retraining run,
+    debounced. Counted in Redis (training.debounce): most events stop there, with no database
+    statement (the hot path, issue 18); the database decides when a run is due, when Redis has
+    no state for the project, when the labels may have become enough for a first model, and
+    when Redis cannot be reached (then a run is queued, or the queued one kept, as if
+    `retrain_every_n_labels` were 1). `label_ids`: the labels the event added, when known."""
+    verdict = debounce.count(project_id, label_ids)
+    if verdict is not None and verdict.action == "skip":
+        return
+    try:
+        _labels_changed_in_db(project_id, verdict)
+    except Exception:
+        if verdict is not None and verdict.action in ("queue", "deep"):
+            debounce.release(project_id)  # the flag it set promises a run that was not queued
+        raise
+
+
+def _labels_changed_in_db(project_id: int, verdict: debounce.Verdict | None) -> None:
+    """The debounce's decision from the database: the config and, before a first model, the
+    labels (`enough_labels`); the run queued if due; the state kept in Redis for the next events."""
     with transaction.atomic():
-        config = _config_counted(project_id)
-        counted = config is not None  # the counters below are already one up, and saved
-        if config is None:
-            config = ProjectTrainingConfig.objects.select_for_update().filter(project_id=project_id).first()
-        if config is None:  # a project from before training configs existed
-            config_get(project_id=project_id)
-            config = ProjectTrainingConfig.objects.select_for_update().get(project_id=project_id)
-        if not counted:
-            config.label_events_since_queued += 1
-            config.label_events_since_deep += 1
-        fields = ["label_events_since_queued", "label_events_since_deep"]
-        if not config.enabled or config.label_events_since_queued < config.retrain_every_n_labels:
-            if not counted:
-                config.save(update_fields=fields)
-            return
-        if config.current_version_id is None and not selectors.enough_labels(
-            project_id=project_id, min_labels=config.min_labels
-        ):
-            if not counted:
-                config.save(update_fields=fields)
-            return
-        deep = (
-            config.model_kind == ModelKind.MINILM
-            and config.deep_every_n_labels
-            and config.label_events_since_deep >= config.deep_every_n_labels
-        )
-        _, created = _queue_run(
-            project_id=project_id,
-            loop=Loop.DEEP if deep else Loop.FAST,
-            trigger=TrainingRun.Trigger.SCHEDULE if deep else TrainingRun.Trigger.LABELS,
-        )
-        config.label_events_since_queued = 0
-        if deep:
-            config.label_events_since_deep = 0
-        config.save(update_fields=fields)
-
-
-def _config_counted(project_id: int) -> ProjectTrainingConfig | None:
-    """PostgreSQL: count one label event and read the config, locked, in one statement (the
-    hot path, issue 18: most label events stop here). None on SQLite or without a config row."""
-    if connection.vendor != "postgresql":
-        return None
-    table = ProjectTrainingConfig._meta.db_table
-    rows = ProjectTrainingConfig.objects.raw(
-        f"UPDATE {table} SET label_events_since_queued = label_events_since_queued + 1, "  # noqa: S608
-        "label_events_since_deep = label_events_since_deep + 1 WHERE project_id = %s RETURNING *",
-        [project_id],
+        config = config_get(project_id=project_id)
+        ready, need, classes = True, 0, []
+        if config.current_version_id is None:
+            rows, classes = selectors.labels_readiness(project_id=project_id, min_labels=config.min_labels)
+            need = config.min_labels - rows
+            ready = need <= 0 and len(classes) >= 2
+        deep_n = config.deep_every_n_labels if config.model_kind == ModelKind.MINILM else 0
+        counted = 1 if verdict is None or verdict.action == "fill" else verdict.count
+        if verdict is None or verdict.action in ("queue", "deep"):
+            due = True
+        else:  # fill (this event is the first counted), check
+            due = counted >= config.retrain_every_n_labels
+        deep = verdict is not None and verdict.action == "deep"
+        queue = config.enabled and ready and due
+        if queue:
+            _queue_run(
+                project_id=project_id,
+                loop=Loop.DEEP if deep else Loop.FAST,
+                trigger=TrainingRun.Trigger.SCHEDULE if deep else TrainingRun.Trigger.LABELS,
+            )
+    if verdict is None:
+        return
+    if verdict.action in ("queue", "deep"):
+        if not queue:  # Redis's state was stale (training turned off, labels retracted): read it again
+            debounce.release(project_id)
+        return
+    debounce.store(
+        project_id,
+        verdict.gen,
+        enabled=config.enabled,
+        n=config.retrain_every_n_labels,
+        deep_n=deep_n,
+        ready=ready,
+        need=max(need, 0),
+        classes=classes,
+        counted=0 if queue else counted,
+        deep=1 if verdict.action == "fill" else 0,
+        pending=queue,
     )
-    return next(iter(rows), None)
 
 
 @transaction.atomic
@@ -204,7 +214,7 @@ def training_run_request(*, project: Project, requested_by, loop: str = Loop.FAS
         error.run = run
         raise error
     if loop == Loop.DEEP:
-        ProjectTrainingConfig.objects.filter(pk=config.pk).update(label_events_since_deep=0)
+        transaction.on_commit(lambda: debounce.deep_reset(project.pk))
     return run
 
 

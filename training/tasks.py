@@ -18,14 +18,14 @@ from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from annotation.models import Example, Project
+from annotation.models import Annotation, Example, Project
 
 from . import coldstart, pipeline, runs, selectors
 from .ml.encoder import ENCODER_KEY
-from .models import ExampleEmbedding, Loop, ModelKind, ModelVersion, TrainingRun
+from .models import ExampleEmbedding, Loop, ModelKind, ModelVersion, ProjectTrainingConfig, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,48 @@ def runs_resend_lost(*, now: datetime | None = None) -> list[int]:
     if lost:
         logger.warning("Re-sent %d training run(s) whose message may have been lost: %s", len(lost), lost)
     return lost
+
+
+def runs_catch_up() -> list[int]:
+    """The debounce's safety net (with the sweeper, every TALLY_TRAINING_SWEEP_SECONDS): queue
+    the run that labels committed while Redis lost its count, its state or a run's clear (a
+    restart, a restored snapshot) or whose after-commit count never ran (a process died)
+    would have queued. From the database alone: a project training automatically, with no run
+    queued or running, whose label events (annotations created or changing status) since its
+    latest run started -- or ever, before its first run -- reach `retrain_every_n_labels`,
+    and, before a first model, with enough labels. Returns the runs queued."""
+    busy = TrainingRun.objects.filter(
+        project_id=OuterRef("project_id"), status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
+    )
+    last_start = Subquery(
+        TrainingRun.objects.filter(project_id=OuterRef("project_id"), started_at__isnull=False)
+        .order_by("-started_at")
+        .values("started_at")[:1]
+    )
+    queued = []
+    for config in (
+        ProjectTrainingConfig.objects.filter(enabled=True).exclude(Exists(busy)).annotate(last_start=last_start)
+    ):
+        events = Annotation.objects.filter(project_id=config.project_id)
+        if config.last_start is not None:
+            events = events.filter(Q(created_at__gt=config.last_start) | Q(status_changed_at__gt=config.last_start))
+        n = config.retrain_every_n_labels
+        if events.order_by()[:n].count() < n:
+            continue
+        if config.current_version_id is None and not selectors.enough_labels(
+            project_id=config.project_id, min_labels=config.min_labels
+        ):
+            continue
+        with transaction.atomic():
+            run, _, ring = runs.run_queue(
+                project_id=config.project_id, loop=Loop.FAST, trigger=TrainingRun.Trigger.LABELS
+            )
+            if ring:
+                transaction.on_commit(lambda run_id=run.pk: enqueue_run(run_id))
+        queued.append(run.pk)
+    if queued:
+        logger.warning("Queued %d training run(s) that labels owed (the debounce's catch-up): %s", len(queued), queued)
+    return queued
 
 
 def embeddings_schedule(*, project: Project, encoder_key: str | None = None) -> int:
@@ -167,8 +209,9 @@ def run_training(self, run_id: int) -> int | None:
 
 @shared_task(name="training.tasks.sweep_lost_runs", ignore_result=True)
 def sweep_lost_runs() -> int:
-    """Periodic (CELERY_BEAT_SCHEDULE): re-send the runs whose message the broker lost."""
-    return len(runs_resend_lost())
+    """Periodic (CELERY_BEAT_SCHEDULE): re-send the runs whose message the broker lost, and
+    queue the runs that labels owed when the debounce's Redis lost count (runs_catch_up)."""
+    return len(runs_resend_lost()) + len(runs_catch_up())
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, name="training.tasks.embed_chunk")

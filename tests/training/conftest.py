@@ -5,12 +5,18 @@ import pytest
 
 from annotation.models import Membership
 from tests.factories import UserFactory, add_examples, add_member, make_project
-from training import services
+from training import debounce, services
 
 
 @pytest.fixture(autouse=True)
 def _own_model_store(model_store):
     return model_store
+
+
+@pytest.fixture(autouse=True)
+def _fresh_debounce_state():
+    """No debounce state from an earlier test (SQLite hands a rolled-back project's id out again)."""
+    debounce.forget_all()
 
 
 @pytest.fixture

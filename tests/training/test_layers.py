@@ -2,7 +2,7 @@
 break a cycle. From the top (the web's entry points) down:
 
     urls, page_urls -> apis, views, admin -> charts -> services, routing -> tasks -> pipeline, coldstart
-        -> featurizers -> worker_cache -> runs -> selectors -> models, hooks, apps -> ml
+        -> featurizers -> worker_cache -> runs -> selectors, memory, debounce -> models, hooks, apps -> ml
 
 A module may import only modules below it (ml's modules import each other, never the app's).
 `AppConfig.ready()` is exempt: Django's place to connect hooks once the apps are loaded.
@@ -25,7 +25,7 @@ LAYERS = [
     {"featurizers"},
     {"worker_cache"},
     {"runs"},
-    {"selectors", "memory"},
+    {"selectors", "memory", "debounce"},
     {"models", "hooks", "apps"},
     {"ml"},  # the torch code: no Django, no app module
 ]

@@ -5,6 +5,9 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+import redis
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from annotation import services as annotation_services
@@ -12,7 +15,7 @@ from annotation.models import Annotation, Example, Label
 from annotation.queue import candidate_examples
 from core.errors import Conflict, ValidationFailed
 from tests.support.annotators import label_next
-from training import pipeline, runs, selectors, services
+from training import debounce, pipeline, runs, selectors, services, tasks
 from training.ml.classifiers import HashedClassifier
 from training.models import ManifestEntry, ModelVersion, Prediction, ProjectTrainingConfig, TrainingRun
 
@@ -76,8 +79,59 @@ def test_retrain_every_n_labels(toy_project, labeler, toy, on_commit):
     with on_commit():
         label_next(toy_project, labeler, toy, n=5)
     assert TrainingRun.objects.filter(project=toy_project).count() == 1  # at the 3rd label
-    config = ProjectTrainingConfig.objects.get(project=toy_project)
-    assert config.label_events_since_queued == 2
+    runs.run_claim(run_id=queued(toy_project).get().pk, task_id="t1")
+    # the 4th and 5th labels were counted (in Redis): the 6th is the next third
+    with on_commit():
+        label_next(toy_project, labeler, toy, n=1)
+    assert TrainingRun.objects.filter(project=toy_project).count() == 2
+    runs.run_claim(run_id=queued(toy_project).get().pk, task_id="t2")
+    with on_commit():
+        label_next(toy_project, labeler, toy, n=2)
+    assert TrainingRun.objects.filter(project=toy_project).count() == 2  # two of three
+    with on_commit():
+        label_next(toy_project, labeler, toy, n=1)
+    assert TrainingRun.objects.filter(project=toy_project).count() == 3
+
+
+def test_a_label_while_a_run_is_pending_costs_no_database_statement(toy_project, labeler, toy, on_commit):
+    with on_commit():
+        label_next(toy_project, labeler, toy, n=6)
+    run = queued(toy_project).get()
+    label = toy_project.labels.first().pk
+    with CaptureQueriesContext(connection) as statements:
+        services.labels_changed(project_id=toy_project.pk, label_ids=[label])
+    assert statements.captured_queries == []  # counted in Redis; the queued run will read it
+    # the run starts (the flag is cleared before it reads the labels): the next label queues the next run
+    runs.run_claim(run_id=run.pk, task_id="t1")
+    services.labels_changed(project_id=toy_project.pk, label_ids=[label])
+    assert queued(toy_project).get().pk != run.pk
+
+
+def test_without_redis_labels_still_queue_a_run_and_submissions_succeed(
+    toy_project, labeler, toy, on_commit, monkeypatch
+):
+    monkeypatch.setattr(debounce, "_client", redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
+    with on_commit():
+        label_next(toy_project, labeler, toy, n=3)  # min_labels is 4: no run yet
+    assert not TrainingRun.objects.filter(project=toy_project).exists()
+    with on_commit():
+        label_next(toy_project, labeler, toy, n=3)
+    assert Annotation.objects.filter(project=toy_project).count() == 6
+    assert queued(toy_project).count() == 1  # decided from the database, one queued run at most
+
+
+def test_the_catch_up_queues_the_run_a_lost_count_owed(toy_project, labeler, toy, on_commit):
+    services.config_update(project=toy_project, retrain_every_n_labels=3)
+    label_next(toy_project, labeler, toy, n=2)  # their after-commit counts never ran (a process died)
+    assert tasks.runs_catch_up() == []  # 2 label events: fewer than 3, and fewer than min_labels
+    label_next(toy_project, labeler, toy, n=3)
+    (queued_id,) = tasks.runs_catch_up()
+    assert queued(toy_project).get().pk == queued_id
+    assert tasks.runs_catch_up() == []  # a run is queued: nothing owed
+    run = runs.run_claim(run_id=queued_id, task_id="t1")
+    assert tasks.runs_catch_up() == []  # and while it runs
+    runs.run_fail(run=run, error="stopped by the test")
+    assert tasks.runs_catch_up() == []  # its snapshot had every label: nothing newer than its start
 
 
 def test_running_the_task_twice_registers_one_version(toy_project, labeler, toy, on_commit):

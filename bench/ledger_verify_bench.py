@@ -166,6 +166,15 @@ def build(n: int, annotators: int = 50):
     return project, append
 
 
+def existing(n: int):
+    """The project of a ledger of n entries kept by an earlier --keep run, or None."""
+    from annotation.models import Project
+    from labor_ledger.models import ChainHead
+
+    head = ChainHead.objects.filter(project__name="Bench verify").select_related("project").first()
+    return head.project if head is not None and head.seq == n else None
+
+
 def components(project, results: dict) -> None:
     """Where the time goes: PostgreSQL computing and sending the compact bytes (fetch only),
     and the Python loop (hash, MAC, compare) over rows already in memory."""
@@ -222,7 +231,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--append", type=int, default=10_000)
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "ledger-verify.json"))
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the test database and reuse a ledger of --entries built by an earlier --keep run "
+        "(the build takes minutes; the incremental step is skipped, it would grow the ledger)",
+    )
     args = parser.parse_args()
+    if args.keep and not os.environ.get("TALLY_LEDGER_MAC_KEY"):
+        sys.exit("--keep needs TALLY_LEDGER_MAC_KEY in the environment: the test settings draw a new key per process.")
 
     import django
 
@@ -240,15 +257,20 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "entries": args.entries,
     }
-    old = setup_databases(verbosity=0, interactive=False)
+    old = setup_databases(verbosity=0, interactive=False, keepdb=args.keep, serialized_aliases=())
     try:
         results["database"] = "PostgreSQL " + ".".join(str(v) for v in divmod(connection.pg_version, 10000))
-        t = time.perf_counter()
-        project, append = build(args.entries)
-        results["build_s"] = round(time.perf_counter() - t, 2)
-        print(f"built {args.entries} entries in {results['build_s']} s", flush=True)
-        with connection.cursor() as cur:
-            cur.execute("VACUUM ANALYZE labor_ledger_ledgerentry")
+        project = existing(args.entries) if args.keep else None
+        if project is None:
+            t = time.perf_counter()
+            project, append = build(args.entries)
+            results["build_s"] = round(time.perf_counter() - t, 2)
+            print(f"built {args.entries} entries in {results['build_s']} s", flush=True)
+            with connection.cursor() as cur:
+                cur.execute("VACUUM ANALYZE labor_ledger_ledgerentry")
+        else:
+            append = None
+            print(f"reusing the kept ledger of {args.entries} entries", flush=True)
 
         components(project, results)
         t = time.perf_counter()
@@ -264,14 +286,16 @@ def main() -> None:
         results[f"verify_ledger_full_jobs_{args.jobs}_entries_per_s"] = round(args.entries / seconds)
         print(f"verify_ledger --full --jobs {args.jobs}: {seconds:.2f} s, {args.entries / seconds:,.0f} entries/s")
 
-        append(args.append)
-        seconds, out = run_command("--jobs", "1")
-        assert "re-hashed after" in out, out
-        results["verify_ledger_incremental_new_entries"] = args.append
-        results["verify_ledger_incremental_s"] = round(seconds, 2)
-        print(f"verify_ledger (incremental, {args.append} new entries): {seconds:.2f} s", flush=True)
+        if append is not None and not args.keep:
+            append(args.append)
+            seconds, out = run_command("--jobs", "1")
+            assert "re-hashed after" in out, out
+            results["verify_ledger_incremental_new_entries"] = args.append
+            results["verify_ledger_incremental_s"] = round(seconds, 2)
+            print(f"verify_ledger (incremental, {args.append} new entries): {seconds:.2f} s", flush=True)
     finally:
-        teardown_databases(old, verbosity=0)
+        if not args.keep:
+            teardown_databases(old, verbosity=0)
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2) + "\n")

@@ -168,36 +168,50 @@ def build(n: int, annotators: int = 50):
 
 def existing(n: int):
     """The project of a ledger of n entries kept by an earlier --keep run, or None."""
-    from annotation.models import Project
     from labor_ledger.models import ChainHead
 
     head = ChainHead.objects.filter(project__name="Bench verify").select_related("project").first()
     return head.project if head is not None and head.seq == n else None
 
 
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process on this machine (the PostgreSQL backend)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def components(project, results: dict) -> None:
-    """Where the time goes: PostgreSQL computing and sending the compact bytes (fetch only),
-    and the Python loop (hash, MAC, compare) over rows already in memory."""
+    """Where the time goes: PostgreSQL computing the compact bytes (alone, and fetched through
+    the cursor), the same rows fetched without them, and the Python chain check over rows already
+    in memory: the batch check and the entry-by-entry reference (verify_chain(fast=False))."""
     from django.db import connection, transaction
 
     from labor_ledger import verification
 
     part = verification.plan(project)[0]
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
     with transaction.atomic():
-        t = time.perf_counter()
+        t, cpu, pg = time.perf_counter(), time.process_time(), _cpu_seconds(backend)
         chunks = list(verification._rows(part, verification.CHUNK))
         fetch = time.perf_counter() - t
+        cpu, pg = time.process_time() - cpu, _cpu_seconds(backend) - pg
     n = sum(len(c) for c in chunks)
-    # the loop alone: feed verify_chain the rows already fetched
+    loops, loop_cpu = {}, {}
     original = verification._rows
     verification._rows = lambda part, chunk: iter(chunks)
     try:
-        t = time.perf_counter()
-        checked = verification.verify_chain(verification.plan(project)[0])
-        loop = time.perf_counter() - t
+        for fast in (False, True, False, True):  # alternated: the load moves
+            t, c = time.perf_counter(), time.process_time()
+            checked = verification.verify_chain(verification.plan(project)[0], fast=fast)
+            loops.setdefault(fast, []).append(time.perf_counter() - t)
+            loop_cpu.setdefault(fast, []).append(time.process_time() - c)
+            assert not checked.problems, checked.problems[:3]
+            assert checked.batched == (n if fast else 0)
     finally:
         verification._rows = original
-    assert not checked.problems, checked.problems[:3]
+    chunks.clear()  # free the memory before the next fetch
     with connection.cursor() as cur:
         t = time.perf_counter()
         cur.execute(
@@ -206,12 +220,36 @@ def components(project, results: dict) -> None:
             [project.pk],
         )
         encode = time.perf_counter() - t
+    with transaction.atomic(), connection.connection.cursor(name="bench_no_compact") as cur:
+        t = time.perf_counter()
+        cur.execute(
+            "SELECT seq, hash_version, prev_hash, entry_hash, mac, mac_key_id FROM labor_ledger_ledgerentry "
+            "WHERE project_id = %s ORDER BY seq",
+            [project.pk],
+            binary=True,
+        )
+        while cur.fetchmany(verification.CHUNK):
+            pass
+        plain = time.perf_counter() - t
     results["postgresql_encode_only_entries_per_s"] = round(n / encode)
     results["fetch_compact_rows_entries_per_s"] = round(n / fetch)
-    results["python_hash_and_mac_loop_entries_per_s"] = round(n / loop)
+    results["fetch_rows_without_compact_entries_per_s"] = round(n / plain)
+    results["python_reference_loop_entries_per_s"] = round(n / min(loops[False]))
+    results["python_batch_check_entries_per_s"] = round(n / min(loops[True]))
+    # CPU time per entry (less moved by the load than the rates): the PostgreSQL backend while it
+    # encodes and sends the rows, this process while it fetches them, and the two checks
+    results["cpu_us_per_entry"] = cpu_us = {
+        "postgresql_encode_and_send": round(pg / n * 1e6, 2),
+        "python_fetch": round(cpu / n * 1e6, 2),
+        "python_reference_loop": round(min(loop_cpu[False]) / n * 1e6, 2),
+        "python_batch_check": round(min(loop_cpu[True]) / n * 1e6, 2),
+    }
+    print(f"CPU time per entry, microseconds: {cpu_us}", flush=True)
     print(
-        f"components: PostgreSQL encodes {n / encode:,.0f}/s; fetching the compact rows {n / fetch:,.0f}/s; "
-        f"the Python hash+MAC loop {n / loop:,.0f}/s",
+        f"components: PostgreSQL encodes {n / encode:,.0f}/s; fetching the compact rows {n / fetch:,.0f}/s, "
+        f"the same rows without the compact bytes {n / plain:,.0f}/s; over rows in memory the entry-by-entry "
+        f"check {n / min(loops[False]):,.0f}/s, the batch check {n / min(loops[True]):,.0f}/s "
+        f"(load average {os.getloadavg()[0]:.1f})",
         flush=True,
     )
 
@@ -273,18 +311,37 @@ def main() -> None:
             print(f"reusing the kept ledger of {args.entries} entries", flush=True)
 
         components(project, results)
-        t = time.perf_counter()
-        result = verification.verify_project(project=project)
-        seconds = time.perf_counter() - t
-        assert result.ok, result.problems[:5]
-        results["verify_one_process_s"] = round(seconds, 2)
-        results["verify_one_process_entries_per_s"] = round(args.entries / seconds)
-        print(f"verify, one process: {seconds:.2f} s, {args.entries / seconds:,.0f} entries/s", flush=True)
+        # the batch check, and the entry-by-entry reference (the check before it), alternated
+        runs: dict[bool, list[float]] = {True: [], False: []}
+        for fast in (True, False, True, False):
+
+            def run_parts(parts, fast=fast):
+                return [verification.verify_chain(p, fast=fast) for p in parts]
+
+            t = time.perf_counter()
+            result = verification.verify_project(project=project, run_parts=run_parts)
+            seconds = time.perf_counter() - t
+            assert result.ok, result.problems[:5]
+            runs[fast].append(seconds)
+            name = "batch check" if fast else "entry by entry (reference)"
+            print(
+                f"verify, one process, {name}: {seconds:.2f} s, {args.entries / seconds:,.0f} entries/s "
+                f"(load average {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+        results["verify_one_process_s"] = round(min(runs[True]), 2)
+        results["verify_one_process_entries_per_s"] = round(args.entries / min(runs[True]))
+        results["verify_one_process_reference_s"] = round(min(runs[False]), 2)
+        results["verify_one_process_reference_entries_per_s"] = round(args.entries / min(runs[False]))
 
         seconds, out = run_command("--full", "--jobs", str(args.jobs))
         results[f"verify_ledger_full_jobs_{args.jobs}_s"] = round(seconds, 2)
         results[f"verify_ledger_full_jobs_{args.jobs}_entries_per_s"] = round(args.entries / seconds)
-        print(f"verify_ledger --full --jobs {args.jobs}: {seconds:.2f} s, {args.entries / seconds:,.0f} entries/s")
+        print(
+            f"verify_ledger --full --jobs {args.jobs}: {seconds:.2f} s, {args.entries / seconds:,.0f} entries/s "
+            f"(load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
 
         if append is not None and not args.keep:
             append(args.append)

@@ -80,10 +80,11 @@ class ChainPart:
     batched: int = 0  # of `entries`, those the batch check accepted (the rest: entry by entry)
 
 
-def _compact_select() -> str:
+def _compact_select(*, utf8_database: bool = False) -> str:
+    encoding = chain.COMPACT_SQL_UTF8 if utf8_database else chain.COMPACT_SQL
     return (
         f"SELECT seq, hash_version, prev_hash, entry_hash, mac, mac_key_id, "  # noqa: S608 - constants
-        f"CASE WHEN hash_version = {chain.HASH_V3} THEN {chain.COMPACT_SQL} END "
+        f"CASE WHEN hash_version = {chain.HASH_V3} THEN {encoding} END "
         f"FROM {TABLE} WHERE project_id = %s AND seq >= %s AND seq <= %s ORDER BY seq"
     )
 
@@ -95,9 +96,10 @@ def _rows(part: ChainPart, chunk: int):
     params = [part.project_id, part.first, last]
     if connection.vendor == "postgresql":
         connection.ensure_connection()
+        utf8 = connection.connection.info.parameter_status("server_encoding") == "UTF8"
         with connection.connection.cursor(name=f"ledger_verify_{part.project_id}_{part.first}") as cur:
             cur.itersize = chunk
-            cur.execute(_compact_select(), params, binary=True)  # bytea as bytes, no hex text
+            cur.execute(_compact_select(utf8_database=utf8), params, binary=True)  # bytea as bytes, no hex text
             yield from _prefetched(cur, chunk)
         return
     # other databases (SQLite, the demo): the compact bytes from the rows, in Python

@@ -301,11 +301,16 @@ def test_postgresql_encodes_varied_entries_byte_for_byte_as_chain_compact(long_l
         e.client_amount = e.client_amount.quantize(Decimal("0.000001"))
     LedgerEntry.objects.bulk_create(made)
     with connection.cursor() as cur:
+        cur.execute("SHOW server_encoding")
+        assert cur.fetchone()[0] == "UTF8"  # so COMPACT_SQL_UTF8, what verification reads here, is held too
         cur.execute(
-            f"SELECT seq, {chain.COMPACT_SQL} FROM labor_ledger_ledgerentry WHERE project_id = %s",  # noqa: S608
+            f"SELECT seq, {chain.COMPACT_SQL}, {chain.COMPACT_SQL_UTF8} FROM labor_ledger_ledgerentry "  # noqa: S608
+            "WHERE project_id = %s",
             [long_ledger.pk],
         )
-        from_sql = {seq: bytes(enc) for seq, enc in cur.fetchall()}
+        rows = cur.fetchall()
+    from_sql = {seq: bytes(enc) for seq, enc, _ in rows}
+    assert {seq: bytes(enc) for seq, _, enc in rows} == from_sql
     stored = {e.seq: e for e in LedgerEntry.objects.filter(project=long_ledger)}
     for e in made:  # as written (the Decimals as given) and as read back
         assert from_sql[e.seq] == chain.compact(e) == chain.compact(stored[e.seq]), e.seq

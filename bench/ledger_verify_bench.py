@@ -215,7 +215,7 @@ def components(project, results: dict) -> None:
     with connection.cursor() as cur:
         t = time.perf_counter()
         cur.execute(
-            f"SELECT sum(length({verification.chain.COMPACT_SQL})) FROM labor_ledger_ledgerentry "  # noqa: S608
+            f"SELECT sum(length({verification.chain.COMPACT_SQL_UTF8})) FROM labor_ledger_ledgerentry "  # noqa: S608
             "WHERE project_id = %s",
             [project.pk],
         )

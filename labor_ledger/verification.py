@@ -195,6 +195,8 @@ class _Checker:
         configured key whose seq, prev_hash, hash and MAC are exactly what the entry-by-entry
         check requires; False (state untouched) otherwise, including any doubt."""
         n = len(rows)
+        if not n:
+            return True
         seqs, versions, prevs, hashes, macs, kids, encs = zip(*rows, strict=True)
         first = self.expected
         kid = kids[0]

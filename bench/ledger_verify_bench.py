@@ -3,8 +3,9 @@
 Writes a ledger of --entries v3 entries (default 1,000,000) with a correct hash and MAC chain
 through COPY (generated in Python with chain.seal, the same function appends call), then times:
 
-- verify_project, one process, every entry (the chain, the checkpoints, balances, settlements);
-- `verify_ledger --full --jobs N`: seq ranges in N processes;
+- verify_project, one process, every entry (the chain, the checkpoints, balances, settlements),
+  with the batch check and with the entry-by-entry reference, alternated;
+- `verify_ledger --full --jobs N`: seq ranges in N threads, a database connection each;
 - `verify_ledger` incremental: after a verified checkpoint and --append new entries, only those
   are re-hashed (the daily check).
 

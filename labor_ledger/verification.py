@@ -2,9 +2,13 @@
 (issue 15, item 7). Reads only.
 
 - The chains. v3 entries (chain.py) are read as the compact bytes PostgreSQL computes from the
-  row (chain.COMPACT_SQL) through a server-side cursor, in chunks; per entry Python does one
-  SHA-256, one HMAC and a few comparisons, no Decimal, datetime or JSON. Entries of earlier hash
+  row (chain.COMPACT_SQL, or COMPACT_SQL_UTF8 in a UTF8 database) through a server-side cursor,
+  in chunks fetched one ahead in a thread; per entry Python does one SHA-256 and one HMAC, no
+  Decimal, datetime or JSON. A chunk of v3 entries under one key is checked as a batch (the
+  hashing mapped over hashlib in C, list comparisons); a chunk that is not wholly right, or holds
+  other versions, is checked entry by entry, which names the problems. Entries of earlier hash
   versions (v1, v2) are fetched whole and verify under their own version, as before.
+  PostgreSQL's encoding is the bound (BENCHMARKS-ledger.md).
 - Every entry is checked against the stored hash and MAC of the one before it, so disjoint
   seq ranges verify independently: verify_ledger runs ranges (and projects) in parallel processes.
 - Balances, settlements and reversals are checked with aggregates in the same REPEATABLE READ

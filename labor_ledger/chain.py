@@ -188,45 +188,57 @@ def compact(entry) -> bytes:
     )
 
 
-def _sql_text(column: str) -> str:
-    return f"int4send(length(convert_to({column}, 'UTF8'))) || convert_to({column}, 'UTF8')"
+def _sql_text(column: str, *, utf8_database: bool = False) -> str:
+    # In a UTF8 database octet_length is the length of the UTF-8 bytes: one conversion fewer
+    # per text field (about a sixth of PostgreSQL's encoding time, measured on the bench).
+    length = f"octet_length({column})" if utf8_database else f"length(convert_to({column}, 'UTF8'))"
+    return f"int4send({length}) || convert_to({column}, 'UTF8')"
 
 
 def _sql_int(expression: str) -> str:
     return f"int8send(({expression})::int8)"
 
 
+def _compact_sql(*, utf8_database: bool) -> str:
+    def text(column: str) -> str:
+        return _sql_text(column, utf8_database=utf8_database)
+
+    return " || ".join(
+        (
+            "'\\x544c33'::bytea",
+            _sql_int("seq"),
+            _sql_int("project_id"),
+            _sql_int("annotator_id"),
+            text("kind"),
+            text("reversed_kind"),
+            text("time_category"),
+            *(_sql_int(f"coalesce({c}, -1)") for c in ("attempt_id", "annotation_id", "reading_id", "reverses_id")),
+            _sql_int("coalesce(policy_id, -1)"),
+            _sql_int("active_seconds * 1000"),
+            _sql_int("wall_seconds * 1000"),
+            _sql_int("counted_seconds * 1000"),
+            _sql_int("units"),
+            _sql_int("amount * 1000000"),
+            text("currency"),
+            _sql_int("floor_amount * 1000000"),
+            _sql_int("client_amount * 1000000"),
+            _sql_int("extract(epoch FROM occurred_at) * 1000000"),
+            _sql_int("extract(epoch FROM created_at) * 1000000"),
+            "int4send(period_start - DATE '1970-01-01')",
+            _sql_int("coalesce(acting_user_id, -1)"),
+            text("reason"),
+            text("idempotency_key"),
+            text("prev_hash"),
+        )
+    )
+
+
 # The same bytes as compact(), computed by PostgreSQL over a row of labor_ledger_ledgerentry
 # (columns unqualified). Verification reads these instead of the columns: no Decimal, datetime
-# or dict per entry on the Python side.
-COMPACT_SQL = " || ".join(
-    (
-        "'\\x544c33'::bytea",
-        _sql_int("seq"),
-        _sql_int("project_id"),
-        _sql_int("annotator_id"),
-        _sql_text("kind"),
-        _sql_text("reversed_kind"),
-        _sql_text("time_category"),
-        *(_sql_int(f"coalesce({c}, -1)") for c in ("attempt_id", "annotation_id", "reading_id", "reverses_id")),
-        _sql_int("coalesce(policy_id, -1)"),
-        _sql_int("active_seconds * 1000"),
-        _sql_int("wall_seconds * 1000"),
-        _sql_int("counted_seconds * 1000"),
-        _sql_int("units"),
-        _sql_int("amount * 1000000"),
-        _sql_text("currency"),
-        _sql_int("floor_amount * 1000000"),
-        _sql_int("client_amount * 1000000"),
-        _sql_int("extract(epoch FROM occurred_at) * 1000000"),
-        _sql_int("extract(epoch FROM created_at) * 1000000"),
-        "int4send(period_start - DATE '1970-01-01')",
-        _sql_int("coalesce(acting_user_id, -1)"),
-        _sql_text("reason"),
-        _sql_text("idempotency_key"),
-        _sql_text("prev_hash"),
-    )
-)
+# or dict per entry on the Python side. COMPACT_SQL_UTF8 gives the same bytes in a database
+# whose server_encoding is UTF8 (only there), a little faster; a test holds both to compact().
+COMPACT_SQL = _compact_sql(utf8_database=False)
+COMPACT_SQL_UTF8 = _compact_sql(utf8_database=True)
 
 
 # --- the keyed MAC chain -----------------------------------------------------------------------

@@ -2,9 +2,13 @@
 (issue 15, item 7). Reads only.
 
 - The chains. v3 entries (chain.py) are read as the compact bytes PostgreSQL computes from the
-  row (chain.COMPACT_SQL) through a server-side cursor, in chunks; per entry Python does one
-  SHA-256, one HMAC and a few comparisons, no Decimal, datetime or JSON. Entries of earlier hash
+  row (chain.COMPACT_SQL, or COMPACT_SQL_UTF8 in a UTF8 database) through a server-side cursor,
+  in chunks fetched one ahead in a thread; per entry Python does one SHA-256 and one HMAC, no
+  Decimal, datetime or JSON. A chunk of v3 entries under one key is checked as a batch (the
+  hashing mapped over hashlib in C, list comparisons); a chunk that is not wholly right, or holds
+  other versions, is checked entry by entry, which names the problems. Entries of earlier hash
   versions (v1, v2) are fetched whole and verify under their own version, as before.
+  PostgreSQL's encoding is the bound (BENCHMARKS-ledger.md).
 - Every entry is checked against the stored hash and MAC of the one before it, so disjoint
   seq ranges verify independently: verify_ledger runs ranges (and projects) in parallel processes.
 - Balances, settlements and reversals are checked with aggregates in the same REPEATABLE READ
@@ -77,12 +81,14 @@ class ChainPart:
     end_hash: str = chain.GENESIS
     end_link: str = chain.GENESIS
     problems: list[tuple[int, str]] = field(default_factory=list)
+    batched: int = 0  # of `entries`, those the batch check accepted (the rest: entry by entry)
 
 
-def _compact_select() -> str:
+def _compact_select(*, utf8_database: bool = False) -> str:
+    encoding = chain.COMPACT_SQL_UTF8 if utf8_database else chain.COMPACT_SQL
     return (
         f"SELECT seq, hash_version, prev_hash, entry_hash, mac, mac_key_id, "  # noqa: S608 - constants
-        f"CASE WHEN hash_version = {chain.HASH_V3} THEN {chain.COMPACT_SQL} END "
+        f"CASE WHEN hash_version = {chain.HASH_V3} THEN {encoding} END "
         f"FROM {TABLE} WHERE project_id = %s AND seq >= %s AND seq <= %s ORDER BY seq"
     )
 
@@ -94,9 +100,10 @@ def _rows(part: ChainPart, chunk: int):
     params = [part.project_id, part.first, last]
     if connection.vendor == "postgresql":
         connection.ensure_connection()
+        utf8 = connection.connection.info.parameter_status("server_encoding") == "UTF8"
         with connection.connection.cursor(name=f"ledger_verify_{part.project_id}_{part.first}") as cur:
             cur.itersize = chunk
-            cur.execute(_compact_select(), params, binary=True)  # bytea as bytes, no hex text
+            cur.execute(_compact_select(utf8_database=utf8), params, binary=True)  # bytea as bytes, no hex text
             yield from _prefetched(cur, chunk)
         return
     # other databases (SQLite, the demo): the compact bytes from the rows, in Python
@@ -147,19 +154,81 @@ def _prefetched(cur, chunk: int):
         worker.join()
 
 
-def verify_chain(part: ChainPart, *, chunk: int = CHUNK) -> ChainPart:
-    """Check the hash chain and the MAC chain of one seq range; fills part's results."""
+def verify_chain(part: ChainPart, *, chunk: int = CHUNK, fast: bool = True) -> ChainPart:
+    """Check the hash chain and the MAC chain of one seq range; fills part's results.
+
+    Each chunk of rows is first checked as a batch (_batch_ok: the common case of v3 entries under
+    one key, with the per-entry work in C: map over hashlib, list comparisons). A batch that is not
+    wholly right, or not of that kind, is checked entry by entry (_check_rows, the reference), which
+    names the problems; so what is reported does not depend on the batch check. `fast=False` checks
+    every chunk entry by entry (the tests compare the two)."""
     try:
         keys = chain.keys_by_id()
     except chain.UnknownKey as exc:
         part.problems.append((part.first, str(exc)))
         return part
-    prefixes = {kid: chain.mac_v3_prefix(kid) for kid in keys}
-    problems = part.problems
-    sha256, hmac_digest = hashlib.sha256, hmac.digest
-    expected, prev_hash, prev_link = part.first, part.prev_hash, part.prev_link
-    legacy_seq, count = part.legacy_seq, 0
+    check = _Checker(part, keys)
     for rows in _rows(part, chunk):
+        if not (fast and check.batch_ok(rows)):
+            check.rows(rows)
+        if len(part.problems) > MAX_PROBLEMS:
+            break
+    part.batched = check.batched
+    part.entries, part.end_seq, part.end_hash, part.end_link = (
+        check.count,
+        check.expected - 1,
+        check.prev_hash,
+        check.prev_link,
+    )
+    return part
+
+
+class _Checker:
+    """The chain state through one seq range: the next seq expected, the hash and the MAC link
+    of the entry before it, and how many entries were checked."""
+
+    def __init__(self, part: ChainPart, keys: dict[str, bytes]):
+        self.part, self.keys = part, keys
+        self.expected, self.prev_hash, self.prev_link, self.count = part.first, part.prev_hash, part.prev_link, 0
+        self.prefixes = {kid: chain.mac_v3_prefix(kid) for kid in keys}
+        self.hmacs = {kid: _BatchHmac(key, self.prefixes[kid]) for kid, key in keys.items()}
+        self.batched = 0  # entries accepted by batch_ok (the tests look)
+
+    def batch_ok(self, rows) -> bool:
+        """True, with the state advanced past `rows`, when every row is a v3 entry under one
+        configured key whose seq, prev_hash, hash and MAC are exactly what the entry-by-entry
+        check requires; False (state untouched) otherwise, including any doubt."""
+        n = len(rows)
+        if not n:
+            return True
+        seqs, versions, prevs, hashes, macs, kids, encs = zip(*rows, strict=True)
+        first = self.expected
+        kid = kids[0]
+        if (
+            seqs != tuple(range(first, first + n))
+            or versions.count(chain.HASH_V3) != n
+            or kids.count(kid) != n
+            or kid not in self.hmacs
+            or first <= self.part.legacy_seq < first + n  # the legacy seal: checked entry by entry
+            or prevs[0] != self.prev_hash
+            or prevs[1:] != hashes[:-1]
+        ):
+            return False
+        if list(map(_hexdigest, map(_sha256, encs))) != list(hashes):
+            return False
+        links = (self.prev_link, *macs[:-1])
+        if self.hmacs[kid].hexdigests(map("\0".join, zip(links, hashes, strict=True))) != list(macs):
+            return False
+        self.expected, self.prev_hash, self.prev_link = first + n, hashes[-1], macs[-1]
+        self.count += n
+        self.batched += n
+        return True
+
+    def rows(self, rows) -> None:
+        """The reference check, entry by entry, naming each problem."""
+        part, keys, prefixes, problems = self.part, self.keys, self.prefixes, self.part.problems
+        sha256, hmac_digest = hashlib.sha256, hmac.digest
+        expected, prev_hash, prev_link, legacy_seq = self.expected, self.prev_hash, self.prev_link, part.legacy_seq
         legacy = {}
         if any(r[1] != chain.HASH_V3 for r in rows):
             seqs = [r[0] for r in rows if r[1] != chain.HASH_V3]
@@ -203,11 +272,33 @@ def verify_chain(part: ChainPart, *, chunk: int = CHUNK) -> ChainPart:
                 )
             prev_hash, expected = row_hash, seq + 1
             prev_link = mac if version in (chain.HASH_V2, chain.HASH_V3) else row_hash
-            count += 1
-        if len(problems) > MAX_PROBLEMS:
-            break
-    part.entries, part.end_seq, part.end_hash, part.end_link = count, expected - 1, prev_hash, prev_link
-    return part
+            self.count += 1
+        self.expected, self.prev_hash, self.prev_link = expected, prev_hash, prev_link
+
+
+_sha256 = hashlib.sha256
+_hexdigest = type(hashlib.sha256()).hexdigest
+_digest = type(hashlib.sha256()).digest
+
+
+class _BatchHmac:
+    """HMAC-SHA256(key, prefix + message) of many messages, each pass a C-level map over hashlib
+    (RFC 2104 spelled out: H(key ^ opad, H(key ^ ipad, prefix + message))); hmac.digest per
+    message looks the digest up again each call and costs 3x more. Same bytes as hmac.digest:
+    a test holds them together."""
+
+    def __init__(self, key: bytes, prefix: bytes):
+        block = 64  # SHA-256's block size
+        if len(key) > block:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(block, b"\0")
+        self.inner = bytes(b ^ 0x36 for b in key) + prefix
+        self.outer = bytes(b ^ 0x5C for b in key)
+
+    def hexdigests(self, messages) -> list[str]:
+        """The hex MACs of `messages` (str, UTF-8 encoded)."""
+        inner = map(_digest, map(_sha256, map(self.inner.__add__, map(str.encode, messages))))
+        return list(map(_hexdigest, map(_sha256, map(self.outer.__add__, inner))))
 
 
 def _check_legacy(entry, part: ChainPart, prev_link: str, problems: list) -> None:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from core.errors import Conflict
 from training.models import ModelVersion
 
+from . import labor_summary
 from .models import VersionLabelDelta, VersionLaborIndex
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,9 @@ def version_registered(event) -> None:
         return
     if done:
         logger.info("labor ledger: indexed the labels of %d model versions (up to v%d)", done, sequence)
+    # Then the version's labor figures as of now (and every earlier version's, rolled forward),
+    # which the per-version report reads instead of the whole ledger (labor_summary.py).
+    labor_summary.summarize_quietly(project_id=event.project_id)
 
 
 # --- reading ----------------------------------------------------------------------------------

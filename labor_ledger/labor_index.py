@@ -6,7 +6,9 @@ differences (VersionLabelDelta, one row per label added or dropped) and a marker
 complete (VersionLaborIndex) are written once, by whoever registers the version, right after it
 commits: training announces `training.hooks.version_registered` from the worker, and
 `LaborLedgerConfig.ready()` connects `version_registered` below to it. Versions registered
-before that hook existed are indexed once by `manage.py labor_index_backfill`.
+before that hook existed are indexed once by `manage.py labor_index_backfill`. Right after
+indexing, the same handler writes the project's labor summary (labor_summary.py: each version's
+labor rows stamped with the ledger position), which the per-version report reads.
 
 Reads never write: the Labor Card, the labor API and the reports only read the index, and
 refuse plainly (`VersionNotIndexed`, HTTP 409) for a version whose index is not there yet.

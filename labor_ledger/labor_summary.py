@@ -74,25 +74,25 @@ def _roll_forward_sql() -> list[str]:
         _insert(
             "labor_ledger_versiondeltasum",
             DELTA_ROW,
-            f"{ctes} SELECT %(summary)s, {', '.join(DELTA_ROW)} FROM delta_rows",
+            f"{ctes} SELECT %(summary)s, {', '.join(DELTA_ROW)} FROM delta_rows",  # noqa: S608 - constants of reports/sql.py
             "summary_id, version_id, annotator_id",
         ),
         _insert(
             "labor_ledger_versionembodiedsum",
             EMBODIED_ROW,
-            f"{ctes} SELECT %(summary)s, {', '.join(EMBODIED_ROW)} FROM embodied_rows",
+            f"{ctes} SELECT %(summary)s, {', '.join(EMBODIED_ROW)} FROM embodied_rows",  # noqa: S608 - constants of reports/sql.py
             "summary_id, version_id, annotator_id",
         ),
         _insert(
             "labor_ledger_versionrecordedsum",
             RECORDED_ROW,
-            f"{ctes} SELECT %(summary)s, {', '.join(RECORDED_ROW)} FROM recorded_rows",
+            f"{ctes} SELECT %(summary)s, {', '.join(RECORDED_ROW)} FROM recorded_rows",  # noqa: S608 - constants of reports/sql.py
             "summary_id, version_id, time_category, unpaid",
         ),
         _insert(
             "labor_ledger_ledgerperiodsum",
             PERIOD_ROW,
-            f"{ctes} SELECT %(summary)s, {', '.join(PERIOD_ROW)} FROM tail_periods",
+            f"{ctes} SELECT %(summary)s, {', '.join(PERIOD_ROW)} FROM tail_periods",  # noqa: S608 - constants of reports/sql.py
             "summary_id, annotator_id, period_start",
         ),
         _insert(
@@ -140,7 +140,7 @@ _NEW_DELTAS = _insert(
            {", ".join(f"COALESCE(b.{m}, 0)" for m in (*LABEL_MEASURES, *NEW_COLUMNS))}
     FROM labels l
     LEFT JOIN labor b ON b.version_id = l.version_id AND b.annotator_id = l.annotator_id
-    """,
+    """,  # noqa: S608 - constants of this module and reports/sql.py; values are bound parameters
     "summary_id, version_id, annotator_id",
 )
 
@@ -163,7 +163,7 @@ _NEW_RECORDED = _insert(
     SELECT %(summary)s, m.id, b.time_category, b.unpaid, SUM(b.active_seconds), SUM(b.wall_seconds)
     FROM m JOIN booked b ON b.bucket < m.pos
     GROUP BY m.id, b.time_category, b.unpaid
-    """,
+    """,  # noqa: S608 - constants of this module and reports/sql.py; values are bound parameters
     "summary_id, version_id, time_category, unpaid",
 )
 
@@ -183,7 +183,7 @@ _EMBODIED_FROM_PARENT = _insert(
       WHERE d.summary_id = %(summary)s AND d.version_id = %(version)s
     ) x
     GROUP BY x.annotator_id
-    """,
+    """,  # noqa: S608 - constants of this module and reports/sql.py; values are bound parameters
     "summary_id, version_id, annotator_id",
 )
 
@@ -195,7 +195,7 @@ _PERIODS_FIRST = _insert(
     FROM labor_ledger_ledgerentry e
     WHERE e.project_id = %(project)s AND e.seq <= %(through)s
     GROUP BY e.annotator_id, e.period_start
-    """,
+    """,  # noqa: S608 - constants of this module and reports/sql.py; values are bound parameters
     "summary_id, annotator_id, period_start",
 )
 
@@ -302,7 +302,9 @@ def projects_unsummarized():
     from django.db.models import Exists, OuterRef, Subquery
 
     latest_summary = LaborSummary.objects.filter(project_id=OuterRef(OuterRef("project_id"))).order_by("-seq")
-    stamped = VersionLaborStamp.objects.filter(version_id=OuterRef("pk"), summary_id=Subquery(latest_summary.values("pk")[:1]))
+    stamped = VersionLaborStamp.objects.filter(
+        version_id=OuterRef("pk"), summary_id=Subquery(latest_summary.values("pk")[:1])
+    )
     return (
         ModelVersion.objects.filter(pk__in=VersionLaborIndex.objects.values("version_id"))
         .exclude(Exists(stamped))
@@ -325,7 +327,5 @@ def latest(*, project_id: int, upto: int | None = None) -> LaborSummary | None:
     versions = ModelVersion.objects.filter(project_id=project_id)
     if upto is not None:
         versions = versions.filter(sequence__lte=upto)
-    missing = versions.exclude(
-        pk__in=VersionLaborStamp.objects.filter(summary=summary).values("version_id")
-    ).exists()
+    missing = versions.exclude(pk__in=VersionLaborStamp.objects.filter(summary=summary).values("version_id")).exists()
     return None if missing else summary

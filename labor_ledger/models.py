@@ -536,6 +536,9 @@ class VersionLaborStamp(AppendOnlyModel):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["summary", "version"], name="version_labor_stamp_unique")]
 
+    def __str__(self) -> str:
+        return f"Version {self.version_id} in labor summary {self.summary_id}"
+
 
 class VersionDeltaSum(AppendOnlyModel):
     """Per (summary, version, annotator): the version's label deltas (labels it added minus
@@ -569,6 +572,9 @@ class VersionDeltaSum(AppendOnlyModel):
             models.UniqueConstraint(fields=["summary", "version", "annotator"], name="version_delta_sum_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"Deltas of version {self.version_id} by {self.annotator_id} in summary {self.summary_id}"
+
 
 class VersionEmbodiedSum(AppendOnlyModel):
     """Per (summary, version, annotator): the labor embodied in the version's labels (its
@@ -595,6 +601,9 @@ class VersionEmbodiedSum(AppendOnlyModel):
             models.UniqueConstraint(fields=["summary", "version", "annotator"], name="version_embodied_sum_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"Labor of version {self.version_id} by {self.annotator_id} in summary {self.summary_id}"
+
 
 class VersionRecordedSum(AppendOnlyModel):
     """Per (summary, version, time category, unpaid or not): the time on the books before the
@@ -614,6 +623,9 @@ class VersionRecordedSum(AppendOnlyModel):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"Time before version {self.version_id} ({self.time_category}) in summary {self.summary_id}"
+
 
 class LedgerPeriodSum(AppendOnlyModel):
     """Per (summary, annotator, period): the entries from the summary's #from_seq+1 to #seq
@@ -631,7 +643,8 @@ class LedgerPeriodSum(AppendOnlyModel):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["summary", "annotator", "period_start"], name="ledger_period_sum_unique"
-            )
+            models.UniqueConstraint(fields=["summary", "annotator", "period_start"], name="ledger_period_sum_unique")
         ]
+
+    def __str__(self) -> str:
+        return f"Entries of {self.annotator_id} in {self.period_start} in summary {self.summary_id}"

@@ -5,7 +5,9 @@ The per-version statement does not scan each version's manifest against the ledg
 versions of up to a million labels that is ~25 million joined rows): it reads the label deltas
 the labor index holds (labor_ledger/labor_index.py: each version's manifest compared with its
 parent's once, when the version was registered), joins only the labels added or dropped to the
-ledger, and sums those deltas along each version's chain of ancestors.
+ledger, and sums those deltas along each version's chain of ancestors. On PostgreSQL the
+report reads a labor summary instead (version_summary_sql below: rows stamped with a ledger
+position plus the entries after it); version_sql stays as the reference and the fallback.
 """
 
 from __future__ import annotations
@@ -401,7 +403,7 @@ def _delta_labor(source: str, where: str) -> str:
       SELECT version_id, annotator_id, {", ".join(labor)}
       FROM tail_signed
       GROUP BY version_id, annotator_id
-    )"""
+    )"""  # noqa: S608 - constants of this module; values are bound parameters
 
 
 DELTA_COLUMNS = ("labels", "human_labels", "new_labels", "dropped_labels")

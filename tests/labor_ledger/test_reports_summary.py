@@ -135,8 +135,12 @@ def ledger():
     a7 = label_text(project, E, e[5], start=at(900, days=1), seconds=41, label=pos)
     annotation_services.annotation_undo_last(project=project, annotator=E, now=at(960, days=1))  # a7 undone
     a8 = label_text(project, E, e[6], start=at(1500, days=1), seconds=7, label=neg)
-    v4 = register(make_version(project, sequence=4, parent=v2, annotations=[a1, a4, a6, a8], snapshot_at=at(2000, days=1)))
-    v5 = register(make_version(project, sequence=5, parent=v3, annotations=[], snapshot_at=at(2100, days=1)))  # drops all
+    v4 = register(
+        make_version(project, sequence=4, parent=v2, annotations=[a1, a4, a6, a8], snapshot_at=at(2000, days=1))
+    )
+    v5 = register(
+        make_version(project, sequence=5, parent=v3, annotations=[], snapshot_at=at(2100, days=1))
+    )  # drops all
     # after the last summary: a rejection of a label in v1, v2, v3 and v4, money, more labels
     annotation_services.annotation_review(annotation=a1, status=Annotation.Status.REJECTED, actor=admin,
                                           now=at(2500, days=1))  # fmt: skip

@@ -284,7 +284,30 @@ def summarize(*, project_id: int) -> LaborSummary | None:
                 [VersionLaborStamp(summary=summary, version_id=v, seconds=seconds) for v, _ in todo],
                 ignore_conflicts=True,
             )
+        wrote = summary is not base or bool(todo)
+    if wrote:
+        _analyze()
     return summary
+
+
+SUMMARY_TABLES = (
+    "labor_ledger_laborsummary",
+    "labor_ledger_versionlaborstamp",
+    "labor_ledger_versiondeltasum",
+    "labor_ledger_versionembodiedsum",
+    "labor_ledger_versionrecordedsum",
+    "labor_ledger_ledgerperiodsum",
+)
+
+
+def _analyze() -> None:
+    """Fresh planner statistics for the summary tables. Without them (new tables, or a first
+    backfill that autovacuum has not caught up with) PostgreSQL estimates one row per CTE and
+    rescans an aggregate per row: the report took 122 s instead of 0.5 s at 100,000 annotations
+    x 50 versions. ANALYZE samples at most 30,000 rows per table (~0.1-0.4 s); a role that may
+    not analyze gets a warning from PostgreSQL, not an error."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {', '.join(SUMMARY_TABLES)}")
 
 
 def summarize_quietly(*, project_id: int) -> None:

@@ -258,7 +258,8 @@ def summarize(*, project_id: int) -> LaborSummary | None:
                 continue
             if parent_id is not None and parent_id not in stamped:
                 logger.warning(
-                    "labor ledger: model version %s is indexed but its parent %s is not; not summarized",
+                    "labor ledger: model version %s not summarized: its parent %s is not (the report "
+                    "computes it from the ledger until it is)",
                     version_id,
                     parent_id,
                 )

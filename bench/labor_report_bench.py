@@ -12,7 +12,14 @@ one before.
 
 The versions are generated, not trained, so no worker indexed them when they were registered:
 `manage.py labor_index_backfill` writes their labor index (each version's label deltas against
-its parent, what the worker writes for a new version) and is timed on its own. Then it produces
+its parent) and their labor summary (labor_ledger/labor_summary.py: each version's per-annotator
+rows stamped with the ledger position), what the worker writes for a new version, and is timed
+on its own. Then the books move on after the stamp, through the ledger's own services: admins
+reject labels the versions were trained on (reversals on old labels) and book adjustments, so
+the report has entries after the summary to add (the tail). In-process, the per-version
+statement from the summary and the full statement (reports/sql.version_sql, the reference) are
+timed and their rows compared (they must be equal); then one roll forward (what the next
+registration writes) is timed. Then it produces
 the report the way an auditor does, in a fresh process: `manage.py labor_report --by version
 --format parquet` (and csv, json), and measures wall time and that process's peak memory
 (ru_maxrss), plus the other report groupings and the Labor Card of the last version. Reports
@@ -48,6 +55,7 @@ T0 = datetime(2029, 3, 1, tzinfo=UTC)
 PIECE = Decimal("0.08")
 CLIENT_PER_EXAMPLE = Decimal("0.25")
 FLOOR = Decimal("12")
+TAIL_SIZE = 100  # labels rejected and adjustments booked after the summary
 
 
 def log(text: str) -> None:
@@ -192,8 +200,10 @@ def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
             "examples",
             """
             INSERT INTO annotation_example
-                (id, project_id, text, text_hash, meta, submitted_count, priority, priority_reason, created_at)
-            SELECT i, %(project)s, 'bench text number ' || i, md5(i::text) || md5('x' || i), '{}', 2, 0, '', %(t0)s
+                (id, project_id, text, text_hash, meta, submitted_count, priority, priority_reason, created_at,
+                 extra_annotations, routed_reason)
+            SELECT i, %(project)s, 'bench text number ' || i, md5(i::text) || md5('x' || i), '{}', 2, 0, '', %(t0)s,
+                   0, ''
             FROM generate_series(1, %(e)s) i
             """,
         )
@@ -380,14 +390,14 @@ def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
                 classes, encoder_key, device, device_name, embedding_seconds, training_seconds, scoring_seconds,
                 pool_embedding_seconds, metrics, n_annotations, n_examples, n_annotators, manifest_hash, weights_path,
                 weights_sha256,
-                snapshot_at, created_at)
+                snapshot_at, created_at, aggregation)
             SELECT k, %(project)s, k, NULLIF(k - 1, 0), k, 'minilm', 'fast', '{{}}', '[]', 'minilm', 'cpu',
                    'cpu: x86_64, 2 threads', 20 + k * 0.5, 8 + k * 0.2, 3, 0,
                    jsonb_build_object('accuracy', round((0.55 + 0.35 * (1 - exp(-k / 12.0)))::numeric, 4),
                                       'eval_size', 4000, 'eval_source', 'holdout',
                                       'eval_examples_hash', md5('eval' || k)),
                    c.n_annotations, c.n_examples, c.n_annotators, md5('m' || k) || md5('n' || k),
-                   'bench/' || k, md5('w' || k) || md5('v' || k), s, s + interval '1 minute'
+                   'bench/' || k, md5('w' || k) || md5('v' || k), s, s + interval '1 minute', 'majority'
             FROM generate_series(1, {n_versions}) k
             CROSS JOIN LATERAL (SELECT %(t0)s + make_interval(days => k) AS s) t
             CROSS JOIN LATERAL (
@@ -430,8 +440,10 @@ def build(*, n_annotations: int, n_versions: int, n_annotators: int) -> dict:
             cursor.execute(
                 "INSERT INTO training_projecttrainingconfig (project_id, model_kind, sampling, enabled, "
                 "retrain_every_n_labels, deep_every_n_labels, min_labels, qc_share, holdout_share, max_gold_eval, "
-                "train_on_machine_labels, hyperparams, seed, current_version_id, encoder_key, updated_at) "
-                "VALUES (%s, 'minilm', 'margin', false, 1, 0, 4, 0.1, 0.2, 2000, true, '{}', 0, %s, 'minilm', now())",
+                "train_on_machine_labels, hyperparams, seed, current_version_id, encoder_key, "
+                "updated_at, aggregation) "
+                "VALUES (%s, 'minilm', 'margin', false, 1, 0, 4, 0.1, 0.2, 2000, true, '{}', 0, %s, 'minilm', "
+                "now(), 'majority')",
                 [project.pk, n_versions],
             )
     start = time.perf_counter()
@@ -506,6 +518,98 @@ print(json.dumps({"card_data_s": round(data_s, 2), "charts_s": round(charts_s, 2
 """
 
 
+TAIL_PROBE = """
+import json, sys, time
+from datetime import timedelta
+from decimal import Decimal
+import django
+django.setup()
+from django.db.models import Max
+from annotation import services as annotation_services
+from annotation.models import Annotation, Membership
+from labor_ledger import services as ledger_services
+from labor_ledger.models import LaborSummary, LedgerEntry
+from training.models import ManifestEntry, ModelVersion
+slug, n = sys.argv[1], int(sys.argv[2])
+last = ModelVersion.objects.filter(project__slug=slug).order_by("-sequence").first()
+project = last.project
+admin = Membership.objects.get(project=project, role=Membership.Role.ADMIN).user
+now = LedgerEntry.objects.filter(project=project).aggregate(t=Max("occurred_at"))["t"] + timedelta(hours=1)
+summary_seq = LaborSummary.objects.filter(project=project).order_by("-seq").values_list("seq", flat=True).first()
+ids = list(ManifestEntry.objects.filter(version=last).order_by("annotation_id")
+           .values_list("annotation_id", flat=True).distinct()[: n])
+start = time.perf_counter()
+rejected = 0
+for i, annotation in enumerate(Annotation.objects.filter(pk__in=ids, status="accepted").order_by("pk")):
+    annotation_services.annotation_review(annotation=annotation, status=Annotation.Status.REJECTED, actor=admin,
+                                          now=now + timedelta(seconds=i))
+    rejected += 1
+annotators = list(Membership.objects.filter(project=project, role=Membership.Role.ANNOTATOR)
+                  .values_list("user_id", flat=True)[: n])
+for i, user_id in enumerate(annotators):
+    user = Membership.objects.get(project=project, user_id=user_id).user
+    ledger_services.manual_entry_create(project=project, annotator=user,
+                                        kind="adjustment", amount=Decimal("-0.37"), reason="bench tail", actor=admin,
+                                        idempotency_key=f"bench-tail-{i}", now=now + timedelta(minutes=30, seconds=i))
+tail = LedgerEntry.objects.filter(project=project, seq__gt=summary_seq).count()
+print(json.dumps({"rejected_labels": rejected, "adjustments": len(annotators), "tail_entries": tail,
+                  "summary_seq": summary_seq, "seconds": round(time.perf_counter() - start, 1)}))
+"""
+
+STATEMENT_PROBE = """
+import json, sys, time
+import django
+django.setup()
+from labor_ledger import labor_summary
+from labor_ledger.models import LaborSummary, LedgerEntry
+from labor_ledger.reports import frames
+from labor_ledger.reports.sql import consistent_read, version_sql, version_summary_sql
+from annotation.models import Project
+project = Project.objects.get(slug=sys.argv[1])
+repeats = int(sys.argv[2])
+params = {"project": project.pk, "upto": 2**31 - 1}
+def rows(sql, p):
+    from django.db import connection
+    with connection.cursor() as cursor:
+        cursor.execute(sql, p)
+        names = [c[0] for c in cursor.description]
+        return {(r[0], r[1]): dict(zip(names, r)) for r in cursor.fetchall()}
+def summary_rows():
+    summary = labor_summary.latest(project_id=project.pk)
+    return rows(version_summary_sql(), {**params, "base": summary.pk, "after": summary.seq, "through": 2**63 - 1})
+out = {}
+def best(fn, n):
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        with consistent_read():
+            fn()
+        times.append(time.perf_counter() - start)
+    return round(min(times), 3), round(max(times), 3)
+out["tail_entries"] = LedgerEntry.objects.filter(project=project).count() - LaborSummary.objects.filter(
+    project=project).order_by("-seq").first().seq
+out["summary_statement_s"] = best(summary_rows, repeats)
+out["summary_versions_frame_s"] = best(lambda: frames.versions_frame(project), repeats)
+out["reference_statement_s"] = best(lambda: rows(version_sql(), params), 1)[0]
+with consistent_read():
+    ours = summary_rows()
+    reference = rows(version_sql(), params)
+out["rows"] = len(reference)
+out["equal_to_reference"] = ours == reference
+start = time.perf_counter()
+labor_summary.summarize(project_id=project.pk)
+out["roll_forward_s"] = round(time.perf_counter() - start, 2)
+out["summary_rows_after_roll_forward"] = {
+    m: getattr(__import__("labor_ledger.models", fromlist=[m]), m).objects.count()
+    for m in ("VersionEmbodiedSum", "VersionDeltaSum", "VersionRecordedSum", "LedgerPeriodSum")
+}
+out["summary_statement_empty_tail_s"] = best(summary_rows, repeats)
+with consistent_read():
+    out["equal_to_reference_after_roll_forward"] = summary_rows() == rows(version_sql(), params)
+print(json.dumps(out))
+"""
+
+
 def measure(env: dict, results: dict, repeats: int, versions: int) -> None:
     from django.db.models import Max, Sum
 
@@ -530,6 +634,19 @@ def measure(env: dict, results: dict, repeats: int, versions: int) -> None:
         "index_seconds_worst_version": round(index["worst"] or 0, 2),
     }
     log(f"labor_index_backfill: {seconds:.1f} s, peak RSS {peak:.0f} MiB: {text.strip()[-200:]}")
+    from labor_ledger.models import VersionLaborStamp
+
+    stamps = VersionLaborStamp.objects.aggregate(total=Sum("seconds"))
+    results["label_delta_index_backfill"]["summary_seconds_total"] = round(stamps["total"] or 0, 1)
+    # The books move on after the stamp: reversals of trained labels, adjustments.
+    seconds, _, text = run_process([sys.executable, "-c", TAIL_PROBE, SLUG, str(TAIL_SIZE)], env)
+    results["tail_after_summary"] = json.loads(text.strip().splitlines()[-1])
+    log(f"tail after the summary: {results['tail_after_summary']}")
+    seconds, _, text = run_process([sys.executable, "-c", STATEMENT_PROBE, SLUG, str(repeats)], env)
+    results["in_process"] = json.loads(text.strip().splitlines()[-1])
+    log(f"in-process: {results['in_process']}")
+    if not results["in_process"]["equal_to_reference"]:
+        raise RuntimeError("the per-version statement from the summary differs from the full statement")
     results["first_by_version_report"] = report(["--by", "version", "--format", "parquet"], env, out, "cold.parquet")
     warm = [report(["--by", "version", "--format", "parquet"], env, out, f"v-{r}.parquet") for r in range(repeats)]
     warm += [report(["--by", "version", "--format", fmt], env, out, f"v.{fmt}") for fmt in ("csv", "json")]
@@ -599,6 +716,28 @@ def write_markdown(path: Path, results: dict) -> None:
         f"{index['seconds']:.1f} s, of which {index['index_seconds_total']:.1f} s the deltas "
         f"({index['index_seconds_worst_version']:.2f} s for the largest version), {index['peak_rss_mib']:.0f} MiB |",
     ]
+    if "summary_seconds_total" in index:
+        lines.append(
+            f"| of which the labor summary (each version's stamped rows, labor_ledger/labor_summary.py) | "
+            f"{index['summary_seconds_total']:.1f} s |"
+        )
+    tail, probe = results.get("tail_after_summary"), results.get("in_process")
+    if tail and probe:
+        lines += [
+            f"| entries appended after the summary (the tail: {tail['rejected_labels']} trained labels rejected, "
+            f"{tail['adjustments']} adjustments) | {probe['tail_entries']:,} |",
+            "| in-process, per-version statement from the summary plus the tail (best, worst of "
+            f"{len(results['by_version']) - 2}) | **{probe['summary_statement_s'][0]:.3f} s**, "
+            f"{probe['summary_statement_s'][1]:.3f} s |",
+            "| in-process, versions_frame (statement, metadata, pandas) | "
+            f"{probe['summary_versions_frame_s'][0]:.3f} s |",
+            f"| in-process, the full statement (reports/sql.version_sql, the reference) | "
+            f"{probe['reference_statement_s']:.2f} s; rows equal: {probe['equal_to_reference']} "
+            f"({probe['rows']:,} rows) |",
+            f"| roll forward (what the next registration writes: every version's rows + the tail) | "
+            f"{probe['roll_forward_s']:.2f} s; then the statement {probe['summary_statement_empty_tail_s'][0]:.3f} s, "
+            f"rows equal: {probe['equal_to_reference_after_roll_forward']} |",
+        ]
     verify = results.get("verify_ledger")
     if verify:
         lines.append(
@@ -619,7 +758,13 @@ def write_markdown(path: Path, results: dict) -> None:
         f"Raw figures: bench-results/labor_report.json ({results['date']}).",
         "",
     ]
-    path.write_text("\n".join(lines))
+    # Sections written by hand below the generated part (## ...) are kept.
+    kept = ""
+    if path.exists():
+        previous = path.read_text()
+        at = previous.find("\n## ")
+        kept = previous[at:] if at >= 0 else ""
+    path.write_text("\n".join(lines) + kept)
 
 
 def main() -> None:

@@ -6,7 +6,9 @@ differences (VersionLabelDelta, one row per label added or dropped) and a marker
 complete (VersionLaborIndex) are written once, by whoever registers the version, right after it
 commits: training announces `training.hooks.version_registered` from the worker, and
 `LaborLedgerConfig.ready()` connects `version_registered` below to it. Versions registered
-before that hook existed are indexed once by `manage.py labor_index_backfill`.
+before that hook existed are indexed once by `manage.py labor_index_backfill`. Right after
+indexing, the same handler writes the project's labor summary (labor_summary.py: each version's
+labor rows stamped with the ledger position), which the per-version report reads.
 
 Reads never write: the Labor Card, the labor API and the reports only read the index, and
 refuse plainly (`VersionNotIndexed`, HTTP 409) for a version whose index is not there yet.
@@ -25,6 +27,7 @@ from django.utils import timezone
 from core.errors import Conflict
 from training.models import ModelVersion
 
+from . import labor_summary
 from .models import VersionLabelDelta, VersionLaborIndex
 
 logger = logging.getLogger(__name__)
@@ -130,6 +133,9 @@ def version_registered(event) -> None:
         return
     if done:
         logger.info("labor ledger: indexed the labels of %d model versions (up to v%d)", done, sequence)
+    # Then the version's labor figures as of now (and every earlier version's, rolled forward),
+    # which the per-version report reads instead of the whole ledger (labor_summary.py).
+    labor_summary.summarize_quietly(project_id=event.project_id)
 
 
 # --- reading ----------------------------------------------------------------------------------

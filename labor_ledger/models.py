@@ -485,3 +485,166 @@ class LedgerCheckpoint(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"Checkpoint of project {self.project_id} at #{self.seq} ({self.reason})"
+
+
+# --- derived, stamped: the per-version report's figures as of a ledger sequence number ---------
+#
+# labor_ledger/labor_summary.py writes these when a model version is registered (and rolls every
+# earlier version forward to the same ledger position); the per-version report reads them and adds
+# only the ledger entries appended after the stamp. Rows are never changed (the ORM refuses; on
+# PostgreSQL a trigger refuses UPDATE); a version deleted with its project takes its rows along.
+
+SUM_SECONDS = {"max_digits": 30, "decimal_places": 3, "default": 0}  # sums of numeric(14,3): the same scale
+SUM_MONEY = {"max_digits": 36, "decimal_places": 6, "default": 0}  # sums of numeric(18,6)
+SUM_RATE_WEIGHT = {"max_digits": 44, "decimal_places": 9, "default": 0}  # seconds (3) x rate (6)
+
+
+class LaborSummary(AppendOnlyModel):
+    """The project's labor figures summed up to ledger entry #seq (every entry with seq <= seq):
+    its rows (below) hold, per model version, what the per-version report would read at that
+    point, and the per-(annotator, period) sums of the entries from #from_seq+1 to #seq. One
+    summary's from_seq is the previous one's seq, so the chunks tile the ledger from #1."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+    from_seq = models.PositiveBigIntegerField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "seq"], name="labor_summary_unique_seq"),
+            # Two summaries never start from the same position (the first, at #0 before any
+            # entry, covers nothing and is the only one whose seq is its from_seq).
+            models.UniqueConstraint(
+                fields=["project", "from_seq"],
+                condition=Q(seq__gt=models.F("from_seq")),
+                name="labor_summary_unique_from_seq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Labor summary of project {self.project_id} at #{self.seq}"
+
+
+class VersionLaborStamp(AppendOnlyModel):
+    """A model version whose figures are written in a summary (its rows there are complete)."""
+
+    summary = models.ForeignKey(LaborSummary, on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    seconds = models.FloatField(default=0.0, help_text="How long computing the version's rows took")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["summary", "version"], name="version_labor_stamp_unique")]
+
+    def __str__(self) -> str:
+        return f"Version {self.version_id} in labor summary {self.summary_id}"
+
+
+class VersionDeltaSum(AppendOnlyModel):
+    """Per (summary, version, annotator): the version's label deltas (labels it added minus
+    those it dropped, per annotator) and the ledger's entries on them, signed."""
+
+    summary = models.ForeignKey(LaborSummary, on_delete=models.CASCADE, related_name="+", db_index=False)
+    version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+", db_index=False)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
+    labels = models.BigIntegerField(default=0)
+    human_labels = models.BigIntegerField(default=0)
+    new_labels = models.BigIntegerField(default=0)
+    dropped_labels = models.BigIntegerField(default=0)
+    active_seconds = models.DecimalField(**SUM_SECONDS)
+    wall_seconds = models.DecimalField(**SUM_SECONDS)
+    counted_seconds = models.DecimalField(**SUM_SECONDS)
+    examples = models.BigIntegerField(default=0)
+    piece_pay = models.DecimalField(**SUM_MONEY)
+    hourly_pay = models.DecimalField(**SUM_MONEY)
+    pay = models.DecimalField(**SUM_MONEY)
+    floor_amount = models.DecimalField(**SUM_MONEY)
+    client_amount = models.DecimalField(**SUM_MONEY)
+    floor_rate_weight = models.DecimalField(**SUM_RATE_WEIGHT)
+    new_active_seconds = models.DecimalField(**SUM_SECONDS)
+    new_wall_seconds = models.DecimalField(**SUM_SECONDS)
+    new_counted_seconds = models.DecimalField(**SUM_SECONDS)
+    new_pay = models.DecimalField(**SUM_MONEY)
+    new_client_amount = models.DecimalField(**SUM_MONEY)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["summary", "version", "annotator"], name="version_delta_sum_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Deltas of version {self.version_id} by {self.annotator_id} in summary {self.summary_id}"
+
+
+class VersionEmbodiedSum(AppendOnlyModel):
+    """Per (summary, version, annotator): the labor embodied in the version's labels (its
+    deltas summed along its ancestors: exactly its manifest), as of the summary's seq."""
+
+    summary = models.ForeignKey(LaborSummary, on_delete=models.CASCADE, related_name="+", db_index=False)
+    version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+", db_index=False)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
+    labels = models.BigIntegerField(default=0)
+    human_labels = models.BigIntegerField(default=0)
+    active_seconds = models.DecimalField(**SUM_SECONDS)
+    wall_seconds = models.DecimalField(**SUM_SECONDS)
+    counted_seconds = models.DecimalField(**SUM_SECONDS)
+    examples = models.BigIntegerField(default=0)
+    piece_pay = models.DecimalField(**SUM_MONEY)
+    hourly_pay = models.DecimalField(**SUM_MONEY)
+    pay = models.DecimalField(**SUM_MONEY)
+    floor_amount = models.DecimalField(**SUM_MONEY)
+    client_amount = models.DecimalField(**SUM_MONEY)
+    floor_rate_weight = models.DecimalField(**SUM_RATE_WEIGHT)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["summary", "version", "annotator"], name="version_embodied_sum_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Labor of version {self.version_id} by {self.annotator_id} in summary {self.summary_id}"
+
+
+class VersionRecordedSum(AppendOnlyModel):
+    """Per (summary, version, time category, unpaid or not): the time on the books before the
+    version's training set was read (entries that occurred before its snapshot_at)."""
+
+    summary = models.ForeignKey(LaborSummary, on_delete=models.CASCADE, related_name="+", db_index=False)
+    version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+", db_index=False)
+    time_category = models.CharField(max_length=20)
+    unpaid = models.BooleanField()
+    active_seconds = models.DecimalField(**SUM_SECONDS)
+    wall_seconds = models.DecimalField(**SUM_SECONDS)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["summary", "version", "time_category", "unpaid"], name="version_recorded_sum_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Time before version {self.version_id} ({self.time_category}) in summary {self.summary_id}"
+
+
+class LedgerPeriodSum(AppendOnlyModel):
+    """Per (summary, annotator, period): the entries from the summary's #from_seq+1 to #seq
+    (the annotators' rates and the projected top-ups of periods not settled yet)."""
+
+    summary = models.ForeignKey(LaborSummary, on_delete=models.CASCADE, related_name="+", db_index=False)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
+    period_start = models.DateField()
+    counted_seconds = models.DecimalField(**SUM_SECONDS)
+    floor_top_up = models.DecimalField(**SUM_MONEY)
+    bonus = models.DecimalField(**SUM_MONEY)
+    adjustment = models.DecimalField(**SUM_MONEY)
+    amount = models.DecimalField(**SUM_MONEY)
+    floor_amount = models.DecimalField(**SUM_MONEY)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["summary", "annotator", "period_start"], name="ledger_period_sum_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Entries of {self.annotator_id} in {self.period_start} in summary {self.summary_id}"

@@ -7,6 +7,7 @@
 - `card`: the Labor Card of one model version,
 - `columns`: the column lists and decimal places they share.
 
-Everything here only reads; the per-version labor index it needs is written when a version is
-registered (labor_ledger/labor_index.py). docs/labor-card.md.
+Everything here only reads; the per-version labor index and labor summary it needs are written
+when a version is registered (labor_ledger/labor_index.py, labor_ledger/labor_summary.py).
+docs/labor-card.md.
 """

@@ -18,7 +18,9 @@ worked in the project, times their hours worked on the version's labels. docs/la
 
 Reports only read. The per-version report reads the labor index that the worker writes when a
 version is registered (labor_ledger/labor_index.py); a version without one yet is refused with
-`labor_index.VersionNotIndexed`, never computed here.
+`labor_index.VersionNotIndexed`, never computed here. On PostgreSQL it reads the labor summary
+written right after (labor_ledger/labor_summary.py: rows stamped with a ledger position, plus
+the entries after it), or the full statement for versions not summarized yet.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pandas as pd
 
 from annotation.models import Project
-from labor_ledger import labor_index, money
+from labor_ledger import labor_index, labor_summary, money
 
 from .columns import (
     ALLOCATED_LINES,
@@ -24,7 +24,17 @@ from .columns import (
     TOTALED,
     VERSION_SUMMED,
 )
-from .sql import LedgerHead, consistent_read, fetch_frame, ledger_head, version_sql, versions_meta_sql
+from .sql import (
+    LedgerHead,
+    consistent_read,
+    fetch_frame,
+    ledger_head,
+    version_sql,
+    version_summary_sql,
+    versions_meta_sql,
+)
+
+EVERY_ENTRY = 2**63 - 1
 
 
 def _dec(value, places: Decimal) -> Decimal:
@@ -171,7 +181,12 @@ def versions_frame(project: Project, *, upto: int | None = None) -> tuple[Ledger
         # In the snapshot the figures are read from: a version registered meanwhile is checked too.
         labor_index.require_indexed(project=project, upto=upto)
         head = ledger_head(project)
-        raw = fetch_frame(version_sql(), params)
+        summary = labor_summary.latest(project_id=project.pk, upto=upto)
+        if summary is not None:  # the stamped rows, and the entries appended after them
+            raw = fetch_frame(version_summary_sql(), {**params, "base": summary.pk, "after": summary.seq,
+                                                      "through": EVERY_ENTRY})  # fmt: skip
+        else:  # versions not summarized yet (registered before summaries existed), or SQLite
+            raw = fetch_frame(version_sql(), params)
         meta = fetch_frame(versions_meta_sql(), params)
     as_decimal(raw, [c for c in raw.columns if c.endswith("_seconds")], SECONDS_PLACES)
     as_decimal(

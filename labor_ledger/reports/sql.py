@@ -5,7 +5,9 @@ The per-version statement does not scan each version's manifest against the ledg
 versions of up to a million labels that is ~25 million joined rows): it reads the label deltas
 the labor index holds (labor_ledger/labor_index.py: each version's manifest compared with its
 parent's once, when the version was registered), joins only the labels added or dropped to the
-ledger, and sums those deltas along each version's chain of ancestors.
+ledger, and sums those deltas along each version's chain of ancestors. On PostgreSQL the
+report reads a labor summary instead (version_summary_sql below: rows stamped with a ledger
+position plus the entries after it); version_sql stays as the reference and the fallback.
 """
 
 from __future__ import annotations
@@ -340,6 +342,237 @@ def version_sql() -> str:
     LEFT JOIN embodied em ON em.version_id = k.version_id AND em.annotator_id = k.annotator_id
     LEFT JOIN delta_labels dl ON dl.version_id = k.version_id AND dl.annotator_id = k.annotator_id
     LEFT JOIN delta_labor lb ON lb.version_id = k.version_id AND lb.annotator_id = k.annotator_id
+    LEFT JOIN recorded rc ON rc.version_id = k.version_id AND k.annotator_id IS NULL
+    LEFT JOIN rates rt ON rt.annotator_id = k.annotator_id
+    LEFT JOIN projected_by_annotator pj ON pj.annotator_id = k.annotator_id
+    """  # noqa: S608 - constants of this module; values are bound parameters
+
+
+# --- the per-version statement from stamped rows (labor_ledger/labor_summary.py) -----------------
+#
+# version_sql() above computes everything from the ledger on every report. A labor summary
+# (models.LaborSummary, written when a version is registered) holds the same figures summed up to
+# ledger entry #seq: per version, its delta rows (VersionDeltaSum), embodied rows
+# (VersionEmbodiedSum) and recorded time (VersionRecordedSum); per annotator and period, the
+# entries' sums (LedgerPeriodSum, chunk by chunk). The statement below reads those rows and adds
+# only the entries appended after #seq (the "tail": new labels, reversals of old ones,
+# adjustments, settlements' top-ups), with the same expressions as version_sql(): the same sums
+# in the same numeric scales, so the report's figures are equal to the cent and the millisecond
+# (tests/labor_ledger/test_reports_summary.py compares the two statements).
+#
+# The same CTEs roll a summary forward (labor_summary.py writes the next summary's rows from
+# them): the reading and the writing cannot drift apart.
+
+UNPAID = _line(Kind.UNPAID_TIME)
+PERIOD_MEASURES = ("counted_seconds", "floor_top_up", "bonus", "adjustment", "amount", "floor_amount")
+LINE_CASE = (
+    f"CASE WHEN {_line(Kind.UNPAID_TIME)} THEN 'unpaid' WHEN {_line(Kind.FLOOR_TOP_UP)} THEN 'floor_top_up' "
+    f"WHEN {_line(Kind.BONUS)} THEN 'bonus' WHEN {_line(Kind.ADJUSTMENT)} THEN 'adjustment' ELSE '' END"
+)
+
+
+def period_sums(alias: str = "e") -> str:
+    """Per (annotator, period) group of entries: what rates and projected top-ups need."""
+    e = alias
+    line = LINE_CASE.replace("e.", f"{e}.")
+    return f"""
+        SUM({e}.counted_seconds) AS counted_seconds,
+        COALESCE(SUM({e}.amount) FILTER (WHERE ({line}) = 'floor_top_up'), 0) AS floor_top_up,
+        COALESCE(SUM({e}.amount) FILTER (WHERE ({line}) = 'bonus'), 0) AS bonus,
+        COALESCE(SUM({e}.amount) FILTER (WHERE ({line}) = 'adjustment'), 0) AS adjustment,
+        SUM({e}.amount) AS amount,
+        SUM({e}.floor_amount) AS floor_amount"""
+
+
+def _delta_labor(source: str, where: str) -> str:
+    """CTE bodies: the ledger's entries in `source` (alias e) on the deltas of the versions
+    `where` selects, signed and summed per (version, annotator) as version_sql's delta_labor."""
+    signed = ", ".join(f"COALESCE({expr}, 0) AS {name}" for name, expr in LABEL_SUMS.items())
+    labor = [f"SUM(sign * {m}) AS {m}" for m in LABEL_MEASURES]
+    labor += [f"COALESCE(SUM({m}) FILTER (WHERE sign > 0), 0) AS new_{m}" for m in NEW_MEASURES]
+    return f"""
+    tail_signed AS (
+      SELECT d.version_id, d.annotator_id, d.sign, {signed}
+      FROM {source} e
+      JOIN labor_ledger_versionlabeldelta d ON d.annotation_id = e.annotation_id
+      {FLOOR_POLICY_JOIN}
+      WHERE {where}
+      GROUP BY d.version_id, d.annotator_id, d.sign
+    ),
+    tail_labor AS (
+      SELECT version_id, annotator_id, {", ".join(labor)}
+      FROM tail_signed
+      GROUP BY version_id, annotator_id
+    )"""  # noqa: S608 - constants of this module; values are bound parameters
+
+
+DELTA_COLUMNS = ("labels", "human_labels", "new_labels", "dropped_labels")
+EMBODIED_COLUMNS = ("labels", "human_labels")
+
+
+def rolled_ctes() -> str:
+    """CTEs (after WITH RECURSIVE): the rows of summary %(base)s for its versions up to sequence
+    %(upto)s, rolled forward by the project's entries with %(after)s < seq <= %(through)s
+    (%(after)s is the base summary's seq):
+
+    scope, tail, tail_signed, tail_labor, ancestry, tail_embodied, delta_rows (version,
+    annotator), embodied_rows (version, annotator), recorded_rows (version, time category,
+    unpaid) and tail_periods (annotator, period)."""
+    new = [f"new_{m}" for m in NEW_MEASURES]
+    delta_cols = ", ".join(
+        [*(f"b.{c}" for c in DELTA_COLUMNS), *(f"b.{m} + COALESCE(t.{m}, 0) AS {m}" for m in (*LABEL_MEASURES, *new))]
+    )
+    embodied_cols = ", ".join(
+        [*(f"b.{c}" for c in EMBODIED_COLUMNS), *(f"b.{m} + COALESCE(t.{m}, 0) AS {m}" for m in LABEL_MEASURES)]
+    )
+    return f"""
+    scope AS (
+      SELECT s.version_id AS id, mv.parent_id, mv.snapshot_at
+      FROM labor_ledger_versionlaborstamp s
+      JOIN training_modelversion mv ON mv.id = s.version_id
+      WHERE s.summary_id = %(base)s AND mv.sequence <= %(upto)s
+    ),
+    tail AS MATERIALIZED (
+      SELECT e.* FROM labor_ledger_ledgerentry e
+      WHERE e.project_id = %(project)s AND e.seq > %(after)s AND e.seq <= %(through)s
+    ),
+    {_delta_labor("tail", "d.version_id IN (SELECT id FROM scope)")},
+    ancestry (version_id, ancestor_id) AS (
+      SELECT id, id FROM scope
+      UNION ALL
+      SELECT a.version_id, mv.parent_id FROM ancestry a
+      JOIN training_modelversion mv ON mv.id = a.ancestor_id
+      WHERE mv.parent_id IS NOT NULL
+    ),
+    tail_embodied AS (
+      SELECT an.version_id, t.annotator_id, {", ".join(f"SUM(t.{m}) AS {m}" for m in LABEL_MEASURES)}
+      FROM ancestry an
+      JOIN tail_labor t ON t.version_id = an.ancestor_id
+      GROUP BY an.version_id, t.annotator_id
+    ),
+    delta_rows AS (
+      SELECT b.version_id, b.annotator_id, {delta_cols}
+      FROM labor_ledger_versiondeltasum b
+      LEFT JOIN tail_labor t ON t.version_id = b.version_id AND t.annotator_id = b.annotator_id
+      WHERE b.summary_id = %(base)s AND b.version_id IN (SELECT id FROM scope)
+    ),
+    embodied_rows AS (
+      SELECT b.version_id, b.annotator_id, {embodied_cols}
+      FROM labor_ledger_versionembodiedsum b
+      LEFT JOIN tail_embodied t ON t.version_id = b.version_id AND t.annotator_id = b.annotator_id
+      WHERE b.summary_id = %(base)s AND b.version_id IN (SELECT id FROM scope)
+    ),
+    recorded_rows AS (
+      SELECT x.version_id, x.time_category, x.unpaid,
+             SUM(x.active_seconds) AS active_seconds, SUM(x.wall_seconds) AS wall_seconds
+      FROM (
+        SELECT r.version_id, r.time_category, r.unpaid, r.active_seconds, r.wall_seconds
+        FROM labor_ledger_versionrecordedsum r
+        WHERE r.summary_id = %(base)s AND r.version_id IN (SELECT id FROM scope)
+        UNION ALL
+        SELECT v.id, e.time_category, {UNPAID}, e.active_seconds, e.wall_seconds
+        FROM tail e JOIN scope v ON e.occurred_at < v.snapshot_at
+        WHERE e.time_category <> ''
+      ) x
+      GROUP BY x.version_id, x.time_category, x.unpaid
+    ),
+    tail_periods AS (
+      SELECT e.annotator_id, e.period_start, {period_sums()}
+      FROM tail e
+      GROUP BY e.annotator_id, e.period_start
+    )"""  # noqa: S608 - constants of this module; values are bound parameters
+
+
+def version_summary_sql() -> str:
+    """version_sql()'s result, from summary %(base)s (at ledger #%(after)s) and the entries
+    after it. Params: project, upto, base, after, through (2**63-1: every entry)."""
+    recorded = [
+        "COALESCE(SUM(p.active_seconds), 0) AS recorded_active_seconds",
+        "COALESCE(SUM(p.wall_seconds), 0) AS recorded_wall_seconds",
+        "COALESCE(SUM(p.active_seconds) FILTER (WHERE p.unpaid), 0) AS recorded_unpaid_active_seconds",
+        "COALESCE(SUM(p.wall_seconds) FILTER (WHERE p.unpaid), 0) AS recorded_unpaid_wall_seconds",
+    ]
+    for c in CATEGORIES:
+        recorded += [
+            f"COALESCE(SUM(p.active_seconds) FILTER (WHERE p.time_category = '{c}'), 0) AS {c}_active_seconds",
+            f"COALESCE(SUM(p.wall_seconds) FILTER (WHERE p.time_category = '{c}'), 0) AS {c}_wall_seconds",
+            f"COALESCE(SUM(p.active_seconds) FILTER (WHERE p.time_category = '{c}' AND p.unpaid), 0)"
+            f" AS unpaid_{c}_active_seconds",
+            f"COALESCE(SUM(p.wall_seconds) FILTER (WHERE p.time_category = '{c}' AND p.unpaid), 0)"
+            f" AS unpaid_{c}_wall_seconds",
+        ]
+    recorded_cols = [r.rsplit(" AS ", 1)[1] for r in recorded]
+    emb_cols = ["labels", "human_labels", *LABEL_MEASURES]
+    select = [
+        "k.version_id",
+        "k.annotator_id",
+        *(f"COALESCE(em.{c}, 0) AS {c}" for c in emb_cols),
+        "COALESCE(dl.new_labels, 0) AS new_labels",
+        "COALESCE(dl.dropped_labels, 0) AS dropped_labels",
+        *(f"COALESCE(dl.new_{m}, 0) AS new_{m}" for m in NEW_MEASURES),
+        *(f"COALESCE(rc.{c}, 0) AS {c}" for c in recorded_cols),
+        *(f"{_allocated('COALESCE(em.counted_seconds, 0)', line)} AS allocated_{line}" for line in ALLOCATED_LINES),
+        *(
+            f"{_allocated('COALESCE(dl.new_counted_seconds, 0)', line)} AS new_allocated_{line}"
+            for line in ALLOCATED_LINES
+        ),
+        f"{_allocated('COALESCE(em.counted_seconds, 0)', 'projected_top_up', 'pj')} AS allocated_projected_top_up",
+        f"{_allocated('COALESCE(dl.new_counted_seconds, 0)', 'projected_top_up', 'pj')}"
+        " AS new_allocated_projected_top_up",
+    ]
+    periods = ", ".join(f"SUM(x.{m}) AS {m}" for m in PERIOD_MEASURES)
+    chunk = ", ".join(f"c.{m}" for m in PERIOD_MEASURES)
+    tail = ", ".join(f"t.{m}" for m in PERIOD_MEASURES)
+    return f"""
+    WITH RECURSIVE
+    {rolled_ctes()},
+    periods AS (
+      SELECT x.annotator_id, x.period_start, {periods}
+      FROM (
+        SELECT c.annotator_id, c.period_start, {chunk}
+        FROM labor_ledger_ledgerperiodsum c
+        JOIN labor_ledger_laborsummary s ON s.id = c.summary_id
+        WHERE s.project_id = %(project)s AND s.seq <= %(after)s
+        UNION ALL
+        SELECT t.annotator_id, t.period_start, {tail} FROM tail_periods t
+      ) x
+      GROUP BY x.annotator_id, x.period_start
+    ),
+    recorded AS (
+      SELECT p.version_id, CAST(NULL AS integer) AS annotator_id, {", ".join(recorded)}
+      FROM recorded_rows p
+      GROUP BY p.version_id
+    ),
+    rates AS (
+      SELECT p.annotator_id, SUM(p.counted_seconds) AS counted, SUM(p.floor_top_up) AS floor_top_up,
+             SUM(p.bonus) AS bonus, SUM(p.adjustment) AS adjustment
+      FROM periods p
+      GROUP BY p.annotator_id
+    ),
+    projected AS (
+      SELECT q.annotator_id, q.period_start,
+             CASE WHEN q.target > q.gross THEN q.target - q.gross ELSE 0 END AS projected_top_up
+      FROM (
+        SELECT p.annotator_id, p.period_start, p.amount AS gross,
+               CASE WHEN p.floor_amount > 0 THEN p.floor_amount ELSE 0 END AS target
+        FROM periods p
+        WHERE NOT EXISTS (
+          SELECT 1 FROM labor_ledger_settlement s
+          WHERE s.project_id = %(project)s AND s.annotator_id = p.annotator_id AND s.period = p.period_start)
+      ) q
+    ),
+    projected_by_annotator AS (
+      SELECT annotator_id, SUM(projected_top_up) AS projected_top_up FROM projected GROUP BY annotator_id
+    ),
+    keys AS (
+      SELECT version_id, annotator_id FROM embodied_rows
+      UNION SELECT version_id, annotator_id FROM delta_rows
+      UNION SELECT version_id, annotator_id FROM recorded
+    )
+    SELECT {", ".join(select)}
+    FROM keys k
+    LEFT JOIN embodied_rows em ON em.version_id = k.version_id AND em.annotator_id = k.annotator_id
+    LEFT JOIN delta_rows dl ON dl.version_id = k.version_id AND dl.annotator_id = k.annotator_id
     LEFT JOIN recorded rc ON rc.version_id = k.version_id AND k.annotator_id IS NULL
     LEFT JOIN rates rt ON rt.annotator_id = k.annotator_id
     LEFT JOIN projected_by_annotator pj ON pj.annotator_id = k.annotator_id

@@ -324,7 +324,8 @@ class Annotation(models.Model):
         # labor is the reviewer's review session, not a piece.
         REVIEW = "review"
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
+    # No index of its own: the (project, status) and (project, created_at) indexes serve it.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations", db_index=False)
     example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="annotations")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
     attempt = models.OneToOneField(Attempt, null=True, blank=True, on_delete=models.PROTECT, related_name="annotation")
@@ -350,7 +351,18 @@ class Annotation(models.Model):
                 name="annotation_one_accepted_per_annotator",
             ),
         ]
-        indexes = [models.Index(fields=["project", "status"], name="annotation_project_status_idx")]
+        indexes = [
+            models.Index(fields=["project", "status"], name="annotation_project_status_idx"),
+            # The label events since a time (training's catch-up, every sweep, on every project):
+            # an index walk instead of a scan of the project's labels. Changes are rare, so
+            # their index is partial and costs a submission nothing.
+            models.Index(fields=["project", "created_at"], name="annotation_project_created_idx"),
+            models.Index(
+                fields=["project", "status_changed_at"],
+                condition=Q(status_changed_at__isnull=False),
+                name="annotation_project_changed_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Annotation {self.pk} on example {self.example_id}"

@@ -94,3 +94,30 @@ def test_deep_loop_fine_tunes_the_encoder_and_later_fast_runs_use_it(
     example = Prediction.objects.filter(project=minilm_project).first().example
     worker_cache.clear()
     assert pipeline.explain_example(version_id=head.pk, example_id=example.pk)["tokens"]
+
+
+def test_deep_loop_starts_from_the_head_fitted_on_the_frozen_encoder():
+    """Linear probing, then fine-tuning: before any fine-tuning step the deep loop's head already
+    separates the training texts (from random weights it would answer at chance)."""
+    import torch
+
+    from training.ml.classifiers import HyperParams
+    from training.ml.finetune import FineTunedClassifier
+
+    texts = [
+        "The team won the championship game last night.",
+        "The striker scored twice in the final match.",
+        "The coach praised his players after the tournament.",
+        "Shares of the bank rose after strong quarterly earnings.",
+        "The central bank raised interest rates again.",
+        "Investors sold stocks as the market fell sharply.",
+    ]
+    y = np.array([0, 0, 0, 1, 1, 1])
+    model = FineTunedClassifier(["sports", "business"], HyperParams(seed=0, max_length=32))
+    model.device = "cpu"
+    model.encoder = load_encoder("cpu")
+    head = model._probed_head(texts, np.eye(2, dtype=np.float32)[y])
+    with torch.no_grad():
+        probs = torch.softmax(head(torch.as_tensor(model.featurize(texts))), 1).numpy()
+    assert (probs.argmax(1) == y).all()
+    assert probs[np.arange(6), y].min() > 0.6

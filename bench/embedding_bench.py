@@ -56,7 +56,7 @@ def long_texts(n: int) -> list[str]:
     return [" ".join(texts[i * 6 : i * 6 + 6]) for i in range(n)]
 
 
-def plain_loop(encoder, texts: list[str], *, bf16: bool) -> np.ndarray:
+def plain_loop(encoder, texts: list[str], *, bf16: bool, device: str = "cpu") -> np.ndarray:
     """What a developer writes first: input order, pad to the batch's longest, mean pooling."""
     import torch
 
@@ -64,16 +64,16 @@ def plain_loop(encoder, texts: list[str], *, bf16: bool) -> np.ndarray:
     tok.enable_truncation(max_length=MAX_SEQ_LENGTH)
     tok.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106
     out = []
-    autocast = torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=bf16)
+    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16)
     with torch.inference_mode(), autocast:
         for start in range(0, len(texts), BATCH):
             encs = tok.encode_batch(texts[start : start + BATCH])
-            ids = torch.tensor([e.ids for e in encs])
-            mask = torch.tensor([e.attention_mask for e in encs])
+            ids = torch.tensor([e.ids for e in encs]).to(device)
+            mask = torch.tensor([e.attention_mask for e in encs]).to(device)
             hidden = encoder.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
             m = mask.unsqueeze(-1).float()
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
+            out.append(torch.nn.functional.normalize(pooled, dim=1).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -180,7 +180,7 @@ def report(result: dict) -> str:
         f"{', '.join(m['bf16_flags']) or 'none of the bf16 ones'} "
         f"(native bf16: {'yes' if m['native_bf16'] else 'no'}), "
         f"torch {m['torch']}, Python {m['python']}; load average {m['load_average_before']:.1f} before, "
-        f"{m['load_average_after']:.1f} after (a machine shared with other sessions' tests).",
+        f"{m['load_average_after']:.1f} after (above 1 per core, other work shared the machine).",
         "",
         f"Batch size {result['batch_size']}, median of {result['reps']} alternating repetitions. "
         f"Tally's encoder ran {'under bf16 autocast' if result['tally_bf16'] else 'in fp32'} "

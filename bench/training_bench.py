@@ -406,18 +406,19 @@ def sorted_curve(emb, y, test_emb, test_y, classes, order: str, seed: int, check
     }
 
 
-def deep_point(texts, y, test_texts, test_y, classes, labeled, seed):
+def deep_point(texts, y, test_texts, test_y, classes, labeled, seed, *, device="cpu", epochs=0):
     """The deep loop at one checkpoint: MiniLM fine-tuned with its head on the given labels
-    (chosen by the fast loop's product order), scored on the test set."""
+    (chosen by the fast loop's product order), scored on the test set. `epochs`: 0 for the
+    deep loop's default."""
     from training.ml.classifiers import Dataset, HyperParams
     from training.ml.finetune import FineTunedClassifier
 
     started = time.perf_counter()
-    model = FineTunedClassifier(list(classes), HyperParams(seed=seed))
+    model = FineTunedClassifier(list(classes), HyperParams(seed=seed, epochs=epochs))
     model.fit(
         Dataset(texts=[texts[i] for i in labeled], targets=np.eye(len(classes), dtype=np.float32)[y[labeled]]),
         None,
-        device="cpu",
+        device=device,
     )
     pred = model.predict_proba(model.featurize(test_texts)).argmax(1)
     return {

@@ -246,9 +246,9 @@ on {meta["date"]}. Raw data: `{meta.get("raw_file", "bench-results/")}`.
 {chr(10).join(targets(data))}
 
 What limits the missed ones and what would fix them: docs/benchmarks-peers.md, "What limits
-Tally, and what would fix it" (about 70 ms of server time per annotation, two thirds of it the
-ORM's work on the 35 SQL statements of a next task and a submit, ledger included; and 8 clients
-queueing on 2 shared cores).
+Tally, and what would fix it" (about 34 ms of server time per next task and submit, 14 SQL
+statements with the ledger, two thirds of it Python: Django's ORM, DRF and the ledger's hashing;
+and 8 clients queueing on 2 shared cores).
 
 ## Run notes
 

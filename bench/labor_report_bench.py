@@ -698,9 +698,9 @@ def write_markdown(path: Path, results: dict) -> None:
         "generated with bulk SQL in a throwaway PostgreSQL database, produced the way an auditor does "
         "(`manage.py labor_report`, a fresh process each time: Django start-up, the query, pandas, the file).",
         "",
-        f"Machine: {results['machine']}; {results.get('database', '')}. Shared with other jobs: load average "
-        f"{results['load_average_at_start']} at the start, {results.get('load_average_at_end')} at the end, so "
-        "timings are noisy. " + (results.get("note") or ""),
+        f"Machine: {results['machine']}; {results.get('database', '')}. Load average "
+        f"{results['load_average_at_start']} at the start, {results.get('load_average_at_end')} at the end "
+        "(above 1 per core, other work shared the machine and timings are noisy). " + (results.get("note") or ""),
         "",
         "| measure | result |",
         "|---|---|",

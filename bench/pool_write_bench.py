@@ -84,8 +84,9 @@ def main() -> None:
     with connection.cursor() as cur:
         cur.execute(
             f"INSERT INTO {Example._meta.db_table} (project_id, text, text_hash, meta, submitted_count, priority, "  # noqa: S608
-            "priority_reason, created_at) SELECT %s, 'text ' || i, encode(sha256(('text ' || i)::bytea), 'hex'), "
-            "'{}', 0, 1.0 - i::float8 / %s, 'random', now() FROM generate_series(1, %s) AS i",
+            "priority_reason, extra_annotations, routed_reason, created_at) "
+            "SELECT %s, 'text ' || i, encode(sha256(('text ' || i)::bytea), 'hex'), "
+            "'{}', 0, 1.0 - i::float8 / %s, 'random', 0, '', now() FROM generate_series(1, %s) AS i",
             [project.pk, n, n],
         )
         cur.execute(f"VACUUM ANALYZE {Example._meta.db_table}")

@@ -49,6 +49,9 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.report_files import write_keeping_notes  # noqa: E402
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/tally_bench_labor_report"
 SLUG = "bench-labor-report"
 T0 = datetime(2029, 3, 1, tzinfo=UTC)
@@ -758,13 +761,7 @@ def write_markdown(path: Path, results: dict) -> None:
         f"Raw figures: bench-results/labor_report.json ({results['date']}).",
         "",
     ]
-    # Sections written by hand below the generated part (## ...) are kept.
-    kept = ""
-    if path.exists():
-        previous = path.read_text()
-        at = previous.find("\n## ")
-        kept = previous[at:] if at >= 0 else ""
-    path.write_text("\n".join(lines) + kept)
+    write_keeping_notes(path, "\n".join(lines))
 
 
 def main() -> None:

@@ -169,22 +169,25 @@ def main() -> None:
         f"{v['priorities_seconds']:.2f} s | {v['predictions_seconds']:.2f} s | **{v['whole_pool_seconds']:.2f} s** |"
         for v in results["versions"]
     )
-    Path(args.out).write_text(
+    from bench.report_files import write_keeping_notes
+
+    write_keeping_notes(
+        args.out,
         f"""# Pool write benchmark
 
 `make bench-pool-write` (bench/pool_write_bench.py; the method is in its docstring): what a
 training run writes after scoring the whole pool, at {n:,} examples, through training.runs.
 
 Machine: {results["machine"]}; {results["server"]} ({", ".join(f"{k} {v}" for k, v in results["settings"].items())}).
-Load average {load_start} at the start, {results["load_average_at_end"]} at the end: the machine is
-shared, so figures vary between runs. Measured {results["measured_at"]}.
+Load average {load_start} at the start, {results["load_average_at_end"]} at the end (above 1 per
+core the machine is shared and figures vary). Measured {results["measured_at"]}.
 
 | version (prediction rows) | queue head (1,000) | whole pool's positions | predictions | whole pool |
 | --- | ---: | ---: | ---: | ---: |
 {rows}
 
 Raw figures: bench-results/pool_write.json.
-"""
+""",
     )
     print(f"wrote {args.out} and {args.json}")
 

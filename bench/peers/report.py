@@ -247,8 +247,8 @@ on {meta["date"]}. Raw data: `{meta.get("raw_file", "bench-results/")}`.
 
 What limits the missed ones and what would fix them: docs/benchmarks-peers.md, "What limits
 Tally, and what would fix it" (about 34 ms of server time per next task and submit, 14 SQL
-statements with the ledger, two thirds of it Python: Django's ORM, DRF and the ledger's hashing;
-and 8 clients queueing on 2 shared cores).
+statements with the ledger, two thirds of it Python: Django building and compiling each
+statement's SQL on every call, model instances, DRF; and 8 clients queueing on 2 shared cores).
 
 ## Run notes
 

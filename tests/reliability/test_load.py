@@ -7,8 +7,12 @@ submits with an idempotency key, retrying like the page. Afterwards: zero 5xx, e
 acknowledged submission stored once and paid exactly once, the ledger verifies, and the
 worker was retraining while the crowd worked.
 
-TALLY_LOAD_SECONDS (120), TALLY_LOAD_ANNOTATORS (50), TALLY_LOAD_REPORT (a Markdown file to
-write the figures to; bench-results/load.md always gets them).
+TALLY_LOAD_SECONDS (120), TALLY_LOAD_ANNOTATORS (50), TALLY_LOAD_READ_SECONDS ("0.3-1.0": how
+long each text is read, drawn uniformly; people take tens of seconds, so the default is a stress
+far above a real crowd's pace), TALLY_LOAD_ARRIVAL_SECONDS ("0": each annotator starts after a
+random delay of up to this many seconds; 0, all at once, is a burst at the start),
+TALLY_LOAD_REPORT (a Markdown file to write the figures to; bench-results/load.md always gets
+them).
 """
 
 import json
@@ -52,6 +56,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transa
 
 SECONDS = float(os.environ.get("TALLY_LOAD_SECONDS", "120"))
 ANNOTATORS = int(os.environ.get("TALLY_LOAD_ANNOTATORS", "50"))
+ARRIVAL_SECONDS = float(os.environ.get("TALLY_LOAD_ARRIVAL_SECONDS", "0"))
+READ_SECONDS = tuple(float(s) for s in os.environ.get("TALLY_LOAD_READ_SECONDS", "0.3-1.0").split("-", 1))
 EXAMPLES = 20_000
 GUNICORN_WORKERS, GUNICORN_THREADS = 3, 4
 
@@ -123,7 +129,8 @@ def test_fifty_annotators_for_two_minutes(admin_user, tmp_path, procs, settings)
             slug=project.slug,
             label_ids=label_ids,
             stop=stop,
-            pause=(0.3, 1.0),
+            pause=READ_SECONDS,
+            arrive_within=ARRIVAL_SECONDS,
             seed=i,
             heartbeat=True,
         )
@@ -224,12 +231,12 @@ def render(f) -> str:
 `make bench-load` (tests/reliability/test_load.py, also run by `make test-faults`), {f["date"]}.
 
 Machine: {f["machine"]}: the client threads, gunicorn ({f["gunicorn"]}), PostgreSQL, Redis
-and the Celery worker all share these cores, and other helpers' test runs were using the
-same machine at the time (1-minute load average {f["load_average_1min"][0]} before the run,
-{f["load_average_1min"][1]} at its end): read the figures as a floor, not a capacity.
+and the Celery worker all share these cores (1-minute load average {f["load_average_1min"][0]} before
+the run, {f["load_average_1min"][1]} at its end, the run's own processes included).
 
-Each simulated annotator (stdlib threads + urllib, 127.0.0.1 only) claims the next text,
-sends the page's first heartbeat, reads for 0.3-1.0 s and submits with an idempotency key,
+Each simulated annotator (stdlib threads + urllib, 127.0.0.1 only) arrives within the first
+{ARRIVAL_SECONDS:g} s, then claims the next text,
+sends the page's first heartbeat, reads for {READ_SECONDS[0]}-{READ_SECONDS[1]} s and submits with an idempotency key,
 retrying like the labeling page. The worker retrains a hashed model every 50 labels on a
 pool of {f["examples_in_pool"]:,} SST-2 sentences and rewrites the queue's priorities.
 

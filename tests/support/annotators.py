@@ -150,10 +150,23 @@ def request(base_url, method, path, token, body=None, timeout=30.0):
 
 class Annotator(threading.Thread):
     def __init__(
-        self, *, base_url, token, slug, label_ids, stop: threading.Event, pause=(0.0, 0.0), seed=0, heartbeat=False
+        self,
+        *,
+        base_url,
+        token,
+        slug,
+        label_ids,
+        stop: threading.Event,
+        pause=(0.0, 0.0),
+        seed=0,
+        heartbeat=False,
+        arrive_within=0.0,
     ):
+        """`arrive_within`: start after a random delay of up to this many seconds (people do not
+        all open the page in the same second)."""
         super().__init__(daemon=True)
         self.heartbeat = heartbeat
+        self.arrive_within = arrive_within
         self.base_url, self.token, self.slug = base_url, token, slug
         self.label_ids = label_ids
         self.stop_event = stop
@@ -183,6 +196,8 @@ class Annotator(threading.Thread):
             delay = min(delay * 2, 2.0)
 
     def run(self):
+        if self.arrive_within:
+            self.stop_event.wait(self.rng.uniform(0, self.arrive_within))
         while not self.stop_event.is_set():
             status, attempt = self.retrying("POST", f"/api/projects/{self.slug}/queue/next/", {}, kind="claim")
             if status == 204:

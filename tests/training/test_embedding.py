@@ -154,6 +154,26 @@ def test_bucketed_batches_give_the_padded_batch_vectors():
     np.testing.assert_allclose(encoder.embed(texts, batch_size=2), reference, atol=2e-5)
 
 
+def test_the_batch_size_follows_the_device(monkeypatch):
+    """64 texts a batch on a CPU, 256 on a GPU (encoder.BATCH_SIZE, measured on an H200), looked
+    up by device type. Seen through embed's progress, called once per batch."""
+    from training.ml import encoder as encoder_module
+
+    encoder = load_encoder("cpu")
+    texts = [f"text number {i}" for i in range(300)]
+
+    def steps():
+        seen = []
+        encoder.embed(texts, progress=lambda done, total: seen.append(done))
+        return seen
+
+    assert steps() == [64, 128, 192, 256, 300]
+    monkeypatch.setitem(encoder_module.BATCH_SIZE, "cpu", 256)  # no CUDA here: the CPU's entry decides
+    assert steps() == [256, 300]
+    monkeypatch.undo()
+    assert [encoder_module.default_batch_size(d) for d in ("cpu", "cuda", "cuda:1", "mps")] == [64, 256, 256, 64]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16 (avx512_bf16/amx_bf16)")
 def test_bf16_embeddings_stay_within_cosine_0_99_of_fp32():

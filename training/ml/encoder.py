@@ -27,6 +27,11 @@ MAX_SEQ_LENGTH = 256  # sentence_bert_config.json
 BATCH_SIZE = {"cpu": 64, "cuda": 256}
 
 
+def default_batch_size(device: str) -> int:
+    """BATCH_SIZE for a device, by its type ("cuda:1" batches as "cuda"; an unknown one as a CPU)."""
+    return BATCH_SIZE.get(str(device).split(":")[0], BATCH_SIZE["cpu"])
+
+
 class EncoderUnavailable(RuntimeError):
     """The encoder package is missing or its weights are not the published ones."""
 
@@ -108,7 +113,7 @@ class Encoder:
         `batch_size`: BATCH_SIZE for the device unless given."""
         import torch
 
-        batch_size = batch_size or BATCH_SIZE.get(self.device, BATCH_SIZE["cpu"])
+        batch_size = batch_size or default_batch_size(self.device)
 
         n = len(texts)
         out = np.zeros((n, EMBEDDING_DIM), dtype=np.float32)
